@@ -1,0 +1,49 @@
+--[[
+  clean: remove jobs of one state whose timestamp is older than a cut-off.
+
+  Finished sets are scored by finishedOn; other states are checked on the
+  job's `timestamp`. Locked active jobs are never removed.
+
+  KEYS, ARGV[1..2]: see includes/prelude.lua.
+  ARGV[3] params: state (completed, failed, delayed, prioritized, wait,
+    active, paused), cutoff (ms; older is removed), limit (max removals, 0 = 1000
+    per call).
+  Returns the ids removed by this call.
+]]
+--@include prelude
+local limit = P.limit
+if limit <= 0 or limit > 1000 then limit = 1000 end
+local removed = {}
+local keyFor = {completed = kCompleted, failed = kFailed, delayed = kDelayed,
+                prioritized = kPrioritized, wait = kWait, active = kActive, paused = kPaused}
+local key = keyFor[P.state]
+
+local function oldEnough(id)
+  local ts = redis.call('HGET', base .. id, 'timestamp')
+  return (not ts) or tonumber(ts) < P.cutoff
+end
+
+if P.state == 'completed' or P.state == 'failed' then
+  local ids = redis.call('ZRANGEBYSCORE', key, '-inf', P.cutoff - 1, 'LIMIT', 0, limit)
+  for _, id in ipairs(ids) do removeJobKeys(id); removed[#removed + 1] = id end
+  if #ids > 0 then redis.call('ZREM', key, unpack(ids)) end
+elseif P.state == 'delayed' or P.state == 'prioritized' then
+  local ids = redis.call('ZRANGE', key, 0, -1)
+  for _, id in ipairs(ids) do
+    if #removed >= limit then break end
+    if oldEnough(id) then
+      redis.call('ZREM', key, id); removeJobKeys(id); removed[#removed + 1] = id
+    end
+  end
+else
+  local ids = redis.call('LRANGE', key, 0, -1)
+  for _, id in ipairs(ids) do
+    if #removed >= limit then break end
+    local locked = redis.call('EXISTS', base .. id .. ':lock') == 1
+    if not locked and oldEnough(id) then
+      redis.call('LREM', key, 0, id); removeJobKeys(id); removed[#removed + 1] = id
+    end
+  end
+end
+if #removed > 0 then emit('cleaned', 'count', #removed) end
+return removed

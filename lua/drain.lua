@@ -1,0 +1,35 @@
+--[[
+  drain: remove every ready job (wait and prioritized) and, when asked,
+  every delayed job. Active and finished jobs are left alone.
+
+  KEYS, ARGV[1..2]: see includes/prelude.lua.
+  ARGV[3] params: delayed (true = delayed jobs too), batch (max jobs per call).
+  Returns the number of jobs still to remove (call again while > 0).
+]]
+--@include prelude
+local budget = P.batch
+local function drainList(key)
+  local ids = redis.call('LRANGE', key, -budget, -1)
+  for _, id in ipairs(ids) do removeJobKeys(id) end
+  if #ids > 0 then redis.call('LTRIM', key, 0, -#ids - 1) end
+  budget = budget - #ids
+end
+local function drainZset(key)
+  if budget <= 0 then return end
+  local ids = redis.call('ZRANGE', key, 0, budget - 1)
+  for _, id in ipairs(ids) do removeJobKeys(id) end
+  if #ids > 0 then redis.call('ZREM', key, unpack(ids)) end
+  budget = budget - #ids
+end
+drainList(kWait)
+if budget > 0 then drainList(kPaused) end
+drainZset(kPrioritized)
+if P.delayed then drainZset(kDelayed) end
+local left = redis.call('LLEN', kWait) + redis.call('LLEN', kPaused) + redis.call('ZCARD', kPrioritized)
+if P.delayed then left = left + redis.call('ZCARD', kDelayed) end
+if redis.call('ZCARD', kPrioritized) == 0 then redis.call('DEL', kPc) end
+if left == 0 then
+  redis.call('ZREM', kMarker, '0')
+  if P.delayed then redis.call('DEL', kMarker) end
+end
+return left

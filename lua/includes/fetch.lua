@@ -1,0 +1,103 @@
+--[[
+  fetch: promote due delayed jobs and hand out ready jobs (moveToActive's
+  core, shared with moveToFinished's fetch-next).
+
+  Reads from P: token (lock token prefix), lockMs, n (max jobs to take),
+  lmax/ldur (the worker's limiter, optional), wname (worker name, optional).
+  Returns {status, number, job...}:
+    status 0: number = ms until the next delayed job is due (0 = none known),
+      followed by the jobs taken, each {jobId, lockToken, field, value, ...};
+    status 1: rate limited, number = ms until the limit resets;
+    status 2: paused;  status 3: at global concurrency.
+]]
+local function promoteDueDelayed()
+  local due = redis.call('ZRANGEBYSCORE', kDelayed, 0, (now + 1) * 4096 - 1, 'LIMIT', 0, 1000)
+  if #due == 0 then return end
+  redis.call('ZREM', kDelayed, unpack(due))
+  for _, id in ipairs(due) do
+    local jobKey = base .. id
+    local priority = tonumber(redis.call('HGET', jobKey, 'priority') or '0')
+    if priority > 0 then
+      local seq = redis.call('INCR', kPc) % PRIORITY_SHIFT
+      redis.call('ZADD', kPrioritized, priority * PRIORITY_SHIFT + seq, id)
+    else
+      redis.call('LPUSH', kWait, id)
+    end
+    redis.call('HSET', jobKey, 'delay', 0)
+    emit('waiting', 'jobId', id, 'prev', 'delayed')
+  end
+end
+
+local function nextDelayedDue()
+  local head = redis.call('ZRANGE', kDelayed, 0, 0, 'WITHSCORES')
+  if head[2] then return math.floor(tonumber(head[2]) / 4096) end
+  return 0
+end
+
+local function fetchJobs()
+  promoteDueDelayed()
+
+  -- Rate limit: the queue's global limit (meta) wins over the worker's own.
+  local meta = redis.call('HMGET', kMeta, 'max', 'duration', 'paused', 'concurrency')
+  local lmax, ldur = tonumber(meta[1] or P.lmax), tonumber(meta[2] or P.ldur)
+  local used = tonumber(redis.call('GET', kLimiter) or '0')
+  if used >= MANUAL_LIMIT or (lmax and used >= lmax) then
+    local ttl = redis.call('PTTL', kLimiter)
+    if ttl > 0 then return {1, ttl} end
+    redis.call('DEL', kLimiter)
+    used = 0
+  end
+  if meta[3] then return {2, 0} end
+  local concurrency = tonumber(meta[4])
+
+  local reply = {0, 0}
+  local n = tonumber(P.n or 1)
+  local taken = 0
+  while taken < n do
+    if lmax and used >= lmax then break end
+    if concurrency and redis.call('LLEN', kActive) >= concurrency then
+      if taken == 0 then return {3, 0} end
+      break
+    end
+    local jobId = redis.call('RPOPLPUSH', kWait, kActive)
+    if not jobId then
+      local popped = redis.call('ZPOPMIN', kPrioritized)
+      if not popped[1] then break end
+      jobId = popped[1]
+      redis.call('LPUSH', kActive, jobId)
+    end
+    local jobKey = base .. jobId
+    if redis.call('EXISTS', jobKey) == 0 then
+      -- An id without a hash (deleted or corrupted by hand): drop it.
+      redis.call('LREM', kActive, 1, jobId)
+    else
+      if lmax then
+        used = redis.call('INCR', kLimiter)
+        if used == 1 then redis.call('PEXPIRE', kLimiter, ldur) end
+      end
+      local token = P.token .. ':' .. taken
+      redis.call('SET', jobKey .. ':lock', token, 'PX', P.lockMs)
+      redis.call('HINCRBY', jobKey, 'ats', 1)
+      if P.wname then
+        redis.call('HSET', jobKey, 'processedOn', now, 'pb', P.wname)
+      else
+        redis.call('HSET', jobKey, 'processedOn', now)
+      end
+      emit('active', 'jobId', jobId, 'prev', 'waiting')
+      taken = taken + 1
+      reply[#reply + 1] = {jobId, token, redis.call('HGETALL', jobKey)}
+    end
+  end
+  if redis.call('ZCARD', kPrioritized) == 0 then redis.call('DEL', kPc) end
+
+  local remaining = redis.call('LLEN', kWait) + redis.call('ZCARD', kPrioritized)
+  if taken > 0 then
+    if remaining > 0 then
+      markReady()
+    else
+      emit('drained')
+    end
+  end
+  reply[2] = nextDelayedDue()
+  return reply
+end

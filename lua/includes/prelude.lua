@@ -1,0 +1,148 @@
+--[[
+  prelude: shared by every pyqueue script.
+
+  KEYS (same order in every script; pyqueue/_keys.py QUEUE_SUFFIXES):
+    1 wait  2 active  3 prioritized  4 pc  5 delayed  6 waiting-children
+    7 completed  8 failed  9 stalled  10 stalled-check  11 limiter  12 meta
+    13 events  14 id  15 marker  16 repeat  17 paused
+  ARGV:
+    1 base    "<prefix>:<queue>:", job keys are base .. jobId
+    2 now     milliseconds, the caller's clock (Redis server time by default)
+    3 params  msgpack map, the operation's parameters (see each script)
+
+  Everything a script touches is either in KEYS or derived from base, so a
+  hash tag in the prefix or queue name keeps a queue in one cluster slot.
+]]
+local kWait, kActive, kPrioritized, kPc, kDelayed, kWaitingChildren = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local kCompleted, kFailed, kStalled, kStalledCheck, kLimiter, kMeta = KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12]
+local kEvents, kId, kMarker, kRepeat, kPaused = KEYS[13], KEYS[14], KEYS[15], KEYS[16], KEYS[17]
+local base = ARGV[1]
+local now = tonumber(ARGV[2])
+local P = cmsgpack.unpack(ARGV[3])
+
+-- Error codes (mapped to exceptions in pyqueue/_scripts.py, nowhere else).
+local E_JOB_MISSING = -1
+local E_LOCK_MISSING = -2
+local E_NOT_ACTIVE = -3
+local E_QUEUE_BUSY = -4
+local E_LOCK_MISMATCH = -6
+local E_WRONG_STATE = -7
+
+local MANUAL_LIMIT = 9007199254740991
+local PRIORITY_SHIFT = 4294967296
+
+local maxEvents = nil
+local function emit(name, ...)
+  if not maxEvents then
+    maxEvents = tonumber(redis.call('HGET', kMeta, 'opts.maxLenEvents') or '10000')
+  end
+  redis.call('XADD', kEvents, 'MAXLEN', '~', maxEvents, '*', 'event', name, ...)
+end
+
+local function isPaused()
+  return redis.call('HEXISTS', kMeta, 'paused') == 1
+end
+
+-- True when the queue's global concurrency is set and reached.
+local function atGlobalConcurrency()
+  local c = redis.call('HGET', kMeta, 'concurrency')
+  if c then return redis.call('LLEN', kActive) >= tonumber(c) end
+  return false
+end
+
+-- Wake one blocked worker: jobs are ready now.
+local function markReady()
+  if not isPaused() and not atGlobalConcurrency() then
+    redis.call('ZADD', kMarker, 0, '0')
+  end
+end
+
+-- Point marker member 1 at the earliest delayed job, so an idle worker knows
+-- when to look again.
+local function markNextDelayed()
+  local head = redis.call('ZRANGE', kDelayed, 0, 0, 'WITHSCORES')
+  if head[2] and not isPaused() then
+    redis.call('ZADD', kMarker, math.floor(tonumber(head[2]) / 4096), '1')
+  end
+end
+
+-- Score of a job due at dueMs: dueMs * 4096 + seq, seq one more than the
+-- largest already used within that millisecond (saturating at 4095).
+local function delayedScore(dueMs)
+  local lo = dueMs * 4096
+  local last = redis.call('ZREVRANGEBYSCORE', kDelayed, lo + 4095, lo, 'WITHSCORES', 'LIMIT', 0, 1)
+  if last[2] then
+    return math.min(tonumber(last[2]) - lo + 1, 4095) + lo
+  end
+  return lo
+end
+
+-- Make a job ready: prioritized (priority > 0), else the wait list.
+-- toFront puts it where workers take next (stalled or rate-limited jobs).
+local function pushReady(jobId, priority, toFront)
+  if priority and priority > 0 then
+    local seq = redis.call('INCR', kPc) % PRIORITY_SHIFT
+    redis.call('ZADD', kPrioritized, priority * PRIORITY_SHIFT + seq, jobId)
+  elseif toFront then
+    redis.call('RPUSH', kWait, jobId)
+  else
+    redis.call('LPUSH', kWait, jobId)
+  end
+  markReady()
+end
+
+local function addToDelayed(jobId, dueMs)
+  redis.call('ZADD', kDelayed, delayedScore(dueMs), jobId)
+  emit('delayed', 'jobId', jobId, 'delay', dueMs)
+  markNextDelayed()
+end
+
+-- Delete a job's hash and sub-keys, and release its deduplication id.
+local function removeJobKeys(jobId)
+  local jobKey = base .. jobId
+  local deid = redis.call('HGET', jobKey, 'deid')
+  if deid then
+    local dk = base .. 'de:' .. deid
+    if redis.call('GET', dk) == jobId then redis.call('DEL', dk) end
+  end
+  redis.call('DEL', jobKey, jobKey .. ':logs', jobKey .. ':lock', jobKey .. ':dependencies',
+             jobKey .. ':processed', jobKey .. ':failed', jobKey .. ':unsuccessful')
+end
+
+-- A finished job no longer blocks its deduplication id, unless the id was
+-- given a ttl (then it lives out its ttl).
+local function releaseDedup(jobKey, jobId)
+  local deid = redis.call('HGET', jobKey, 'deid')
+  if deid then
+    local dk = base .. 'de:' .. deid
+    if redis.call('GET', dk) == jobId and redis.call('PTTL', dk) == -1 then
+      redis.call('DEL', dk)
+    end
+  end
+end
+
+-- Best-effort retention on a finished set: drop jobs older than ageMs, then
+-- keep at most count; bounded to 1000 removals a call.
+local function applyRetention(setKey, count, ageMs)
+  if ageMs and ageMs > 0 then
+    local old = redis.call('ZRANGEBYSCORE', setKey, '-inf', now - ageMs, 'LIMIT', 0, 1000)
+    for _, id in ipairs(old) do removeJobKeys(id) end
+    if #old > 0 then redis.call('ZREM', setKey, unpack(old)) end
+  end
+  if count and count >= 0 then
+    local excess = redis.call('ZCARD', setKey) - count
+    if excess > 0 then
+      local ids = redis.call('ZRANGE', setKey, 0, math.min(excess, 1000) - 1)
+      for _, id in ipairs(ids) do removeJobKeys(id) end
+      redis.call('ZREM', setKey, unpack(ids))
+    end
+  end
+end
+
+-- Verify that the caller holds the job's lock. Returns 0 or an error code.
+local function checkLock(jobKey, token)
+  local held = redis.call('GET', jobKey .. ':lock')
+  if not held then return E_LOCK_MISSING end
+  if held ~= token then return E_LOCK_MISMATCH end
+  return 0
+end

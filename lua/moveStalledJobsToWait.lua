@@ -1,0 +1,44 @@
+--[[
+  moveStalledJobsToWait: the stalled-job check, run by at most one worker per
+  stalled interval (the stalled-check key is its mutex).
+
+  Ids still in `stalled` since the previous pass whose lock is gone go back
+  to be taken next; their stalled counter (stc) grows, and past maxStalled
+  the job gets a deferred failure (defa) that the next worker to take it
+  applies. Scheduler jobs (rjk set) are never failed for stalling. Then every
+  active id is copied into `stalled` for the next pass.
+
+  KEYS, ARGV[1..2]: see includes/prelude.lua.
+  ARGV[3] params: maxStalled, intervalMs.
+  Returns {stalledIds, failedIds}, or {} when another worker ran the check
+  within the interval.
+]]
+--@include prelude
+if not redis.call('SET', kStalledCheck, now, 'NX', 'PX', P.intervalMs) then
+  return {}
+end
+local stalled, failed = {}, {}
+for _, jobId in ipairs(redis.call('SMEMBERS', kStalled)) do
+  local jobKey = base .. jobId
+  if redis.call('EXISTS', jobKey .. ':lock') == 0
+      and redis.call('LREM', kActive, 1, jobId) > 0 then
+    if redis.call('EXISTS', jobKey) == 1 then
+      local stc = redis.call('HINCRBY', jobKey, 'stc', 1)
+      if stc > P.maxStalled and not redis.call('HGET', jobKey, 'rjk') then
+        redis.call('HSET', jobKey, 'defa', 'job stalled more than allowable limit')
+        failed[#failed + 1] = jobId
+      end
+      local priority = tonumber(redis.call('HGET', jobKey, 'priority') or '0')
+      pushReady(jobId, priority, true)
+      emit('waiting', 'jobId', jobId, 'prev', 'active')
+      emit('stalled', 'jobId', jobId)
+      stalled[#stalled + 1] = jobId
+    end
+  end
+end
+redis.call('DEL', kStalled)
+local active = redis.call('LRANGE', kActive, 0, -1)
+for i = 1, #active, 5000 do
+  redis.call('SADD', kStalled, unpack(active, i, math.min(i + 4999, #active)))
+end
+return {stalled, failed}

@@ -1,0 +1,11 @@
+--[[
+  moveToActive: promote due delayed jobs, then take up to n ready jobs,
+  locking each with its own token.
+
+  KEYS, ARGV[1..2]: see includes/prelude.lua.
+  ARGV[3] params: token, lockMs, n, lmax, ldur, wname (see includes/fetch.lua).
+  Returns: fetch's reply (includes/fetch.lua).
+]]
+--@include prelude
+--@include fetch
+return fetchJobs()

@@ -1,0 +1,35 @@
+--[[
+  obliterate: delete the whole queue, a batch of jobs per call.
+
+  Refuses (E_QUEUE_BUSY) while jobs are active unless forced. Call again
+  while it returns 1; the last call deletes the queue-level keys.
+
+  KEYS, ARGV[1..2]: see includes/prelude.lua.
+  ARGV[3] params: force, batch.
+  Returns 1 when more is left to delete, 0 when the queue is gone.
+  Errors: -4 jobs are active and force is false.
+]]
+--@include prelude
+if not P.force and redis.call('LLEN', kActive) > 0 then return E_QUEUE_BUSY end
+redis.call('HSET', kMeta, 'paused', 1)
+local budget = P.batch
+for _, key in ipairs({kActive, kWait, kPaused}) do
+  if budget <= 0 then break end
+  local ids = redis.call('LRANGE', key, -budget, -1)
+  for _, id in ipairs(ids) do removeJobKeys(id) end
+  if #ids > 0 then redis.call('LTRIM', key, 0, -#ids - 1) end
+  budget = budget - #ids
+end
+for _, key in ipairs({kPrioritized, kDelayed, kCompleted, kFailed, kWaitingChildren}) do
+  if budget <= 0 then break end
+  local ids = redis.call('ZRANGE', key, 0, budget - 1)
+  for _, id in ipairs(ids) do removeJobKeys(id) end
+  if #ids > 0 then redis.call('ZREM', key, unpack(ids)) end
+  budget = budget - #ids
+end
+if budget <= 0 then return 1 end
+redis.call('DEL', kWait, kActive, kPrioritized, kPc, kDelayed, kWaitingChildren, kCompleted,
+           kFailed, kStalled, kStalledCheck, kLimiter, kMeta, kEvents, kId, kMarker, kPaused,
+           base .. 'metrics:completed', base .. 'metrics:completed:data',
+           base .. 'metrics:failed', base .. 'metrics:failed:data')
+return 0

@@ -1,0 +1,25 @@
+--[[
+  removeJob: remove one job from whichever state holds it, with its keys.
+  A locked (running) job is not removed.
+
+  KEYS, ARGV[1..2]: see includes/prelude.lua.
+  ARGV[3] params: id.
+  Returns 1 removed, 0 not removed (locked, or no such job).
+]]
+--@include prelude
+local jobId = P.id
+local jobKey = base .. jobId
+if redis.call('EXISTS', jobKey .. ':lock') == 1 then return 0 end
+if redis.call('EXISTS', jobKey) == 0 then return 0 end
+local prev = 'unknown'
+for state, key in pairs({waiting = kWait, active = kActive, paused = kPaused}) do
+  if redis.call('LREM', key, 0, jobId) > 0 then prev = state end
+end
+for state, key in pairs({prioritized = kPrioritized, delayed = kDelayed, completed = kCompleted,
+                         failed = kFailed, ['waiting-children'] = kWaitingChildren}) do
+  if redis.call('ZREM', key, jobId) > 0 then prev = state end
+end
+redis.call('SREM', kStalled, jobId)
+removeJobKeys(jobId)
+emit('removed', 'jobId', jobId, 'prev', prev)
+return 1

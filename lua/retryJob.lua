@@ -1,0 +1,42 @@
+--[[
+  retryJob: take an active job out of active without finishing it: a retry
+  after a failed attempt (to wait, or to delayed for a backoff), a
+  DelayedError, a rate-limited job, or a job released at shutdown.
+
+  KEYS, ARGV[1..2]: see includes/prelude.lua.
+  ARGV[3] params:
+    id, lockToken  the job and the token its lock must hold
+    dueMs          > 0: move to delayed until then; 0: back to ready now
+    front          true: ready at the front (taken next): stalls, rate limits
+    countAttempt   true: this attempt counts (atm + 1); false for rate limits,
+                   DelayedError and shutdown hand-backs
+    reason, stacktrace   the failed attempt's reason and trace (optional)
+    undoStart      true: this attempt did not count as started (ats - 1)
+  Returns 0.
+  Errors: -1 job missing, -2 lock missing, -6 other token, -3 not active.
+]]
+--@include prelude
+local jobId = P.id
+local jobKey = base .. jobId
+if redis.call('EXISTS', jobKey) == 0 then return E_JOB_MISSING end
+local lockErr = checkLock(jobKey, P.lockToken)
+if lockErr ~= 0 then return lockErr end
+if redis.call('LREM', kActive, -1, jobId) == 0 then return E_NOT_ACTIVE end
+
+redis.call('DEL', jobKey .. ':lock')
+redis.call('SREM', kStalled, jobId)
+if P.countAttempt then redis.call('HINCRBY', jobKey, 'atm', 1) end
+if P.reason then
+  redis.call('HSET', jobKey, 'failedReason', P.reason, 'stacktrace', P.stacktrace)
+end
+if P.undoStart then redis.call('HINCRBY', jobKey, 'ats', -1) end
+
+if P.dueMs > 0 then
+  redis.call('HSET', jobKey, 'delay', P.dueMs - now)
+  addToDelayed(jobId, P.dueMs)
+else
+  local priority = tonumber(redis.call('HGET', jobKey, 'priority') or '0')
+  pushReady(jobId, priority, P.front)
+  emit('waiting', 'jobId', jobId, 'prev', 'active')
+end
+return 0

@@ -1,0 +1,74 @@
+"""pyqueue: a BullMQ-compatible job queue for Python on Redis.
+
+Producers add jobs with :class:`Queue` (sync) or :class:`AsyncQueue`;
+:class:`Worker` processes them; :class:`QueueEvents` follows what happens.
+Queues are stored in BullMQ v6's Redis format, so BullMQ (Node) producers,
+workers and Bull Board work on the same queues.
+"""
+
+from __future__ import annotations
+
+from .backoff import register_backoff_strategy
+from .errors import (
+    ConfigurationError,
+    DelayedError,
+    EmbeddedRedisUnavailable,
+    InvalidJobDataError,
+    InvalidJobIdError,
+    InvalidJobOptionsError,
+    InvalidQueueNameError,
+    JobError,
+    JobFailedError,
+    JobLockError,
+    JobNotFoundError,
+    JobStateError,
+    JobTimeoutError,
+    PayloadTooLargeError,
+    ProcessingSignal,
+    PyQueueError,
+    QueueBusyError,
+    RateLimitError,
+    RedisConnectionError,
+    RedisStateError,
+    UnrecoverableError,
+)
+from .events import Event, QueueEvents
+from .job import Job
+from .queue import AsyncQueue, Queue
+from .states import JobState
+from .worker import Worker
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncQueue",
+    "ConfigurationError",
+    "DelayedError",
+    "EmbeddedRedisUnavailable",
+    "Event",
+    "InvalidJobDataError",
+    "InvalidJobIdError",
+    "InvalidJobOptionsError",
+    "InvalidQueueNameError",
+    "Job",
+    "JobError",
+    "JobFailedError",
+    "JobLockError",
+    "JobNotFoundError",
+    "JobState",
+    "JobStateError",
+    "JobTimeoutError",
+    "PayloadTooLargeError",
+    "ProcessingSignal",
+    "PyQueueError",
+    "Queue",
+    "QueueBusyError",
+    "QueueEvents",
+    "RateLimitError",
+    "RedisConnectionError",
+    "RedisStateError",
+    "UnrecoverableError",
+    "Worker",
+    "__version__",
+    "register_backoff_strategy",
+]

@@ -1,0 +1,307 @@
+"""Every queue and job operation, written once as a plan (see ``_plan``).
+
+``Queue``, ``AsyncQueue``, ``Job`` and ``Worker`` call these and run the
+plans with their own client. Nothing here does I/O itself.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from . import _scripts as S
+from ._keys import QueueKeys
+from ._plan import Plan, cmd
+from .errors import InvalidJobOptionsError
+from .options import EncodedJob
+
+#: Public state names and where each lives.
+ALL_STATES = ("active", "completed", "delayed", "failed", "paused", "prioritized",
+              "waiting", "waiting-children")
+#: What ``get_job_counts()`` reports when no state is named (as BullMQ does).
+DEFAULT_COUNT_STATES = ("active", "completed", "delayed", "failed", "prioritized", "waiting",
+                        "waiting-children")
+_LIST_STATES = {"waiting": "wait", "active": "active", "paused": "paused"}
+_ZSET_STATES = {"prioritized": "prioritized", "delayed": "delayed", "completed": "completed",
+                "failed": "failed", "waiting-children": "waiting-children"}
+_STATE_ALIASES = {"wait": "waiting"}
+BATCH = 1000
+VERSION = "0.1.0"
+CLOCK_RESYNC_SECONDS = 300.0
+
+
+class Clock:
+    """Milliseconds on the Redis server's clock, from a measured offset.
+
+    Scripts take "now" as an argument; using the server's clock means a
+    worker whose own clock is skewed cannot start delayed jobs early or
+    declare live jobs stalled. ``fixed_ms`` pins the clock (for tests).
+    """
+
+    def __init__(self, fixed_ms: int | None = None, meta_key: str | None = None) -> None:
+        self.meta_key = meta_key
+        self.offset_ms = 0.0
+        self.synced_at: float | None = None
+        self.fixed_ms = fixed_ms
+
+    def now_ms(self) -> int:
+        """The current time on the server, in ms."""
+        if self.fixed_ms is not None:
+            return self.fixed_ms
+        return int(time.time() * 1000 + self.offset_ms)
+
+    def sync(self) -> Plan[None]:
+        """Measure the offset to the server clock if it is stale (one TIME call).
+
+        The first sync also registers the queue in ``meta`` as BullMQ does when
+        a Queue or Worker is created (``opts.maxLenEvents``, ``version``).
+        """
+        if self.synced_at is not None and time.monotonic() - self.synced_at < \
+                CLOCK_RESYNC_SECONDS:
+            return
+        batch = [cmd("TIME")]
+        if self.synced_at is None and self.meta_key is not None:
+            batch.append(cmd("HSETNX", self.meta_key, "opts.maxLenEvents", 10000))
+            batch.append(cmd("HSET", self.meta_key, "version", f"pyqueue:{VERSION}"))
+        before = time.time()
+        replies = yield batch
+        after = time.time()
+        if self.fixed_ms is not None:
+            self.synced_at = time.monotonic()
+            return
+        reply = replies[0]
+        server_ms = int(reply[0]) * 1000 + int(reply[1]) / 1000
+        self.offset_ms = server_ms - (before + after) / 2 * 1000
+        self.synced_at = time.monotonic()
+
+
+def normalize_state(state: str) -> str:
+    """A user's state name in BullMQ's words (``wait`` is ``waiting``)."""
+    if not isinstance(state, str):
+        raise InvalidJobOptionsError(f"state must be a str, got {state!r}")
+    state = _STATE_ALIASES.get(state, state)
+    if state not in ALL_STATES:
+        raise InvalidJobOptionsError(f"unknown state {state!r}; known: {list(ALL_STATES)}")
+    return state
+
+
+# --- adding -------------------------------------------------------------------
+
+def _add_call(keys: QueueKeys, now: int, job: EncodedJob) -> Any:
+    return S.call("addJob", keys, now, id=job.job_id, name=job.name, data=job.data,
+                  opts=job.opts, delay=job.delay_ms, priority=job.priority, lifo=job.lifo,
+                  deid=job.dedup_id, dettl=job.dedup_ttl_ms)
+
+
+def add_jobs(keys: QueueKeys, clock: Clock,
+             jobs: Sequence[EncodedJob]) -> Plan[list[tuple[str, int, int, dict[str, str] | None]]]:
+    """Add jobs in one round trip.
+
+    Returns ``(job_id, status, timestamp, existing_fields)`` per job;
+    ``existing_fields`` is the stored hash when the add returned an existing
+    job (custom id taken, or deduplicated).
+    """
+    yield from clock.sync()
+    now = clock.now_ms()
+    replies = yield [_add_call(keys, now, job) for job in jobs]
+    results = [(S.text(r[0]), int(r[1])) for r in replies]
+    existing = [job_id for job_id, status in results if status != 1]
+    hashes: dict[str, dict[str, str]] = {}
+    if existing:
+        fetched = yield [cmd("HGETALL", keys.job(job_id)) for job_id in existing]
+        hashes = {job_id: S.pairs_to_dict(h) for job_id, h in zip(existing, fetched,
+                                                                   strict=True)}
+    return [(job_id, status, now, hashes.get(job_id) if status != 1 else None)
+            for job_id, status in results]
+
+
+# --- reading ------------------------------------------------------------------
+
+def get_job_hash(keys: QueueKeys, job_id: str) -> Plan[dict[str, str] | None]:
+    """The job's stored fields, or ``None``."""
+    (raw,) = yield [cmd("HGETALL", keys.job(job_id))]
+    fields = S.pairs_to_dict(raw)
+    return fields or None
+
+
+def get_state(keys: QueueKeys, clock: Clock, job_id: str) -> Plan[str]:
+    """The job's state in BullMQ's words."""
+    (reply,) = yield [S.call("getState", keys, clock.now_ms(), id=job_id)]
+    return S.text(reply)
+
+
+def get_counts(keys: QueueKeys, states: Iterable[str]) -> Plan[dict[str, int]]:
+    """Job counts per state, one round trip."""
+    wanted = [normalize_state(s) for s in states] or list(DEFAULT_COUNT_STATES)
+    commands = []
+    for state in wanted:
+        if state in _LIST_STATES:
+            commands.append(cmd("LLEN", keys.key(_LIST_STATES[state])))
+        else:
+            commands.append(cmd("ZCARD", keys.key(_ZSET_STATES[state])))
+    replies = yield commands
+    return {state: int(n) for state, n in zip(wanted, replies, strict=True)}
+
+
+def get_jobs(keys: QueueKeys, states: Iterable[str], start: int, end: int,
+             asc: bool) -> Plan[list[tuple[str, dict[str, str]]]]:
+    """Jobs of the given states, newest first (or oldest first with ``asc``)."""
+    wanted = [normalize_state(s) for s in states]
+    commands = []
+    for state in wanted:
+        if state in _LIST_STATES:
+            key = keys.key(_LIST_STATES[state])
+            # Lists hold the newest at the head (LPUSH).
+            if asc:
+                commands.append(cmd("LRANGE", key, -(end + 1) if end >= 0 else 0,
+                                    -(start + 1)))
+            else:
+                commands.append(cmd("LRANGE", key, start, end))
+        else:
+            key = keys.key(_ZSET_STATES[state])
+            commands.append(cmd("ZRANGE" if asc else "ZREVRANGE", key, start, end))
+    replies = yield commands
+    ids: list[str] = []
+    for state, reply in zip(wanted, replies, strict=True):
+        chunk = [S.text(i) for i in reply]
+        if state in _LIST_STATES and asc:
+            chunk.reverse()
+        ids.extend(chunk)
+    if not ids:
+        return []
+    hashes = yield [cmd("HGETALL", keys.job(job_id)) for job_id in ids]
+    out = []
+    for job_id, raw in zip(ids, hashes, strict=True):
+        fields = S.pairs_to_dict(raw)
+        if fields:
+            out.append((job_id, fields))
+    return out
+
+
+def get_logs(keys: QueueKeys, job_id: str, start: int = 0, end: int = -1) -> Plan[list[str]]:
+    """A job's log lines."""
+    (reply,) = yield [cmd("LRANGE", keys.logs(job_id), start, end)]
+    return [S.text(line) for line in reply]
+
+
+def is_paused(keys: QueueKeys) -> Plan[bool]:
+    """Whether the queue is globally paused."""
+    (reply,) = yield [cmd("HEXISTS", keys.meta, "paused")]
+    return bool(reply)
+
+
+# --- queue management ----------------------------------------------------------
+
+def simple(name: str, keys: QueueKeys, clock: Clock, /, *, op: str,
+           job_id: str | None = None, **params: Any) -> Plan[Any]:
+    """Run one script once and check its reply."""
+    yield from clock.sync()
+    (reply,) = yield [S.call(name, keys, clock.now_ms(), **params)]
+    return S.check(reply, op=op, job_id=job_id)
+
+
+def repeat_until_done(name: str, keys: QueueKeys, clock: Clock, *, op: str,
+                      **params: Any) -> Plan[int]:
+    """Call a batched script until it reports nothing left; returns the calls made."""
+    yield from clock.sync()
+    calls = 0
+    while True:
+        (reply,) = yield [S.call(name, keys, clock.now_ms(), **params)]
+        calls += 1
+        if S.check(reply, op=op) == 0:
+            return calls
+
+
+def promote_all(keys: QueueKeys, clock: Clock) -> Plan[int]:
+    """Promote every delayed job; returns how many."""
+    yield from clock.sync()
+    total = 0
+    while True:
+        (reply,) = yield [S.call("promote", keys, clock.now_ms(), batch=BATCH)]
+        moved = int(S.check(reply, op="promote_jobs"))
+        total += moved
+        if moved < BATCH:
+            return total
+
+
+def retry_all(keys: QueueKeys, clock: Clock, state: str, count: int) -> Plan[int]:
+    """Move up to ``count`` finished jobs of ``state`` back to be processed."""
+    yield from clock.sync()
+    total = 0
+    while total < count:
+        step = min(BATCH, count - total)
+        (reply,) = yield [S.call("reprocessJobs", keys, clock.now_ms(), state=state,
+                                 count=step)]
+        moved = int(S.check(reply, op="retry_jobs"))
+        total += moved
+        if moved < step:
+            break
+    return total
+
+
+def clean(keys: QueueKeys, clock: Clock, grace_ms: int, limit: int,
+          state: str) -> Plan[list[str]]:
+    """Remove jobs of ``state`` older than ``grace_ms``; returns their ids."""
+    yield from clock.sync()
+    cutoff = clock.now_ms() - grace_ms
+    removed: list[str] = []
+    while True:
+        want = limit - len(removed) if limit > 0 else BATCH
+        (reply,) = yield [S.call("clean", keys, clock.now_ms(), state=state, cutoff=cutoff,
+                                 limit=min(want, BATCH))]
+        ids = [S.text(i) for i in reply]
+        removed.extend(ids)
+        if len(ids) < min(want, BATCH) or (limit > 0 and len(removed) >= limit):
+            return removed
+
+
+def wait_finished(keys: QueueKeys, job_id: str,
+                  timeout: float | None) -> Plan[tuple[str, dict[str, str]]]:
+    """Wait until the job is completed or failed; returns (state, fields).
+
+    Follows the events stream (XREAD BLOCK, at most 1 s at a time) and checks
+    the job's state each time, so a missed or trimmed event only costs a
+    second. Raises ``TimeoutError`` after ``timeout`` seconds.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    last_id = "$"
+    while True:
+        score_c, score_f, raw, head = yield [
+            cmd("ZSCORE", keys.completed, job_id),
+            cmd("ZSCORE", keys.failed, job_id),
+            cmd("HGETALL", keys.job(job_id)),
+            cmd("XREVRANGE", keys.events, "+", "-", "COUNT", 1),
+        ]
+        fields = S.pairs_to_dict(raw)
+        if score_c is not None:
+            return "completed", fields
+        if score_f is not None:
+            return "failed", fields
+        if not fields:
+            return "unknown", fields
+        if last_id == "$":
+            last_id = S.text(head[0][0]) if head else "0-0"
+        block_ms = 1000
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"job {job_id!r} did not finish within {timeout} s")
+            block_ms = max(1, min(block_ms, int(left * 1000)))
+        (events,) = yield [cmd("XREAD", "COUNT", 100, "BLOCK", block_ms, "STREAMS",
+                               keys.events, last_id)]
+        if events:
+            entries = events[0][1] if isinstance(events, list) else next(iter(events.values()))
+            if entries and isinstance(entries[0], list | tuple):
+                last_id = S.text(entries[-1][0])
+
+
+def decode_json(value: str | None, default: Any = None) -> Any:
+    """JSON text from Redis, tolerating absent or corrupt values."""
+    if value is None or value == "":
+        return default
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value

@@ -1,0 +1,159 @@
+"""Operations described once, run by a sync or an async Redis client.
+
+An operation is a generator (a *plan*) that yields batches of commands and
+receives their replies; each batch costs one round trip (a non-transactional
+pipeline when it holds more than one command). :func:`run_sync` and
+:func:`run_async` drive the same plan with ``redis.Redis`` or
+``redis.asyncio.Redis``, so ``Queue`` and ``AsyncQueue`` share every line of
+logic and differ only in how they wait.
+
+Scripts are sent with EVALSHA; a ``NOSCRIPT`` reply (after a restart or a
+``SCRIPT FLUSH``) is answered by re-sending that command with EVAL, which
+also reloads the script cache, so callers never see it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import redis
+import redis.asyncio
+import redis.exceptions as rexc
+
+from .errors import RedisConnectionError, RedisStateError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Script:
+    """A Lua script's name, assembled source and SHA1."""
+
+    name: str
+    source: str
+    sha: str
+
+
+@dataclass(frozen=True)
+class Command:
+    """One Redis command or script call.
+
+    ``args`` are the command's words; for a script call ``script`` is set and
+    ``args`` are ``[numkeys, *keys, *argv]``.
+    """
+
+    args: tuple[Any, ...]
+    script: Script | None = None
+
+    def evalsha(self) -> tuple[Any, ...]:
+        assert self.script is not None
+        return ("EVALSHA", self.script.sha, *self.args)
+
+    def eval(self) -> tuple[Any, ...]:
+        assert self.script is not None
+        return ("EVAL", self.script.source, *self.args)
+
+    def words(self) -> tuple[Any, ...]:
+        return self.evalsha() if self.script is not None else self.args
+
+
+Batch = Sequence[Command]
+Plan = Generator[Batch, list[Any], T]
+
+
+def cmd(*args: Any) -> Command:
+    """A plain Redis command."""
+    return Command(args)
+
+
+def single(command: Command) -> Plan[Any]:
+    """A plan of one command that returns its reply."""
+    replies = yield [command]
+    return replies[0]
+
+
+def translate(exc: Exception) -> Exception:
+    """Map a redis-py exception to pyqueue's tree (the one place that does)."""
+    if isinstance(exc, rexc.ConnectionError | rexc.TimeoutError):
+        return RedisConnectionError(f"Redis connection failed: {exc}")
+    if isinstance(exc, rexc.ResponseError):
+        text = str(exc)
+        if text.startswith(("OOM", "READONLY", "NOPERM", "MISCONF")) or "NOPERM" in text:
+            return RedisStateError(f"Redis refused the command: {text}")
+    return exc
+
+
+def _is_noscript(reply: Any) -> bool:
+    return isinstance(reply, rexc.NoScriptError)
+
+
+def run_sync(client: redis.Redis, plan: Plan[T]) -> T:
+    """Drive ``plan`` with a synchronous client."""
+    try:
+        batch = next(plan)
+        while True:
+            replies = _execute_sync(client, batch)
+            batch = plan.send(replies)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    except rexc.RedisError as exc:
+        raise translate(exc) from exc
+
+
+async def run_async(client: redis.asyncio.Redis, plan: Plan[T]) -> T:
+    """Drive ``plan`` with an asyncio client."""
+    try:
+        batch = next(plan)
+        while True:
+            replies = await _execute_async(client, batch)
+            batch = plan.send(replies)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    except rexc.RedisError as exc:
+        raise translate(exc) from exc
+
+
+def _execute_sync(client: redis.Redis, batch: Batch) -> list[Any]:
+    execute: Any = client.execute_command  # untyped upstream
+    if len(batch) == 1:
+        command = batch[0]
+        try:
+            return [execute(*command.words())]
+        except rexc.NoScriptError:
+            return [execute(*command.eval())]
+    pipe: Any = client.pipeline(transaction=False)
+    for command in batch:
+        pipe.execute_command(*command.words())
+    replies: list[Any] = pipe.execute(raise_on_error=False)
+    retry = [i for i, reply in enumerate(replies) if _is_noscript(reply)]
+    for i in retry:
+        replies[i] = execute(*batch[i].eval())
+    _raise_first_error(replies)
+    return replies
+
+
+async def _execute_async(client: redis.asyncio.Redis, batch: Batch) -> list[Any]:
+    execute: Any = client.execute_command  # untyped upstream
+    if len(batch) == 1:
+        command = batch[0]
+        try:
+            return [await execute(*command.words())]
+        except rexc.NoScriptError:
+            return [await execute(*command.eval())]
+    pipe: Any = client.pipeline(transaction=False)
+    for command in batch:
+        pipe.execute_command(*command.words())
+    replies: list[Any] = await pipe.execute(raise_on_error=False)
+    retry = [i for i, reply in enumerate(replies) if _is_noscript(reply)]
+    for i in retry:
+        replies[i] = await execute(*batch[i].eval())
+    _raise_first_error(replies)
+    return replies
+
+
+def _raise_first_error(replies: list[Any]) -> None:
+    for reply in replies:
+        if isinstance(reply, rexc.RedisError):
+            raise reply

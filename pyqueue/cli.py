@@ -1,0 +1,223 @@
+"""The ``pyqueue`` command line.
+
+::
+
+    pyqueue demo                       add jobs and process them, narrating
+    pyqueue worker MODULE:ATTR         run a worker (a Worker, Worker subclass or function)
+    pyqueue info [QUEUE]               queues and their job counts
+    pyqueue jobs QUEUE STATE           list jobs of a state
+    pyqueue retry QUEUE                move failed jobs back to wait
+    pyqueue embedded [--stop]          the embedded Redis server's URL (or stop it)
+
+Every command takes ``--redis URL`` (default: ``$PYQUEUE_REDIS_URL``,
+``$REDIS_URL``, else the embedded server) and ``--prefix``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import inspect
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from . import __version__
+from .connection import mask_url, resolve_url
+from .errors import PyQueueError
+from .queue import Queue
+from .worker import Worker
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--redis", metavar="URL", default=None,
+                        help="Redis URL (default: $PYQUEUE_REDIS_URL, $REDIS_URL, "
+                             "else the embedded server)")
+    parser.add_argument("--prefix", default="bull", help="key prefix (default: bull)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for documentation and tests)."""
+    parser = argparse.ArgumentParser(prog="pyqueue",
+                                     description="pyqueue: a BullMQ-compatible job queue.")
+    parser.add_argument("--version", action="version", version=f"pyqueue {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("demo", help="add jobs and process them with a worker, narrating")
+    _common(p)
+
+    p = sub.add_parser("worker", help="run a worker until SIGINT/SIGTERM")
+    p.add_argument("target", metavar="MODULE:ATTR",
+                   help="a Worker instance, a Worker subclass, or a processor function")
+    p.add_argument("--queue", help="queue name (needed for a function or a subclass "
+                                   "without a queue_name attribute)")
+    p.add_argument("--concurrency", type=int, default=None, help="jobs processed at once")
+    p.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
+    _common(p)
+
+    p = sub.add_parser("info", help="queues and their job counts")
+    p.add_argument("queue", nargs="?", help="one queue (default: every queue found)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _common(p)
+
+    p = sub.add_parser("jobs", help="list the jobs of one state")
+    p.add_argument("queue")
+    p.add_argument("state", help="waiting, prioritized, delayed, active, completed, failed")
+    p.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _common(p)
+
+    p = sub.add_parser("retry", help="move failed jobs back to wait")
+    p.add_argument("queue")
+    p.add_argument("--state", default="failed", choices=["failed", "completed"])
+    p.add_argument("--count", type=int, default=1000)
+    _common(p)
+
+    p = sub.add_parser("embedded", help="print the embedded Redis server's URL, starting it")
+    p.add_argument("--stop", action="store_true", help="stop the embedded server")
+
+    for name, text in (("bench", "benchmarks (not available in this version)"),
+                       ("dashboard", "web dashboard (not available in this version)")):
+        p = sub.add_parser(name, help=text)
+        _common(p)
+    return parser
+
+
+def _load_target(spec: str) -> Any:
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise SystemExit(f"pyqueue worker: expected MODULE:ATTR, got {spec!r}")
+    if "" not in sys.path:
+        sys.path.insert(0, "")
+    module = importlib.import_module(module_name)
+    obj: Any = module
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _worker_from(target: Any, args: argparse.Namespace, url: str) -> Worker:
+    options: dict[str, Any] = {"connection": url, "prefix": args.prefix}
+    if args.concurrency is not None:
+        options["concurrency"] = args.concurrency
+    if isinstance(target, Worker):
+        if args.concurrency is not None:
+            target.concurrency = args.concurrency
+        return target
+    if inspect.isclass(target) and issubclass(target, Worker):
+        queue = args.queue or getattr(target, "queue_name", None)
+        if not queue:
+            raise SystemExit("pyqueue worker: pass --queue for a Worker subclass without "
+                             "a queue_name attribute")
+        worker: Worker = target(queue, autorun=False, **options)
+        return worker
+    if callable(target):
+        if not args.queue:
+            raise SystemExit("pyqueue worker: pass --queue NAME with a processor function")
+        return Worker(args.queue, target, autorun=False, **options)
+    raise SystemExit(f"pyqueue worker: {args.target} is not a Worker or a function")
+
+
+def _queue_names(queue: Queue) -> list[str]:
+    names = set()
+    pattern = f"{queue.prefix}:*:meta"
+    for key in queue.client.scan_iter(match=pattern, count=1000):
+        text = key.decode() if isinstance(key, bytes) else str(key)
+        names.add(text[len(queue.prefix) + 1:-len(":meta")])
+    for key in queue.client.scan_iter(match=f"{queue.prefix}:*:id", count=1000):
+        text = key.decode() if isinstance(key, bytes) else str(key)
+        names.add(text[len(queue.prefix) + 1:-len(":id")])
+    return sorted(n for n in names if ":" not in n)
+
+
+def _info(args: argparse.Namespace, url: str) -> int:
+    probe = Queue(args.queue or "_", connection=url, prefix=args.prefix)
+    try:
+        names = [args.queue] if args.queue else _queue_names(probe)
+        rows = []
+        for name in names:
+            with Queue(name, connection=probe.client, prefix=args.prefix) as q:
+                counts = q.get_job_counts()
+                rows.append({"queue": name, "paused": q.is_paused(), **counts})
+    finally:
+        probe.close()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"no queues under prefix {args.prefix!r} on {mask_url(url)}")
+        return 0
+    columns = ["queue", "waiting", "prioritized", "delayed", "active", "completed", "failed",
+               "paused"]
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
+    print("  ".join(c.ljust(widths[c]) for c in columns))
+    for row in rows:
+        print("  ".join(str(row[c]).ljust(widths[c]) for c in columns))
+    return 0
+
+
+def _jobs(args: argparse.Namespace, url: str) -> int:
+    with Queue(args.queue, connection=url, prefix=args.prefix) as q:
+        jobs = q.get_jobs([args.state], 0, max(args.limit, 1) - 1)
+    if args.json:
+        print(json.dumps([j.to_dict() for j in jobs], indent=2, default=str))
+        return 0
+    for job in jobs:
+        extra = f" failed: {job.failed_reason}" if job.failed_reason else ""
+        print(f"{job.id}\t{job.name}\tattempts={job.attempts_made}\t"
+              f"{json.dumps(job.data)[:80]}{extra}")
+    if not jobs:
+        print(f"no {args.state} jobs in {args.queue}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``pyqueue`` command."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "embedded":
+            from ._server import embedded_url, stop_embedded
+
+            if args.stop:
+                print("stopped" if stop_embedded() else "not running")
+            else:
+                print(embedded_url())
+            return 0
+        if args.command in ("bench", "dashboard"):
+            print(f"pyqueue {args.command}: not available in this version", file=sys.stderr)
+            return 2
+        url = resolve_url(args.redis)
+        if args.command == "demo":
+            from .demo import run_demo
+
+            counts = asyncio.run(run_demo(url, sys.stdout))
+            return 0 if counts.get("completed") == 6 and counts.get("failed") == 1 else 1
+        if args.command == "worker":
+            logging.basicConfig(level=args.log_level.upper(),
+                                format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+            worker = _worker_from(_load_target(args.target), args, url)
+            print(f"pyqueue worker: queue {worker.name!r} on {mask_url(url)}, "
+                  f"concurrency {worker.concurrency}; Ctrl-C to stop", file=sys.stderr)
+            worker.run()
+            return 0
+        if args.command == "info":
+            return _info(args, url)
+        if args.command == "jobs":
+            return _jobs(args, url)
+        if args.command == "retry":
+            with Queue(args.queue, connection=url, prefix=args.prefix) as q:
+                moved = q.retry_jobs(args.state, args.count)
+            print(f"moved {moved} {args.state} job(s) back to wait")
+            return 0
+    except PyQueueError as exc:
+        print(f"pyqueue {args.command}: {exc}", file=sys.stderr)
+        return 1
+    return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""pyqueue's exceptions: one tree, importable from ``pyqueue`` itself.
+
+::
+
+    PyQueueError                      root of everything pyqueue raises
+    ├── ConfigurationError(ValueError)        bad argument or option, raised before any write
+    │   ├── InvalidQueueNameError
+    │   ├── InvalidJobIdError
+    │   ├── InvalidJobOptionsError
+    │   ├── InvalidJobDataError(ConfigurationError, TypeError)
+    │   └── PayloadTooLargeError
+    ├── RedisConnectionError                  Redis unreachable, dropped, timed out
+    │   └── EmbeddedRedisUnavailable          no redis-server binary to start
+    ├── RedisStateError                       Redis refused a write (OOM, read-only replica)
+    ├── JobError                              an operation on one job failed
+    │   ├── JobNotFoundError                  the job hash does not exist
+    │   ├── JobLockError                      the caller's lock is missing or not its own
+    │   ├── JobStateError                     the job is not in the state the operation needs
+    │   └── JobFailedError                    wait_until_finished(): the job ended in failed
+    ├── QueueBusyError                        obliterate() while jobs are active
+    └── ProcessingSignal                      control signals raised by processors
+        ├── UnrecoverableError                fail now, no retry
+        ├── DelayedError                      the job moved itself to delayed
+        ├── RateLimitError                    back to wait; the whole queue waits
+        └── JobTimeoutError                   the attempt ran past its ``timeout``
+
+Argument errors subclass :class:`ValueError` (or :class:`TypeError` for
+data of the wrong type), so ``except ValueError`` works as Python users
+expect, and every message names the option and the offending value.
+"""
+
+from __future__ import annotations
+
+import builtins
+
+__all__ = [
+    "ConfigurationError",
+        "DelayedError",
+    "EmbeddedRedisUnavailable",
+    "InvalidJobDataError",
+    "InvalidJobIdError",
+    "InvalidJobOptionsError",
+    "InvalidQueueNameError",
+    "JobError",
+    "JobFailedError",
+    "JobLockError",
+    "JobNotFoundError",
+    "JobStateError",
+    "JobTimeoutError",
+    "PayloadTooLargeError",
+    "ProcessingSignal",
+    "PyQueueError",
+    "QueueBusyError",
+    "RateLimitError",
+    "RedisConnectionError",
+    "RedisStateError",
+    "UnrecoverableError",
+]
+
+
+class PyQueueError(Exception):
+    """Root of every exception pyqueue raises."""
+
+
+class ConfigurationError(PyQueueError, builtins.ValueError):
+    """A bad argument, option or setting; raised before anything is written."""
+
+
+class InvalidQueueNameError(ConfigurationError):
+    """A queue name that is empty, not a string, or contains ``:``."""
+
+
+class InvalidJobIdError(ConfigurationError):
+    """A custom ``job_id`` that is empty, all digits or contains ``:``."""
+
+
+class InvalidJobOptionsError(ConfigurationError):
+    """A job option with an unknown name, a wrong type or an out-of-range value."""
+
+
+class InvalidJobDataError(ConfigurationError, builtins.TypeError):
+    """Job data (or a return value) that cannot be encoded as JSON."""
+
+
+class PayloadTooLargeError(ConfigurationError):
+    """Encoded job data larger than the queue's ``max_payload_bytes``."""
+
+
+class RedisConnectionError(PyQueueError, builtins.ConnectionError):
+    """Redis could not be reached, the connection dropped, or a command timed out."""
+
+
+class EmbeddedRedisUnavailable(RedisConnectionError):
+    """No ``redis-server`` binary could be found to start an embedded server."""
+
+
+class RedisStateError(PyQueueError):
+    """Redis refused a write: out of memory, a read-only replica, a missing permission."""
+
+
+class JobError(PyQueueError):
+    """An operation on a single job failed."""
+
+    def __init__(self, message: str, job_id: str | None = None) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
+
+class JobNotFoundError(JobError):
+    """The job does not exist (its hash is missing)."""
+
+
+class JobLockError(JobError):
+    """The worker's lock on the job is missing or belongs to someone else.
+
+    Raised when a worker that lost its lock (it stalled, or its lock expired)
+    tries to change the job: the write is refused inside Redis (fencing).
+    """
+
+
+class JobStateError(JobError):
+    """The job is not in the state the operation requires."""
+
+
+class JobFailedError(JobError):
+    """Raised by ``Job.wait_until_finished()`` when the job ended in ``failed``."""
+
+    def __init__(self, message: str, job_id: str | None = None,
+                 failed_reason: str | None = None) -> None:
+        super().__init__(message, job_id)
+        self.failed_reason = failed_reason
+
+
+class QueueBusyError(PyQueueError):
+    """The queue has active jobs and the operation was not forced."""
+
+
+class ProcessingSignal(PyQueueError):
+    """Base of the exceptions a processor raises to steer what happens to its job."""
+
+
+class UnrecoverableError(ProcessingSignal):
+    """Raise from a processor to fail the job at once, without further attempts."""
+
+
+class DelayedError(ProcessingSignal):
+    """Raise after ``job.move_to_delayed(until)``: the attempt ends without failing."""
+
+
+class RateLimitError(ProcessingSignal):
+    """Raise after ``worker.rate_limit(seconds)``: the job goes back to wait and the
+    whole queue pauses for that long; no attempt is used up."""
+
+
+class JobTimeoutError(ProcessingSignal):
+    """The attempt ran longer than the job's ``timeout``; it fails and retries as usual."""

@@ -1,0 +1,292 @@
+"""Job options: validated once at the boundary, encoded in BullMQ's format.
+
+Users pass snake_case options in seconds (``add(..., delay=60)``); Redis
+stores BullMQ's camelCase ``opts`` JSON in milliseconds. Every check happens
+here, before anything is written, and every error names the option and the
+value it got.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, TypedDict
+
+from . import backoff as _backoff
+from .errors import (
+    InvalidJobDataError,
+    InvalidJobIdError,
+    InvalidJobOptionsError,
+    PayloadTooLargeError,
+)
+
+MAX_PRIORITY = 2**21 - 1
+DEFAULT_MAX_PAYLOAD_BYTES = 512 * 1024
+
+Duration = int | float | timedelta
+
+
+class BackoffOptions(TypedDict, total=False):
+    """``backoff={"type": ..., "delay": seconds, "jitter": 0..1}``."""
+
+    type: str
+    delay: Duration
+    jitter: float
+
+
+class KeepJobs(TypedDict, total=False):
+    """Retention as ``{"age": seconds, "count": n}``."""
+
+    age: Duration
+    count: int
+
+
+class DeduplicationOptions(TypedDict, total=False):
+    """``deduplication={"id": str, "ttl": seconds}``."""
+
+    id: str
+    ttl: Duration
+
+
+class JobOptions(TypedDict, total=False):
+    """The options ``Queue.add`` accepts (all optional)."""
+
+    job_id: str
+    priority: int
+    delay: Duration
+    attempts: int
+    backoff: Duration | BackoffOptions
+    lifo: bool
+    remove_on_complete: bool | int | KeepJobs
+    remove_on_fail: bool | int | KeepJobs
+    deduplication: DeduplicationOptions
+    timeout: Duration
+    keep_logs: int
+
+
+KNOWN_OPTIONS = frozenset(JobOptions.__annotations__)
+
+
+def duration_ms(value: object, option: str, *, allow_zero: bool = True) -> int:
+    """Seconds (int, float) or a timedelta, as whole milliseconds."""
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidJobOptionsError(
+            f"{option} must be seconds (int or float) or a timedelta, got "
+            f"{type(value).__name__}: {value!r}"
+        )
+    else:
+        seconds = float(value)
+    if math.isnan(seconds) or math.isinf(seconds):
+        raise InvalidJobOptionsError(f"{option} must be a finite duration, got {value!r}")
+    if seconds < 0 or (seconds == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise InvalidJobOptionsError(f"{option} must be {bound} seconds, got {value!r}")
+    return round(seconds * 1000)
+
+
+def _int(value: object, option: str, *, minimum: int, maximum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidJobOptionsError(
+            f"{option} must be an integer, got {type(value).__name__}: {value!r}"
+        )
+    if value < minimum or (maximum is not None and value > maximum):
+        upper = f" and <= {maximum}" if maximum is not None else ""
+        raise InvalidJobOptionsError(f"{option} must be >= {minimum}{upper}, got {value!r}")
+    return value
+
+
+def validate_job_id(job_id: object) -> str:
+    """A custom job id: a non-empty str, not all digits, without ``:``."""
+    if not isinstance(job_id, str):
+        raise InvalidJobIdError(
+            f"job_id must be a str, got {type(job_id).__name__}: {job_id!r}"
+        )
+    if not job_id:
+        raise InvalidJobIdError("job_id must not be empty")
+    if job_id.isdigit():
+        raise InvalidJobIdError(
+            f"job_id must not be all digits (those are auto ids), got {job_id!r}"
+        )
+    if ":" in job_id:
+        raise InvalidJobIdError(f"job_id must not contain ':', got {job_id!r}")
+    return job_id
+
+
+def encode_json(value: object, what: str) -> str:
+    """Compact JSON, refusing what JSON cannot hold (NaN, sets, objects)."""
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidJobDataError(f"{what} must be JSON-serialisable: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Retention:
+    """Resolved retention: keep at most ``count`` (-1 = all), drop older than ``age_ms``."""
+
+    count: int = -1
+    age_ms: int = 0
+
+
+def parse_retention(value: object, option: str) -> tuple[Any, Retention]:
+    """Validate a retention option; returns (BullMQ encoding, resolved form)."""
+    if isinstance(value, bool):
+        return value, Retention(count=0 if value else -1)
+    if isinstance(value, int):
+        count = _int(value, option, minimum=0)
+        return count, Retention(count=count)
+    if isinstance(value, Mapping):
+        unknown = set(value) - {"age", "count"}
+        if unknown:
+            raise InvalidJobOptionsError(f"{option} has unknown keys {sorted(unknown)}")
+        encoded: dict[str, int] = {}
+        age_ms, count = 0, -1
+        if value.get("age") is not None:
+            age_ms = duration_ms(value["age"], f"{option}.age")
+            encoded["age"] = age_ms // 1000  # BullMQ keeps age in seconds
+        if value.get("count") is not None:
+            count = _int(value["count"], f"{option}.count", minimum=0)
+            encoded["count"] = count
+        return encoded, Retention(count=count, age_ms=age_ms)
+    raise InvalidJobOptionsError(
+        f"{option} must be a bool, an int or {{'age': s, 'count': n}}, got {value!r}"
+    )
+
+
+def retention_from_opts(value: object) -> Retention | None:
+    """Resolve a stored (BullMQ-encoded) retention option; ``None`` when unset."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return Retention(count=0 if value else -1)
+    if isinstance(value, int | float):
+        return Retention(count=max(int(value), 0))
+    if isinstance(value, Mapping):
+        age = value.get("age")
+        count = value.get("count")
+        return Retention(
+            count=int(count) if isinstance(count, int | float) else -1,
+            age_ms=int(age * 1000) if isinstance(age, int | float) else 0,
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class EncodedJob:
+    """A validated job ready for the add script."""
+
+    name: str
+    data: str
+    opts: str
+    job_id: str
+    delay_ms: int
+    priority: int
+    lifo: bool
+    dedup_id: str | None = None
+    dedup_ttl_ms: int = 0
+    raw_opts: dict[str, Any] = field(default_factory=dict)
+
+
+def merge_options(defaults: Mapping[str, Any] | None, opts: Mapping[str, Any]) -> dict[str, Any]:
+    """Queue defaults overlaid by per-job options."""
+    merged = dict(defaults or {})
+    merged.update(opts)
+    return merged
+
+
+def encode_job(name: object, data: object, opts: Mapping[str, Any],
+               *, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> EncodedJob:
+    """Validate ``name``, ``data`` and ``opts`` and encode them for Redis."""
+    if not isinstance(name, str):
+        raise InvalidJobOptionsError(
+            f"job name must be a str, got {type(name).__name__}: {name!r}"
+        )
+    unknown = set(opts) - KNOWN_OPTIONS
+    if "repeat" in unknown:
+        raise InvalidJobOptionsError(
+            "repeat: repeatable jobs (job schedulers) are not available in this version"
+        )
+    if unknown:
+        raise InvalidJobOptionsError(
+            f"unknown job option(s) {sorted(unknown)}; known: {sorted(KNOWN_OPTIONS)}"
+        )
+    data_json = encode_json(data, "data")
+    size = len(data_json.encode())
+    if size > max_payload_bytes:
+        raise PayloadTooLargeError(
+            f"data is {size} bytes encoded, over the limit of {max_payload_bytes} bytes "
+            "(max_payload_bytes)"
+        )
+
+    out: dict[str, Any] = {}
+    attempts = 0  # BullMQ stores 0 when unset; it means one attempt
+    if opts.get("attempts") is not None:
+        attempts = _int(opts["attempts"], "attempts", minimum=1)
+    job_id = ""
+    if opts.get("job_id") is not None:
+        job_id = validate_job_id(opts["job_id"])
+        out["jobId"] = job_id
+    priority = 0
+    if opts.get("priority") is not None:
+        priority = _int(opts["priority"], "priority", minimum=0, maximum=MAX_PRIORITY)
+        if priority:
+            out["priority"] = priority
+    delay_ms = 0
+    if opts.get("delay") is not None:
+        delay_ms = duration_ms(opts["delay"], "delay")
+        if delay_ms:
+            out["delay"] = delay_ms
+    lifo = opts.get("lifo", False)
+    if not isinstance(lifo, bool):
+        raise InvalidJobOptionsError(f"lifo must be a bool, got {lifo!r}")
+    if lifo:
+        out["lifo"] = True
+    if opts.get("backoff") is not None:
+        out["backoff"] = _backoff.encode(opts["backoff"])
+    for option, bull in (("remove_on_complete", "removeOnComplete"),
+                         ("remove_on_fail", "removeOnFail")):
+        if opts.get(option) is not None:
+            encoded, _ = parse_retention(opts[option], option)
+            if encoded is not False:
+                out[bull] = encoded
+    dedup_id, dedup_ttl = None, 0
+    if opts.get("deduplication") is not None:
+        dedup = opts["deduplication"]
+        if not isinstance(dedup, Mapping) or not isinstance(dedup.get("id"), str) \
+                or not dedup["id"]:
+            raise InvalidJobOptionsError(
+                f"deduplication must be {{'id': non-empty str, 'ttl': seconds}}, got {dedup!r}"
+            )
+        unknown_dedup = set(dedup) - {"id", "ttl"}
+        if unknown_dedup:
+            raise InvalidJobOptionsError(
+                f"deduplication has unknown keys {sorted(unknown_dedup)}"
+            )
+        dedup_id = dedup["id"]
+        de: dict[str, Any] = {"id": dedup_id}
+        if dedup.get("ttl") is not None:
+            dedup_ttl = duration_ms(dedup["ttl"], "deduplication.ttl", allow_zero=False)
+            de["ttl"] = dedup_ttl
+        out["de"] = de
+    if opts.get("timeout") is not None:
+        out["pqTimeout"] = duration_ms(opts["timeout"], "timeout", allow_zero=False)
+    if opts.get("keep_logs") is not None:
+        out["kl"] = _int(opts["keep_logs"], "keep_logs", minimum=1)
+    out["attempts"] = attempts
+    return EncodedJob(
+        name=name,
+        data=data_json,
+        opts=encode_json(out, "opts"),
+        job_id=job_id,
+        delay_ms=delay_ms,
+        priority=priority,
+        lifo=lifo,
+        dedup_id=dedup_id,
+        dedup_ttl_ms=dedup_ttl,
+        raw_opts=out,
+    )

@@ -1,0 +1,388 @@
+"""``Queue`` (sync) and ``AsyncQueue`` (asyncio): producing and managing jobs.
+
+Both are thin shells over one description of each operation (``_QueueCore``
+builds plans; the shells run them with a ``redis.Redis`` or a
+``redis.asyncio.Redis`` client), so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import redis
+import redis.asyncio
+
+from . import _ops
+from ._keys import QueueKeys, validate_prefix, validate_queue_name
+from ._plan import Plan, run_async, run_sync
+from .connection import async_client, sync_client
+from .errors import InvalidJobOptionsError
+from .job import Binding, Job, job_from_fields
+from .options import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    Duration,
+    EncodedJob,
+    duration_ms,
+    encode_job,
+    merge_options,
+)
+
+ConnectionArg = str | redis.Redis | redis.asyncio.Redis | None
+
+
+class _QueueCore:
+    """Validation and plans shared by ``Queue`` and ``AsyncQueue``."""
+
+    def __init__(self, name: str, *, prefix: str = "bull",
+                 default_job_options: Mapping[str, Any] | None = None,
+                 max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> None:
+        self.name = validate_queue_name(name)
+        self.prefix = validate_prefix(prefix)
+        self.keys = QueueKeys(self.prefix, self.name)
+        self.clock = _ops.Clock(meta_key=self.keys.meta)
+        if default_job_options is not None and not isinstance(default_job_options, Mapping):
+            raise InvalidJobOptionsError(
+                f"default_job_options must be a mapping, got {default_job_options!r}"
+            )
+        self.default_job_options = dict(default_job_options or {})
+        if isinstance(max_payload_bytes, bool) or not isinstance(max_payload_bytes, int) \
+                or max_payload_bytes <= 0:
+            raise InvalidJobOptionsError(
+                f"max_payload_bytes must be a positive int, got {max_payload_bytes!r}"
+            )
+        self.max_payload_bytes = max_payload_bytes
+        # Validate the defaults now, so a bad default fails at construction.
+        if self.default_job_options:
+            encode_job("default", None, self.default_job_options)
+
+    def encode(self, name: str, data: Any, opts: Mapping[str, Any]) -> EncodedJob:
+        return encode_job(name, data, merge_options(self.default_job_options, opts),
+                          max_payload_bytes=self.max_payload_bytes)
+
+    def encode_bulk(self, jobs: Sequence[Mapping[str, Any]]) -> list[EncodedJob]:
+        if not isinstance(jobs, Sequence) or isinstance(jobs, str | bytes):
+            raise InvalidJobOptionsError(f"add_bulk takes a list of jobs, got {jobs!r}")
+        encoded = []
+        for i, spec in enumerate(jobs):
+            if not isinstance(spec, Mapping) or "name" not in spec:
+                raise InvalidJobOptionsError(
+                    f"add_bulk: job {i} must be a mapping with 'name', 'data' and optional "
+                    f"'opts', got {spec!r}"
+                )
+            unknown = set(spec) - {"name", "data", "opts"}
+            if unknown:
+                raise InvalidJobOptionsError(f"add_bulk: job {i} has unknown keys "
+                                             f"{sorted(unknown)}")
+            opts = spec.get("opts") or {}
+            if not isinstance(opts, Mapping):
+                raise InvalidJobOptionsError(f"add_bulk: job {i} opts must be a mapping")
+            encoded.append(self.encode(spec["name"], spec.get("data"), opts))
+        return encoded
+
+    def add_plan(self, jobs: list[EncodedJob], binding: Binding) -> Plan[list[Job]]:
+        results = yield from _ops.add_jobs(self.keys, self.clock, jobs)
+        out = []
+        for job, (job_id, _status, now, existing) in zip(jobs, results, strict=True):
+            if existing is not None:
+                fields = existing
+            else:
+                fields = {"name": job.name, "data": job.data, "opts": job.opts,
+                          "timestamp": str(now), "delay": str(job.delay_ms),
+                          "priority": str(job.priority)}
+            out.append(Job(binding, job_id, fields))
+        return out
+
+    def get_job_plan(self, job_id: str, binding: Binding) -> Plan[Job | None]:
+        fields = yield from _ops.get_job_hash(self.keys, str(job_id))
+        return job_from_fields(binding, str(job_id), fields)
+
+    def get_jobs_plan(self, states: str | Iterable[str], start: int, end: int, asc: bool,
+                      binding: Binding) -> Plan[list[Job]]:
+        wanted = [states] if isinstance(states, str) else list(states)
+        found = yield from _ops.get_jobs(self.keys, wanted, start, end, asc)
+        return [Job(binding, job_id, fields) for job_id, fields in found]
+
+    def script(self, name: str, op: str, **params: Any) -> Plan[Any]:
+        return _ops.simple(name, self.keys, self.clock, op=op, **params)
+
+    def obliterate_plan(self, force: bool) -> Plan[None]:
+        yield from _ops.repeat_until_done("obliterate", self.keys, self.clock,
+                                          op="obliterate", force=force, batch=_ops.BATCH)
+
+    def drain_plan(self, delayed: bool) -> Plan[None]:
+        yield from _ops.repeat_until_done("drain", self.keys, self.clock, op="drain",
+                                          delayed=delayed, batch=_ops.BATCH)
+
+    def clean_plan(self, grace: Duration, limit: int, state: str) -> Plan[list[str]]:
+        grace_ms = duration_ms(grace, "grace")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise InvalidJobOptionsError(f"limit must be an int >= 0, got {limit!r}")
+        normalized = _ops.normalize_state(state)
+        internal = {"waiting": "wait"}.get(normalized, normalized)
+        if internal == "waiting-children":
+            raise InvalidJobOptionsError("clean: state 'waiting-children' is not supported")
+        return _ops.clean(self.keys, self.clock, grace_ms, limit, internal)
+
+    def retry_jobs_plan(self, state: str, count: int) -> Plan[int]:
+        if state not in ("failed", "completed"):
+            raise InvalidJobOptionsError(
+                f"retry_jobs: state must be 'failed' or 'completed', got {state!r}"
+            )
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise InvalidJobOptionsError(f"count must be an int >= 1, got {count!r}")
+        return _ops.retry_all(self.keys, self.clock, state, count)
+
+    def concurrency_plan(self, n: int | None) -> Plan[None]:
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
+            raise InvalidJobOptionsError(f"concurrency must be an int >= 0 or None, got {n!r}")
+        return self.script("setGlobalLimits", "set_global_concurrency", concurrency=n or 0)
+
+    def rate_limit_plan(self, max_jobs: int | None, duration: Duration) -> Plan[None]:
+        if max_jobs is not None and (isinstance(max_jobs, bool) or not isinstance(max_jobs, int)
+                                     or max_jobs < 0):
+            raise InvalidJobOptionsError(f"max must be an int >= 0 or None, got {max_jobs!r}")
+        ms = duration_ms(duration, "duration", allow_zero=not max_jobs)
+        return self.script("setGlobalLimits", "set_global_rate_limit", max=max_jobs or 0,
+                           durationMs=ms)
+
+
+class Queue:
+    """A queue for producing and managing jobs, with a synchronous client.
+
+    ``connection`` is a URL, a ``redis.Redis`` client, or ``None`` (then
+    ``$PYQUEUE_REDIS_URL``, ``$REDIS_URL`` or the embedded server).
+    """
+
+    def __init__(self, name: str, *, connection: str | redis.Redis | None = None,
+                 prefix: str = "bull", default_job_options: Mapping[str, Any] | None = None,
+                 max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> None:
+        self._core = _QueueCore(name, prefix=prefix, default_job_options=default_job_options,
+                                max_payload_bytes=max_payload_bytes)
+        self.client, self._owns_client = sync_client(connection)
+        self._binding = Binding(self._core.keys, self._core.clock, self._run, is_async=False)
+
+    @property
+    def name(self) -> str:
+        """The queue's name."""
+        return self._core.name
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix (``bull`` by default)."""
+        return self._core.prefix
+
+    def _run(self, plan: Plan[Any]) -> Any:
+        return run_sync(self.client, plan)
+
+    def add(self, name: str, data: Any = None, **opts: Any) -> Job:
+        """Add a job; returns it (the existing one for a taken ``job_id``)."""
+        encoded = self._core.encode(name, data, opts)
+        return self._run(self._core.add_plan([encoded], self._binding))[0]  # type: ignore[no-any-return]
+
+    def add_bulk(self, jobs: Sequence[Mapping[str, Any]]) -> list[Job]:
+        """Add many jobs in one round trip: ``[{"name", "data", "opts"}, ...]``."""
+        encoded = self._core.encode_bulk(jobs)
+        if not encoded:
+            return []
+        return self._run(self._core.add_plan(encoded, self._binding))  # type: ignore[no-any-return]
+
+    def get_job(self, job_id: str) -> Job | None:
+        """The job with that id, or ``None``."""
+        return self._run(self._core.get_job_plan(job_id, self._binding))  # type: ignore[no-any-return]
+
+    def get_job_state(self, job_id: str) -> str:
+        """``waiting``, ``prioritized``, ``delayed``, ``active``, ``completed``,
+        ``failed``, ``waiting-children`` or ``unknown``."""
+        return self._run(_ops.get_state(self._core.keys, self._core.clock, str(job_id)))  # type: ignore[no-any-return]
+
+    def get_job_counts(self, *states: str) -> dict[str, int]:
+        """Counts per state (all states when none are given)."""
+        return self._run(_ops.get_counts(self._core.keys, states))  # type: ignore[no-any-return]
+
+    def get_jobs(self, states: str | Iterable[str], start: int = 0, end: int = -1,
+                 asc: bool = False) -> list[Job]:
+        """Jobs in the given states, newest first unless ``asc``."""
+        return self._run(self._core.get_jobs_plan(states, start, end, asc, self._binding))  # type: ignore[no-any-return]
+
+    def pause(self) -> None:
+        """Pause the queue for every worker: they finish active jobs and take no new ones."""
+        self._run(self._core.script("pause", "pause", pause=True))
+
+    def resume(self) -> None:
+        """Resume a paused queue."""
+        self._run(self._core.script("pause", "resume", pause=False))
+
+    def is_paused(self) -> bool:
+        """Whether the queue is paused."""
+        return self._run(_ops.is_paused(self._core.keys))  # type: ignore[no-any-return]
+
+    def drain(self, delayed: bool = False) -> None:
+        """Remove all waiting and prioritized jobs (and delayed ones when asked)."""
+        self._run(self._core.drain_plan(delayed))
+
+    def clean(self, grace: Duration, limit: int = 0, state: str = "completed") -> list[str]:
+        """Remove jobs of ``state`` older than ``grace`` seconds; returns their ids."""
+        return self._run(self._core.clean_plan(grace, limit, state))  # type: ignore[no-any-return]
+
+    def obliterate(self, force: bool = False) -> None:
+        """Delete the queue and all its jobs; refuses while jobs are active unless forced."""
+        self._run(self._core.obliterate_plan(force))
+
+    def remove(self, job_id: str) -> bool:
+        """Remove a job; ``False`` if it does not exist or is locked (running)."""
+        return bool(self._run(self._core.script("removeJob", "remove", id=str(job_id))))
+
+    def retry_jobs(self, state: str = "failed", count: int = 1000) -> int:
+        """Move up to ``count`` failed (or completed) jobs back to wait; returns how many."""
+        return self._run(self._core.retry_jobs_plan(state, count))  # type: ignore[no-any-return]
+
+    def promote_jobs(self) -> int:
+        """Move every delayed job to wait; returns how many."""
+        return self._run(_ops.promote_all(self._core.keys, self._core.clock))  # type: ignore[no-any-return]
+
+    def set_global_concurrency(self, n: int | None) -> None:
+        """At most ``n`` jobs active across all workers (``None`` or 0 clears it)."""
+        self._run(self._core.concurrency_plan(n))
+
+    def set_global_rate_limit(self, max: int | None, duration: Duration = 0) -> None:
+        """At most ``max`` jobs started per ``duration`` seconds across all workers."""
+        self._run(self._core.rate_limit_plan(max, duration))
+
+    def rate_limit(self, duration: Duration) -> None:
+        """Stop every worker of the queue from taking jobs for ``duration`` seconds."""
+        ms = duration_ms(duration, "duration", allow_zero=False)
+        self.client.set(self._core.keys.limiter, 2**53 - 1, px=ms)
+
+    def close(self) -> None:
+        """Release the connection (if pyqueue created it)."""
+        if self._owns_client:
+            self.client.close()
+
+    def __enter__(self) -> Queue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Queue {self.prefix}:{self.name}>"
+
+
+class AsyncQueue:
+    """``Queue`` for asyncio programs: the same methods, as coroutines."""
+
+    def __init__(self, name: str, *, connection: str | redis.asyncio.Redis | None = None,
+                 prefix: str = "bull", default_job_options: Mapping[str, Any] | None = None,
+                 max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> None:
+        self._core = _QueueCore(name, prefix=prefix, default_job_options=default_job_options,
+                                max_payload_bytes=max_payload_bytes)
+        self.client, self._owns_client = async_client(connection)
+        self._binding = Binding(self._core.keys, self._core.clock, self._run, is_async=True)
+
+    @property
+    def name(self) -> str:
+        """The queue's name."""
+        return self._core.name
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix (``bull`` by default)."""
+        return self._core.prefix
+
+    async def _run(self, plan: Plan[Any]) -> Any:
+        return await run_async(self.client, plan)
+
+    async def add(self, name: str, data: Any = None, **opts: Any) -> Job:
+        """Add a job; returns it (the existing one for a taken ``job_id``)."""
+        encoded = self._core.encode(name, data, opts)
+        return (await self._run(self._core.add_plan([encoded], self._binding)))[0]  # type: ignore[no-any-return]
+
+    async def add_bulk(self, jobs: Sequence[Mapping[str, Any]]) -> list[Job]:
+        """Add many jobs in one round trip: ``[{"name", "data", "opts"}, ...]``."""
+        encoded = self._core.encode_bulk(jobs)
+        if not encoded:
+            return []
+        return await self._run(self._core.add_plan(encoded, self._binding))  # type: ignore[no-any-return]
+
+    async def get_job(self, job_id: str) -> Job | None:
+        """The job with that id, or ``None``."""
+        return await self._run(self._core.get_job_plan(job_id, self._binding))  # type: ignore[no-any-return]
+
+    async def get_job_state(self, job_id: str) -> str:
+        """The job's state in BullMQ's words (see ``Queue.get_job_state``)."""
+        return await self._run(_ops.get_state(self._core.keys, self._core.clock, str(job_id)))  # type: ignore[no-any-return]
+
+    async def get_job_counts(self, *states: str) -> dict[str, int]:
+        """Counts per state (all states when none are given)."""
+        return await self._run(_ops.get_counts(self._core.keys, states))  # type: ignore[no-any-return]
+
+    async def get_jobs(self, states: str | Iterable[str], start: int = 0, end: int = -1,
+                       asc: bool = False) -> list[Job]:
+        """Jobs in the given states, newest first unless ``asc``."""
+        return await self._run(self._core.get_jobs_plan(states, start, end, asc,  # type: ignore[no-any-return]
+                                                        self._binding))
+
+    async def pause(self) -> None:
+        """Pause the queue for every worker."""
+        await self._run(self._core.script("pause", "pause", pause=True))
+
+    async def resume(self) -> None:
+        """Resume a paused queue."""
+        await self._run(self._core.script("pause", "resume", pause=False))
+
+    async def is_paused(self) -> bool:
+        """Whether the queue is paused."""
+        return await self._run(_ops.is_paused(self._core.keys))  # type: ignore[no-any-return]
+
+    async def drain(self, delayed: bool = False) -> None:
+        """Remove all waiting and prioritized jobs (and delayed ones when asked)."""
+        await self._run(self._core.drain_plan(delayed))
+
+    async def clean(self, grace: Duration, limit: int = 0,
+                    state: str = "completed") -> list[str]:
+        """Remove jobs of ``state`` older than ``grace`` seconds; returns their ids."""
+        return await self._run(self._core.clean_plan(grace, limit, state))  # type: ignore[no-any-return]
+
+    async def obliterate(self, force: bool = False) -> None:
+        """Delete the queue and all its jobs; refuses while jobs are active unless forced."""
+        await self._run(self._core.obliterate_plan(force))
+
+    async def remove(self, job_id: str) -> bool:
+        """Remove a job; ``False`` if it does not exist or is locked (running)."""
+        return bool(await self._run(self._core.script("removeJob", "remove", id=str(job_id))))
+
+    async def retry_jobs(self, state: str = "failed", count: int = 1000) -> int:
+        """Move up to ``count`` failed (or completed) jobs back to wait."""
+        return await self._run(self._core.retry_jobs_plan(state, count))  # type: ignore[no-any-return]
+
+    async def promote_jobs(self) -> int:
+        """Move every delayed job to wait; returns how many."""
+        return await self._run(_ops.promote_all(self._core.keys, self._core.clock))  # type: ignore[no-any-return]
+
+    async def set_global_concurrency(self, n: int | None) -> None:
+        """At most ``n`` jobs active across all workers (``None`` or 0 clears it)."""
+        await self._run(self._core.concurrency_plan(n))
+
+    async def set_global_rate_limit(self, max: int | None, duration: Duration = 0) -> None:
+        """At most ``max`` jobs started per ``duration`` seconds across all workers."""
+        await self._run(self._core.rate_limit_plan(max, duration))
+
+    async def rate_limit(self, duration: Duration) -> None:
+        """Stop every worker of the queue from taking jobs for ``duration`` seconds."""
+        ms = duration_ms(duration, "duration", allow_zero=False)
+        await self.client.set(self._core.keys.limiter, 2**53 - 1, px=ms)
+
+    async def close(self) -> None:
+        """Release the connection (if pyqueue created it)."""
+        if self._owns_client:
+            await self.client.aclose()
+
+    async def __aenter__(self) -> AsyncQueue:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"<AsyncQueue {self.prefix}:{self.name}>"

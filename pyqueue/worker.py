@@ -1,0 +1,736 @@
+"""``Worker``: takes jobs from a queue and runs a processor on each.
+
+The worker is asyncio. Its main loop fills free slots with one fetch call
+(several jobs per round trip) and otherwise blocks on the queue's wake-up
+marker (``BZPOPMIN``) on a connection of its own. A slot that finishes a job
+asks for the next one in the same call that finishes it (fetch-next), so a
+busy worker costs one round trip per job.
+
+Plain ``def`` processors run in a thread pool, so they cannot block the loop.
+Locks are renewed, and the stalled-job check runs, from a separate thread
+with its own connection: a processor that hogs the event loop cannot starve
+the renewal and lose its lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import contextvars
+import inspect
+import logging
+import os
+import random
+import signal
+import socket
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import redis
+import redis.asyncio
+
+from . import _ops
+from . import _scripts as S
+from . import backoff as _backoff
+from ._keys import QueueKeys, validate_prefix, validate_queue_name
+from ._plan import Plan, run_async, run_sync
+from .connection import async_client, blocking_async_client, sync_twin
+from .errors import (
+    DelayedError,
+    InvalidJobOptionsError,
+    JobLockError,
+    JobTimeoutError,
+    PyQueueError,
+    RateLimitError,
+    RedisConnectionError,
+    UnrecoverableError,
+)
+from .job import Binding, Job
+from .options import (
+    Duration,
+    Retention,
+    duration_ms,
+    encode_json,
+    parse_retention,
+    retention_from_opts,
+)
+
+logger = logging.getLogger("pyqueue.worker")
+
+Processor = Callable[[Job], Any]
+EVENTS = ("active", "progress", "completed", "failed", "stalled", "error", "drained",
+          "closed", "lock_lost")
+STACKTRACE_LIMIT = 10
+
+
+class _LogThrottle:
+    """At most one log line per ``key`` per ``interval`` seconds (no error floods)."""
+
+    def __init__(self, interval: float = 5.0) -> None:
+        self.interval = interval
+        self.last: dict[str, float] = {}
+
+    def ok(self, key: str) -> bool:
+        now = time.monotonic()
+        if now - self.last.get(key, -1e9) >= self.interval:
+            self.last[key] = now
+            return True
+        return False
+
+
+class Worker:
+    """Processes jobs of one queue.
+
+    Pass an ``async def`` or plain ``def`` processor taking a ``Job``, or
+    subclass and override :meth:`process`. Its return value (JSON) becomes
+    the job's return value; an exception fails the attempt.
+
+    Options: ``concurrency`` (jobs at once), ``limiter={"max", "duration"}``
+    (global across all workers), ``lock_duration``, ``stalled_interval``,
+    ``max_stalled_count``, ``remove_on_complete``/``remove_on_fail`` (defaults
+    for jobs that set none), ``backoff_strategy`` (for ``"custom"`` backoff),
+    ``shutdown_grace`` (seconds ``close()`` waits for active jobs before it
+    hands them back), ``drain_delay`` (longest block on an idle queue),
+    ``autorun`` (start as soon as an event loop runs).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        processor: Processor | None = None,
+        *,
+        connection: str | redis.asyncio.Redis | None = None,
+        prefix: str = "bull",
+        concurrency: int = 1,
+        limiter: Mapping[str, Any] | None = None,
+        lock_duration: Duration = 30,
+        stalled_interval: Duration = 30,
+        max_stalled_count: int = 1,
+        remove_on_complete: bool | int | Mapping[str, Any] | None = None,
+        remove_on_fail: bool | int | Mapping[str, Any] | None = None,
+        backoff_strategy: _backoff.BackoffStrategy | None = None,
+        shutdown_grace: Duration = 30,
+        drain_delay: Duration = 5,
+        worker_name: str | None = None,
+        autorun: bool = True,
+    ) -> None:
+        self.name = validate_queue_name(name)
+        self.prefix = validate_prefix(prefix)
+        self.keys = QueueKeys(self.prefix, self.name)
+        if processor is not None and not callable(processor):
+            raise InvalidJobOptionsError(f"processor must be callable, got {processor!r}")
+        if processor is None and type(self).process is Worker.process:
+            raise InvalidJobOptionsError(
+                "Worker needs a processor: pass one, or subclass Worker and override process()"
+            )
+        self._processor = processor
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise InvalidJobOptionsError(f"concurrency must be an int >= 1, got {concurrency!r}")
+        self.concurrency = concurrency
+        self._limiter: tuple[int, int] | None = None
+        if limiter is not None:
+            if not isinstance(limiter, Mapping) or set(limiter) - {"max", "duration"} \
+                    or "max" not in limiter or "duration" not in limiter:
+                raise InvalidJobOptionsError(
+                    f"limiter must be {{'max': n, 'duration': seconds}}, got {limiter!r}"
+                )
+            lmax = limiter["max"]
+            if isinstance(lmax, bool) or not isinstance(lmax, int) or lmax < 1:
+                raise InvalidJobOptionsError(f"limiter.max must be an int >= 1, got {lmax!r}")
+            self._limiter = (lmax, duration_ms(limiter["duration"], "limiter.duration",
+                                               allow_zero=False))
+        self.lock_ms = duration_ms(lock_duration, "lock_duration", allow_zero=False)
+        self.stalled_ms = duration_ms(stalled_interval, "stalled_interval", allow_zero=False)
+        if isinstance(max_stalled_count, bool) or not isinstance(max_stalled_count, int) \
+                or max_stalled_count < 0:
+            raise InvalidJobOptionsError(
+                f"max_stalled_count must be an int >= 0, got {max_stalled_count!r}"
+            )
+        self.max_stalled_count = max_stalled_count
+        self._keep_complete = (parse_retention(remove_on_complete, "remove_on_complete")[1]
+                               if remove_on_complete is not None else Retention())
+        self._keep_fail = (parse_retention(remove_on_fail, "remove_on_fail")[1]
+                           if remove_on_fail is not None else Retention())
+        if backoff_strategy is not None and not callable(backoff_strategy):
+            raise InvalidJobOptionsError("backoff_strategy must be callable")
+        self._backoff_strategy = backoff_strategy
+        self.shutdown_grace = duration_ms(shutdown_grace, "shutdown_grace") / 1000
+        self.drain_delay = max(duration_ms(drain_delay, "drain_delay", allow_zero=False),
+                               10) / 1000
+        self.worker_name = worker_name
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+        self.client, self._owns_client = async_client(connection)
+        self._blocking: redis.asyncio.Redis | None = None
+        self._sync_client: redis.Redis | None = None
+        self.clock = _ops.Clock(meta_key=self.keys.meta)
+        self._is_async = inspect.iscoroutinefunction(self._target())
+
+        self._listeners: dict[str, list[Callable[..., Any]]] = {e: [] for e in EVENTS}
+        self._tokens: dict[str, str] = {}       # job id -> lock token (shared with thread)
+        self._tokens_lock = threading.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._job_tasks: dict[str, asyncio.Task[Any]] = {}
+        self._fetch_seq = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._main: asyncio.Task[None] | None = None
+        self._keeper: _LockKeeper | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._closed = asyncio.Event()
+        self._running = False
+        self._had_jobs = False
+        self._throttle = _LogThrottle()
+        self._async_binding = Binding(self.keys, self.clock, self._run, is_async=True,
+                                      on_progress=self._on_progress)
+        self._sync_binding: Binding | None = None
+        self.last_fetch_at: float | None = None
+        self.state = "idle"  # idle | running | reconnecting | closing | closed
+        self.jobs_processed = 0
+        if autorun:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+            if loop is not None:
+                self._autostart = loop.create_task(self.start())
+
+    # --- public API ----------------------------------------------------------------
+
+    async def process(self, job: Job) -> Any:
+        """Process one job; override in a subclass, or pass ``processor=``."""
+        raise NotImplementedError  # pragma: no cover - replaced by the processor
+
+    def on(self, event: str, callback: Callable[..., Any]) -> Worker:
+        """Call ``callback`` on a local event: active, progress, completed, failed,
+        stalled, error, drained, closed (and lock_lost). Returns the worker."""
+        if event not in self._listeners:
+            raise InvalidJobOptionsError(f"unknown worker event {event!r}; known: {EVENTS}")
+        self._listeners[event].append(callback)
+        return self
+
+    @property
+    def running(self) -> bool:
+        """Whether the worker has started and not closed."""
+        return self._running
+
+    @property
+    def active_count(self) -> int:
+        """Jobs being processed by this worker now."""
+        return len(self._tokens)
+
+    async def start(self) -> None:
+        """Start consuming in the background (returns once started)."""
+        if self._running or self._closing:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._running = True
+        self.state = "running"
+        self._blocking = blocking_async_client(self.client, client_name=self._client_name())
+        self._sync_client = sync_twin(self.client)
+        self._sync_binding = Binding(self.keys, self.clock, self._run_sync, is_async=False,
+                                     on_progress=self._on_progress_threadsafe)
+        if not self._is_async:
+            self._executor = ThreadPoolExecutor(max_workers=self.concurrency,
+                                                thread_name_prefix=f"pyqueue-{self.name}")
+        self._keeper = _LockKeeper(self)
+        self._keeper.start()
+        self._main = asyncio.create_task(self._main_loop(), name=f"pyqueue-worker-{self.name}")
+
+    async def wait_closed(self) -> None:
+        """Wait until the worker has closed."""
+        await self._closed.wait()
+
+    async def close(self, force: bool = False) -> None:
+        """Stop taking jobs, let active ones finish (up to ``shutdown_grace``; not at
+        all with ``force``), hand the rest back to the queue, and release connections."""
+        if self._closing:
+            await self._closed.wait()
+            return
+        self._closing = True
+        self.state = "closing"
+        self._wake.set()
+        if self._main is not None:
+            self._main.cancel()
+            await asyncio.gather(self._main, return_exceptions=True)
+        if self._tasks:
+            grace = 0 if force else self.shutdown_grace
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            if pending:
+                await self._release_active()
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+        if self._keeper is not None:
+            self._keeper.stop()
+            await asyncio.get_running_loop().run_in_executor(None, self._keeper.join, 5)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._blocking is not None:
+            await self._blocking.aclose()
+        if self._sync_client is not None:
+            self._sync_client.close()
+        if self._owns_client:
+            await self.client.aclose()
+        self._running = False
+        self.state = "closed"
+        self._closed.set()
+        self._emit("closed")
+
+    def run(self) -> None:
+        """Run until SIGINT or SIGTERM, then shut down gracefully (a second signal
+        forces it). Blocks; for asyncio programs use ``start()``/``close()``."""
+        asyncio.run(self._run_until_signal())
+
+    async def rate_limit(self, duration: Duration) -> None:
+        """Stop every worker of this queue taking jobs for ``duration`` seconds.
+
+        Raise ``RateLimitError`` afterwards from the processor to hand the
+        current job back without using an attempt.
+        """
+        ms = duration_ms(duration, "duration", allow_zero=False)
+        await self.client.set(self.keys.limiter, 2**53 - 1, px=ms)
+
+    async def __aenter__(self) -> Worker:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"<Worker {self.prefix}:{self.name} concurrency={self.concurrency}>"
+
+    # --- internals ---------------------------------------------------------------
+
+    def _client_name(self) -> str:
+        """BullMQ's worker connection name: ``<prefix>:<base64(queue)>[:w:<name>]``."""
+        encoded = base64.b64encode(self.name.encode()).decode()
+        suffix = f":w:{self.worker_name}" if self.worker_name else ""
+        return f"{self.prefix}:{encoded}{suffix}"
+
+    def _target(self) -> Callable[[Job], Any]:
+        return self._processor if self._processor is not None else self.process
+
+    async def _run(self, plan: Plan[Any]) -> Any:
+        return await run_async(self.client, plan)
+
+    def _run_sync(self, plan: Plan[Any]) -> Any:
+        assert self._sync_client is not None
+        return run_sync(self._sync_client, plan)
+
+    def _emit(self, event: str, *args: Any) -> None:
+        for callback in self._listeners.get(event, ()):
+            try:
+                result = callback(*args)
+                if inspect.isawaitable(result):
+                    task = asyncio.ensure_future(result)
+                    task.add_done_callback(self._callback_done)
+            except Exception:
+                logger.exception("worker %s: %r listener raised", self.name, event)
+
+    def _callback_done(self, task: asyncio.Future[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("worker %s: async listener raised: %r", self.name, task.exception())
+
+    def _emit_threadsafe(self, event: str, *args: Any) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._emit, event, *args)
+
+    def _on_progress(self, job: Job, value: Any) -> None:
+        self._emit("progress", job, value)
+
+    def _on_progress_threadsafe(self, job: Job, value: Any) -> None:
+        self._emit_threadsafe("progress", job, value)
+
+    def _report(self, key: str, exc: BaseException) -> None:
+        self._emit("error", exc)
+        if self._throttle.ok(key):
+            logger.warning("worker %s: %s: %s", self.name, key, exc)
+
+    async def _run_until_signal(self) -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        signals = 0
+        forced: list[asyncio.Future[None]] = []
+
+        def on_signal() -> None:
+            nonlocal signals
+            signals += 1
+            if signals == 1:
+                stop.set()
+            else:
+                forced.append(asyncio.ensure_future(self.close(force=True)))
+
+        installed = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, on_signal)
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover - non-main thread
+                pass
+        try:
+            await self.start()
+            waiter = asyncio.ensure_future(stop.wait())
+            closed = asyncio.ensure_future(self._closed.wait())
+            await asyncio.wait({waiter, closed}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            closed.cancel()
+            await self.close()
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+    def _fetch_params(self, n: int) -> dict[str, Any]:
+        self._fetch_seq += 1
+        params: dict[str, Any] = {"token": f"{self.id}:{self._fetch_seq}", "lockMs": self.lock_ms,
+                                  "n": n, "wname": self.worker_name}
+        if self._limiter is not None:
+            params["lmax"], params["ldur"] = self._limiter
+        return params
+
+    def _fetch_plan(self, n: int) -> Plan[Any]:
+        yield from self.clock.sync()
+        (reply,) = yield [S.call("moveToActive", self.keys, self.clock.now_ms(),
+                                 **self._fetch_params(n))]
+        return S.decode_fetch(reply)
+
+    async def _main_loop(self) -> None:
+        backoff = 0.0
+        while not self._closing:
+            free = self.concurrency - len(self._tasks)
+            if free <= 0:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            try:
+                status, number, jobs = await self._run(self._fetch_plan(free))
+                backoff = 0.0
+                self.state = "running"
+                self.last_fetch_at = time.time()
+            except asyncio.CancelledError:
+                raise
+            except (RedisConnectionError, PyQueueError, OSError) as exc:
+                self.state = "reconnecting"
+                self._report("fetch failed", exc)
+                backoff = min(max(backoff * 2, 0.1), 5.0)
+                await self._sleep(backoff * random.uniform(0.5, 1.0))
+                continue
+            for job_id, token, fields in jobs:
+                self._spawn(job_id, token, fields)
+            if jobs:
+                self._had_jobs = True
+                continue
+            if self._had_jobs and not self._tasks:
+                self._had_jobs = False
+                self._emit("drained")
+            if status == S.FETCH_RATE_LIMITED:
+                await self._sleep(number / 1000)
+                continue
+            timeout = self.drain_delay
+            if status == S.FETCH_OK and number > 0:
+                timeout = min(timeout, max((number - self.clock.now_ms()) / 1000, 0.0))
+            if timeout > 0:
+                await self._block(timeout)
+
+    async def _sleep(self, seconds: float) -> None:
+        self._wake.clear()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+
+    async def _block(self, timeout: float) -> None:
+        """Wait for the marker (jobs ready) for at most ``timeout`` seconds."""
+        assert self._blocking is not None
+        try:
+            await self._blocking.bzpopmin(self.keys.marker, timeout=max(timeout, 0.01))
+        except asyncio.CancelledError:
+            raise
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+            self.state = "reconnecting"
+            self._report("blocking wait failed", exc)
+            await self._sleep(0.5)
+
+    def _spawn(self, job_id: str, token: str, fields: dict[str, str]) -> None:
+        with self._tokens_lock:
+            self._tokens[job_id] = token
+        task = asyncio.create_task(self._slot(job_id, token, fields))
+        self._tasks.add(task)
+        task.add_done_callback(self._slot_done)
+
+    def _slot_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._wake.set()
+        if not task.cancelled() and task.exception() is not None:
+            self._report("slot crashed", task.exception())  # type: ignore[arg-type]
+
+    async def _slot(self, job_id: str, token: str, fields: dict[str, str]) -> None:
+        """Process a job, then the jobs handed out with each finish (fetch-next)."""
+        current: tuple[str, str, dict[str, str]] | None = (job_id, token, fields)
+        while current is not None:
+            job_id, token, fields = current
+            try:
+                current = await self._process_job(job_id, token, fields)
+            finally:
+                with self._tokens_lock:
+                    if self._tokens.get(job_id) == token:
+                        del self._tokens[job_id]
+            if current is not None:
+                with self._tokens_lock:
+                    self._tokens[current[0]] = current[1]
+
+    async def _process_job(self, job_id: str, token: str,
+                           fields: dict[str, str]) -> tuple[str, str, dict[str, str]] | None:
+        binding = self._async_binding if self._is_async else self._sync_binding
+        assert binding is not None
+        job = Job(binding, job_id, fields, token)
+        if job.deferred_failure:
+            return await self._finish_failed(job, UnrecoverableError(job.deferred_failure),
+                                             final=True)
+        self._emit("active", job)
+        try:
+            result = await self._invoke(job)
+            value = encode_json(result, "return value")
+        except DelayedError:
+            await self._after_delayed(job)
+            return None
+        except RateLimitError:
+            await self._hand_back(job, undo_start=True)
+            return None
+        except asyncio.CancelledError:
+            raise
+        except UnrecoverableError as exc:
+            return await self._finish_failed(job, exc, final=True)
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            return await self._finish_failed(job, exc, final=False)
+        return await self._finish_completed(job, value, result)
+
+    async def _invoke(self, job: Job) -> Any:
+        target = self._target()
+        timeout = job.timeout
+        if self._is_async:
+            call: Awaitable[Any] = target(job)
+        else:
+            assert self._executor is not None
+            ctx = contextvars.copy_context()
+            call = asyncio.get_running_loop().run_in_executor(self._executor, ctx.run,
+                                                              target, job)
+        if timeout is None:
+            result = await call
+        else:
+            try:
+                result = await asyncio.wait_for(call, timeout)
+            except asyncio.TimeoutError:
+                raise JobTimeoutError(f"job {job.id} timed out after {timeout} s") from None
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    def _retention(self, job: Job, completed: bool) -> Retention:
+        stored = retention_from_opts(job.opts.get("removeOnComplete" if completed
+                                                  else "removeOnFail"))
+        if stored is not None:
+            return stored
+        return self._keep_complete if completed else self._keep_fail
+
+    def _finish_plan(self, job: Job, **params: Any) -> Plan[Any]:
+        fetch = not self._closing
+        if fetch:
+            params.update(fetch=True, **self._fetch_params(1))
+        yield from self.clock.sync()
+        (reply,) = yield [S.call("moveToFinished", self.keys, self.clock.now_ms(), id=job.id,
+                                 lockToken=job.lock_token, **params)]
+        S.check(reply, op="finish", job_id=job.id)
+        return S.decode_fetch(reply[1]) if fetch else None
+
+    async def _finish(self, job: Job,
+                      **params: Any) -> tuple[str, str, dict[str, str]] | None:
+        try:
+            fetched = await self._run(self._finish_plan(job, **params))
+        except JobLockError as exc:
+            self._emit("lock_lost", job, exc)
+            self._report("lock lost", exc)
+            return None
+        except (RedisConnectionError, PyQueueError, OSError) as exc:
+            # The job stays active; the stalled check hands it to a worker again.
+            self._report("finish failed", exc)
+            return None
+        self.jobs_processed += 1
+        if fetched is None:
+            return None
+        _, _, jobs = fetched
+        if not jobs:
+            return None
+        self.last_fetch_at = time.time()
+        self._had_jobs = True
+        for extra in jobs[1:]:  # only one was asked for; be safe anyway
+            self._spawn(*extra)
+        first: tuple[str, str, dict[str, str]] = jobs[0]
+        return first
+
+    async def _finish_completed(self, job: Job, value: str,
+                                result: Any) -> tuple[str, str, dict[str, str]] | None:
+        keep = self._retention(job, True)
+        nxt = await self._finish(job, target="completed", value=value, keepCount=keep.count,
+                                 keepAgeMs=keep.age_ms)
+        job.return_value = result
+        job.attempts_made += 1
+        self._emit("completed", job, result)
+        return nxt
+
+    def _reason(self, exc: BaseException) -> str:
+        text = str(exc)
+        return text if text else type(exc).__name__
+
+    def _stacktrace(self, job: Job, exc: BaseException) -> str:
+        traces = list(job.stacktrace)
+        traces.append("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+        return encode_json(traces[-STACKTRACE_LIMIT:], "stacktrace")
+
+    async def _finish_failed(self, job: Job, exc: BaseException,
+                             final: bool) -> tuple[str, str, dict[str, str]] | None:
+        made = job.attempts_made + 1
+        reason = self._reason(exc)
+        trace = self._stacktrace(job, exc)
+        delay: int | None = 0
+        if not final and made < job.attempts:
+            try:
+                delay = _backoff.delay_ms(job.opts.get("backoff"), made, exc, job,
+                                          self._backoff_strategy)
+            except Exception as strategy_exc:
+                self._report("backoff strategy raised", strategy_exc)
+                delay = None
+            if delay is not None:
+                job.attempts_made = made
+                job.failed_reason = reason
+                self._emit("failed", job, exc)
+                due = self.clock.now_ms() + delay if delay > 0 else 0
+                await self._retry(job, due=due, count_attempt=True, reason=reason, trace=trace)
+                return None
+        keep = self._retention(job, False)
+        exhausted = not isinstance(exc, UnrecoverableError) or bool(job.deferred_failure)
+        nxt = await self._finish(job, target="failed", value=reason, stacktrace=trace,
+                                 keepCount=keep.count, keepAgeMs=keep.age_ms,
+                                 exhausted=exhausted and made >= job.attempts)
+        job.attempts_made = made
+        job.failed_reason = reason
+        self._emit("failed", job, exc)
+        return nxt
+
+    async def _retry(self, job: Job, *, due: int, count_attempt: bool = False,
+                     reason: str | None = None, trace: str | None = None,
+                     front: bool = False, undo_start: bool = False) -> None:
+        plan = _ops.simple("retryJob", self.keys, self.clock, op="retry", job_id=job.id,
+                           id=job.id, lockToken=job.lock_token, dueMs=due,
+                           countAttempt=count_attempt,
+                           reason=reason, stacktrace=trace, front=front, undoStart=undo_start)
+        try:
+            await self._run(plan)
+        except JobLockError as exc:
+            self._emit("lock_lost", job, exc)
+            self._report("lock lost", exc)
+        except (RedisConnectionError, PyQueueError, OSError) as exc:
+            self._report("retry failed", exc)
+
+    async def _hand_back(self, job: Job, undo_start: bool) -> None:
+        await self._retry(job, due=0, front=True, undo_start=undo_start)
+
+    async def _after_delayed(self, job: Job) -> None:
+        if job.lock_token is not None:
+            # DelayedError without move_to_delayed(): hand the job back now.
+            await self._hand_back(job, undo_start=False)
+
+    async def _release_active(self) -> None:
+        """Hand every job still running back to the queue (shutdown)."""
+        with self._tokens_lock:
+            held = dict(self._tokens)
+            self._tokens.clear()
+        for job_id, token in held.items():
+            plan = _ops.simple("retryJob", self.keys, self.clock, op="release", job_id=job_id,
+                               id=job_id, lockToken=token, dueMs=0, front=True, undoStart=True)
+            try:
+                await self._run(plan)
+            except PyQueueError as exc:
+                self._report("release failed", exc)
+
+    # Called from the lock keeper thread.
+    def _snapshot_tokens(self) -> tuple[list[str], list[str]]:
+        with self._tokens_lock:
+            ids = list(self._tokens)
+            return ids, [self._tokens[i] for i in ids]
+
+    def _forget(self, job_ids: list[str]) -> None:
+        with self._tokens_lock:
+            for job_id in job_ids:
+                self._tokens.pop(job_id, None)
+
+
+class _LockKeeper(threading.Thread):
+    """Renews the worker's locks every ``lock_duration / 2`` and runs the stalled
+    check every ``stalled_interval``, from its own thread and connection."""
+
+    def __init__(self, worker: Worker) -> None:
+        super().__init__(name=f"pyqueue-locks-{worker.name}", daemon=True)
+        self.worker = worker
+        self._stop_event = threading.Event()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    def run(self) -> None:
+        worker = self.worker
+        renew_every = worker.lock_ms / 2000
+        next_renew = time.monotonic() + renew_every
+        next_check = time.monotonic()
+        while not self._stop_event.is_set():
+            now = time.monotonic()
+            if now >= next_check:
+                next_check = now + worker.stalled_ms / 1000
+                self._check_stalled()
+            if now >= next_renew:
+                next_renew = now + renew_every
+                self._renew()
+            self._stop_event.wait(max(min(next_renew, next_check) - time.monotonic(), 0.005))
+
+    def _renew(self) -> None:
+        worker = self.worker
+        ids, tokens = worker._snapshot_tokens()
+        if not ids:
+            return
+        plan = _ops.simple("extendLocks", worker.keys, worker.clock, op="extend_locks",
+                           ids=ids, tokens=tokens, lockMs=worker.lock_ms)
+        try:
+            lost = [S.text(i) for i in worker._run_sync(plan)]
+        except Exception as exc:
+            worker._emit_threadsafe("error", exc)
+            if worker._throttle.ok("lock renewal failed"):
+                logger.warning("worker %s: lock renewal failed: %s", worker.name, exc)
+            return
+        for job_id in lost:
+            worker._emit_threadsafe("lock_lost", job_id, None)
+            if worker._throttle.ok("lock lost"):
+                logger.warning("worker %s: lost the lock on job %s", worker.name, job_id)
+
+    def _check_stalled(self) -> None:
+        worker = self.worker
+        plan = _ops.simple("moveStalledJobsToWait", worker.keys, worker.clock,
+                           op="stalled_check", maxStalled=worker.max_stalled_count,
+                           intervalMs=worker.stalled_ms)
+        try:
+            reply = worker._run_sync(plan)
+        except Exception as exc:
+            worker._emit_threadsafe("error", exc)
+            if worker._throttle.ok("stalled check failed"):
+                logger.warning("worker %s: stalled check failed: %s", worker.name, exc)
+            return
+        if reply:
+            for job_id in reply[0]:
+                worker._emit_threadsafe("stalled", S.text(job_id))

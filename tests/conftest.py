@@ -1,0 +1,70 @@
+"""Shared fixtures: real Redis servers that the test session starts itself.
+
+Unless ``PYQUEUE_TEST_REDIS_URL`` names a server to use, the session starts
+one throwaway ``redis-server`` (free port on 127.0.0.1, no persistence) and
+stops it at the end. Tests isolate from each other by queue name
+(``queue_name``), not by flushing the server. Tests that kill, pause or
+restart Redis take ``fresh_redis``: a server of their own.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from uuid import uuid4
+
+import pytest
+import redis
+
+from pyqueue._server import RedisServer
+
+TEST_URL_ENV = "PYQUEUE_TEST_REDIS_URL"
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer | None]:
+    """The session's own Redis server, or ``None`` when ``$PYQUEUE_TEST_REDIS_URL`` is set."""
+    if os.environ.get(TEST_URL_ENV):
+        yield None
+        return
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: RedisServer | None) -> str:
+    """URL of the Redis server the tests use."""
+    if redis_server is None:
+        return os.environ[TEST_URL_ENV]
+    return redis_server.url
+
+
+@pytest.fixture
+def queue_name() -> str:
+    """A queue name unique to this test."""
+    return f"t{uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """A sync client (bytes replies) to the test server, closed after the test."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def fresh_redis() -> Iterator[RedisServer]:
+    """A dedicated, started, throwaway server for tests that kill or restart Redis."""
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
