@@ -257,44 +257,83 @@ def clean(keys: QueueKeys, clock: Clock, grace_ms: int, limit: int,
             return removed
 
 
+def _entries(reply: Any) -> list[tuple[str, dict[str, str]]]:
+    """Stream entries from an XRANGE/XREVRANGE/XREAD reply as (id, fields)."""
+    if not reply:
+        return []
+    if isinstance(reply, dict):  # RESP3 XREAD: {stream: [[id, fields], ...]}
+        reply = next(iter(reply.values()))
+    elif isinstance(reply[0], list | tuple) and len(reply[0]) == 2 \
+            and isinstance(reply[0][1], list) and reply[0][1] \
+            and isinstance(reply[0][1][0], list | tuple):  # XREAD: [[stream, entries]]
+        reply = reply[0][1]
+    return [(S.text(entry[0]), S.pairs_to_dict(entry[1])) for entry in reply]
+
+
+def _terminal(entries: list[tuple[str, dict[str, str]]],
+              job_id: str) -> tuple[str, dict[str, str]] | None:
+    """The job's completed/failed event among ``entries``, as (state, fields)."""
+    for _, event in entries:
+        if event.get("jobId") != job_id:
+            continue
+        if event.get("event") == "completed":
+            return "completed", {"returnvalue": event.get("returnvalue", "null")}
+        if event.get("event") == "failed":
+            return "failed", {"failedReason": event.get("failedReason", "")}
+    return None
+
+
 def wait_finished(keys: QueueKeys, job_id: str,
                   timeout: float | None) -> Plan[tuple[str, dict[str, str]]]:
     """Wait until the job is completed or failed; returns (state, fields).
 
     Follows the events stream (XREAD BLOCK, at most 1 s at a time) and checks
     the job's state each time, so a missed or trimmed event only costs a
-    second. Raises ``TimeoutError`` after ``timeout`` seconds.
+    second. A job removed on completion (``remove_on_complete=True``) is
+    answered from its ``completed``/``failed`` event. Raises ``TimeoutError``
+    after ``timeout`` seconds; returns ``("unknown", {})`` for a job that does
+    not exist and left no trace in the recent events.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
-    last_id = "$"
+    last_id = ""
+    known: dict[str, str] = {}
     while True:
-        score_c, score_f, raw, head = yield [
+        # The stream head is read first: any event after it is caught by XREAD.
+        head, score_c, score_f, raw = yield [
+            cmd("XREVRANGE", keys.events, "+", "-", "COUNT", 1 if last_id else 1000),
             cmd("ZSCORE", keys.completed, job_id),
             cmd("ZSCORE", keys.failed, job_id),
             cmd("HGETALL", keys.job(job_id)),
-            cmd("XREVRANGE", keys.events, "+", "-", "COUNT", 1),
         ]
         fields = S.pairs_to_dict(raw)
         if score_c is not None:
             return "completed", fields
         if score_f is not None:
             return "failed", fields
-        if not fields:
-            return "unknown", fields
-        if last_id == "$":
-            last_id = S.text(head[0][0]) if head else "0-0"
+        recent = _entries(head)
+        if not last_id:
+            last_id = recent[0][0] if recent else "0-0"
+            if not fields:  # gone already: finished and removed before we looked?
+                done = _terminal(recent, job_id)
+                return done if done is not None else ("unknown", {})
+        if fields:
+            known = fields
         block_ms = 1000
         if deadline is not None:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(f"job {job_id!r} did not finish within {timeout} s")
             block_ms = max(1, min(block_ms, int(left * 1000)))
-        (events,) = yield [cmd("XREAD", "COUNT", 100, "BLOCK", block_ms, "STREAMS",
-                               keys.events, last_id)]
-        if events:
-            entries = events[0][1] if isinstance(events, list) else next(iter(events.values()))
-            if entries and isinstance(entries[0], list | tuple):
-                last_id = S.text(entries[-1][0])
+        (reply,) = yield [cmd("XREAD", "COUNT", 1000, "BLOCK", block_ms, "STREAMS",
+                              keys.events, last_id)]
+        entries = _entries(reply)
+        if entries:
+            last_id = entries[-1][0]
+            done = _terminal(entries, job_id)
+            if done is not None:
+                return done[0], {**known, **done[1]}
+        if not fields and not entries:
+            return "unknown", {}
 
 
 def decode_json(value: str | None, default: Any = None) -> Any:

@@ -29,6 +29,7 @@ from ._keys import QueueKeys, validate_prefix, validate_queue_name
 from ._ops import decode_json
 from ._plan import translate
 from .connection import async_client, blocking_async_client
+from .errors import RedisConnectionError
 
 logger = logging.getLogger("pyqueue.events")
 
@@ -84,21 +85,34 @@ class QueueEvents:
     async def __aiter__(self) -> AsyncIterator[Event]:
         while not self._closed:
             for event in await self._read():
+                # The cursor moves past an event only once it is handed out, so
+                # resuming from ``last_event_id`` after a break loses nothing.
+                self.last_event_id = event.id
                 yield event
 
-    async def _read(self) -> list[Event]:
+    async def _resolve_start(self) -> None:
+        """Pin ``"$"`` to the newest event id now, so later events are not missed."""
         if self._reader is None:
             self._reader = blocking_async_client(self.client)
-        # "$" must be resolved once, or events between two reads would be lost.
         if self.last_event_id == "$":
             try:
                 head = await self._reader.xrevrange(self.keys.events, count=1)
             except Exception as exc:
                 raise translate(exc) from exc
             self.last_event_id = S.text(head[0][0]) if head else "0-0"
+
+    async def _read(self) -> list[Event]:
+        await self._resolve_start()
+        assert self._reader is not None
         try:
-            reply = await self._reader.xread({self.keys.events: self.last_event_id},
-                                             count=100, block=self.block_ms)
+            # No read timeout on this connection (it blocks on purpose); a hung
+            # one is cancelled past the block time plus a margin.
+            reply = await asyncio.wait_for(
+                self._reader.xread({self.keys.events: self.last_event_id}, count=100,
+                                   block=self.block_ms),
+                self.block_ms / 1000 + 5)
+        except asyncio.TimeoutError as exc:
+            raise RedisConnectionError("events stream read hung past its block time") from exc
         except Exception as exc:
             raise translate(exc) from exc
         events: list[Event] = []
@@ -108,10 +122,7 @@ class QueueEvents:
             if isinstance(entries, list) and entries and isinstance(entries[0], list) \
                     and len(entries) == 1 and isinstance(entries[0][0], list):
                 entries = entries[0]
-            for entry_id, fields in entries:
-                event = parse_entry(entry_id, fields)
-                self.last_event_id = event.id
-                events.append(event)
+            events.extend(parse_entry(entry_id, fields) for entry_id, fields in entries)
         return events
 
     def _dispatch(self, event: Event) -> None:
@@ -132,8 +143,10 @@ class QueueEvents:
             self._dispatch(event)
 
     async def start(self) -> None:
-        """Run the dispatcher in the background."""
+        """Run the dispatcher in the background (events from now on, or from
+        ``last_event_id``)."""
         if self._task is None:
+            await self._resolve_start()
             self._task = asyncio.create_task(self.run())
 
     async def close(self) -> None:
@@ -148,6 +161,7 @@ class QueueEvents:
             await self.client.aclose()
 
     async def __aenter__(self) -> QueueEvents:
+        await self._resolve_start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:

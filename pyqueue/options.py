@@ -252,8 +252,7 @@ def encode_job(name: object, data: object, opts: Mapping[str, Any],
                          ("remove_on_fail", "removeOnFail")):
         if opts.get(option) is not None:
             encoded, _ = parse_retention(opts[option], option)
-            if encoded is not False:
-                out[bull] = encoded
+            out[bull] = encoded
     dedup_id, dedup_ttl = None, 0
     if opts.get("deduplication") is not None:
         dedup = opts["deduplication"]

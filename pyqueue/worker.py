@@ -67,6 +67,8 @@ Processor = Callable[[Job], Any]
 EVENTS = ("active", "progress", "completed", "failed", "stalled", "error", "drained",
           "closed", "lock_lost")
 STACKTRACE_LIMIT = 10
+#: Seconds past a BZPOPMIN timeout after which its connection counts as hung.
+BLOCK_MARGIN = 5.0
 
 
 class _LogThrottle:
@@ -289,14 +291,23 @@ class Worker:
         forces it). Blocks; for asyncio programs use ``start()``/``close()``."""
         asyncio.run(self._run_until_signal())
 
-    async def rate_limit(self, duration: Duration) -> None:
+    def rate_limit(self, duration: Duration) -> Any:
         """Stop every worker of this queue taking jobs for ``duration`` seconds.
 
         Raise ``RateLimitError`` afterwards from the processor to hand the
-        current job back without using an attempt.
+        current job back without using an attempt. Awaitable when called on
+        the event loop (``await worker.rate_limit(5)`` in an async processor);
+        a plain call from a ``def`` processor's thread.
         """
         ms = duration_ms(duration, "duration", allow_zero=False)
-        await self.client.set(self.keys.limiter, 2**53 - 1, px=ms)
+        try:
+            in_loop = asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            in_loop = False
+        if in_loop or self._sync_client is None:
+            return self.client.set(self.keys.limiter, 2**53 - 1, px=ms)
+        self._sync_client.set(self.keys.limiter, 2**53 - 1, px=ms)
+        return None
 
     async def __aenter__(self) -> Worker:
         await self.start()
@@ -448,11 +459,18 @@ class Worker:
     async def _block(self, timeout: float) -> None:
         """Wait for the marker (jobs ready) for at most ``timeout`` seconds."""
         assert self._blocking is not None
+        timeout = max(timeout, 0.01)
         try:
-            await self._blocking.bzpopmin(self.keys.marker, timeout=max(timeout, 0.01))
+            # The blocking connection has no read timeout (the wait is the
+            # point), so a hung or blackholed connection is caught here: past
+            # the block timeout plus a margin, the command is cancelled, which
+            # drops that connection, and the next call reconnects.
+            await asyncio.wait_for(self._blocking.bzpopmin(self.keys.marker, timeout=timeout),
+                                   timeout + BLOCK_MARGIN)
         except asyncio.CancelledError:
             raise
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError,
+                asyncio.TimeoutError) as exc:
             self.state = "reconnecting"
             self._report("blocking wait failed", exc)
             await self._sleep(0.5)
@@ -714,6 +732,7 @@ class _LockKeeper(threading.Thread):
             if worker._throttle.ok("lock renewal failed"):
                 logger.warning("worker %s: lock renewal failed: %s", worker.name, exc)
             return
+        worker._forget(lost)
         for job_id in lost:
             worker._emit_threadsafe("lock_lost", job_id, None)
             if worker._throttle.ok("lock lost"):

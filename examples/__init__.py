@@ -1,0 +1,1 @@
+"""Runnable pyqueue examples (see docs/). Each reads the Redis URL from $REDIS_URL."""
