@@ -22,6 +22,7 @@ import redis
 import redis.asyncio
 import redis.exceptions as rexc
 
+from ._resp import PipelinedConnection
 from .errors import RedisConnectionError, RedisStateError
 
 T = TypeVar("T")
@@ -102,7 +103,7 @@ def run_sync(client: redis.Redis, plan: Plan[T]) -> T:
         raise translate(exc) from exc
 
 
-async def run_async(client: redis.asyncio.Redis, plan: Plan[T]) -> T:
+async def run_async(client: redis.asyncio.Redis | PipelinedConnection, plan: Plan[T]) -> T:
     """Drive ``plan`` with an asyncio client."""
     try:
         batch = next(plan)
@@ -134,7 +135,17 @@ def _execute_sync(client: redis.Redis, batch: Batch) -> list[Any]:
     return replies
 
 
-async def _execute_async(client: redis.asyncio.Redis, batch: Batch) -> list[Any]:
+async def _execute_async(client: redis.asyncio.Redis | PipelinedConnection,
+                         batch: Batch) -> list[Any]:
+    if isinstance(client, PipelinedConnection):
+        got = await client.execute_batch([command.words() for command in batch])
+        redo = [i for i, reply in enumerate(got) if _is_noscript(reply)]
+        if redo:
+            again = await client.execute_batch([batch[i].eval() for i in redo])
+            for i, reply in zip(redo, again, strict=True):
+                got[i] = reply
+        _raise_first_error(got)
+        return got
     execute: Any = client.execute_command  # untyped upstream
     if len(batch) == 1:
         command = batch[0]

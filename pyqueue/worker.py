@@ -40,7 +40,8 @@ from . import _scripts as S
 from . import backoff as _backoff
 from ._keys import QueueKeys, validate_prefix, validate_queue_name
 from ._plan import Plan, run_async, run_sync
-from .connection import async_client, blocking_async_client, sync_twin
+from ._resp import PipelinedConnection, options_from
+from .connection import SOCKET_TIMEOUT, async_client, blocking_async_client, sync_twin
 from .errors import (
     DelayedError,
     InvalidJobOptionsError,
@@ -64,6 +65,7 @@ from .options import (
 logger = logging.getLogger("pyqueue.worker")
 
 Processor = Callable[[Job], Any]
+NextJob = tuple[str, str, dict[str, str]] | None
 EVENTS = ("active", "progress", "completed", "failed", "stalled", "error", "drained",
           "closed", "lock_lost")
 STACKTRACE_LIMIT = 10
@@ -99,7 +101,10 @@ class Worker:
     for jobs that set none), ``backoff_strategy`` (for ``"custom"`` backoff),
     ``shutdown_grace`` (seconds ``close()`` waits for active jobs before it
     hands them back), ``drain_delay`` (longest block on an idle queue),
-    ``autorun`` (start as soon as an event loop runs).
+    ``worker_name`` (stored as the job's ``pb`` and in the connection name),
+    ``pipelined`` (share one auto-pipelining connection among all slots for
+    the per-job commands; False keeps redis-py's pool), ``autorun`` (start as
+    soon as an event loop runs).
     """
 
     def __init__(
@@ -120,6 +125,7 @@ class Worker:
         shutdown_grace: Duration = 30,
         drain_delay: Duration = 5,
         worker_name: str | None = None,
+        pipelined: bool = True,
         autorun: bool = True,
     ) -> None:
         self.name = validate_queue_name(name)
@@ -166,10 +172,12 @@ class Worker:
         self.drain_delay = max(duration_ms(drain_delay, "drain_delay", allow_zero=False),
                                10) / 1000
         self.worker_name = worker_name
+        self.pipelined = pipelined
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
         self.client, self._owns_client = async_client(connection)
         self._blocking: redis.asyncio.Redis | None = None
+        self._fast: PipelinedConnection | None = None
         self._sync_client: redis.Redis | None = None
         self.clock = _ops.Clock(meta_key=self.keys.meta)
         self._is_async = inspect.iscoroutinefunction(self._target())
@@ -236,6 +244,9 @@ class Worker:
         self._running = True
         self.state = "running"
         self._blocking = blocking_async_client(self.client, client_name=self._client_name())
+        options = options_from(self.client) if self.pipelined else None
+        if options is not None:
+            self._fast = PipelinedConnection(options, timeout=SOCKET_TIMEOUT)
         self._sync_client = sync_twin(self.client)
         self._sync_binding = Binding(self.keys, self.clock, self._run_sync, is_async=False,
                                      on_progress=self._on_progress_threadsafe)
@@ -277,6 +288,8 @@ class Worker:
             self._executor.shutdown(wait=False, cancel_futures=True)
         if self._blocking is not None:
             await self._blocking.aclose()
+        if self._fast is not None:
+            await self._fast.aclose()
         if self._sync_client is not None:
             self._sync_client.close()
         if self._owns_client:
@@ -331,7 +344,7 @@ class Worker:
         return self._processor if self._processor is not None else self.process
 
     async def _run(self, plan: Plan[Any]) -> Any:
-        return await run_async(self.client, plan)
+        return await run_async(self._fast or self.client, plan)
 
     def _run_sync(self, plan: Plan[Any]) -> Any:
         assert self._sync_client is not None
@@ -569,39 +582,44 @@ class Worker:
         S.check(reply, op="finish", job_id=job.id)
         return S.decode_fetch(reply[1]) if fetch else None
 
-    async def _finish(self, job: Job,
-                      **params: Any) -> tuple[str, str, dict[str, str]] | None:
+    async def _finish(self, job: Job, **params: Any) -> tuple[bool, NextJob]:
+        """Finish ``job`` (and fetch the next one); returns (accepted, next job).
+
+        ``accepted`` is False when Redis refused the write (the lock was lost:
+        another worker owns the job now) or Redis could not be reached (the job
+        stays active and the stalled check hands it out again).
+        """
         try:
             fetched = await self._run(self._finish_plan(job, **params))
         except JobLockError as exc:
             self._emit("lock_lost", job, exc)
             self._report("lock lost", exc)
-            return None
+            return False, None
         except (RedisConnectionError, PyQueueError, OSError) as exc:
-            # The job stays active; the stalled check hands it to a worker again.
             self._report("finish failed", exc)
-            return None
+            return False, None
         self.jobs_processed += 1
         if fetched is None:
-            return None
+            return True, None
         _, _, jobs = fetched
         if not jobs:
-            return None
+            return True, None
         self.last_fetch_at = time.time()
         self._had_jobs = True
         for extra in jobs[1:]:  # only one was asked for; be safe anyway
             self._spawn(*extra)
         first: tuple[str, str, dict[str, str]] = jobs[0]
-        return first
+        return True, first
 
     async def _finish_completed(self, job: Job, value: str,
                                 result: Any) -> tuple[str, str, dict[str, str]] | None:
         keep = self._retention(job, True)
-        nxt = await self._finish(job, target="completed", value=value, keepCount=keep.count,
-                                 keepAgeMs=keep.age_ms)
-        job.return_value = result
-        job.attempts_made += 1
-        self._emit("completed", job, result)
+        accepted, nxt = await self._finish(job, target="completed", value=value,
+                                           keepCount=keep.count, keepAgeMs=keep.age_ms)
+        if accepted:
+            job.return_value = result
+            job.attempts_made += 1
+            self._emit("completed", job, result)
         return nxt
 
     def _reason(self, exc: BaseException) -> str:
@@ -627,25 +645,29 @@ class Worker:
                 self._report("backoff strategy raised", strategy_exc)
                 delay = None
             if delay is not None:
-                job.attempts_made = made
-                job.failed_reason = reason
-                self._emit("failed", job, exc)
                 due = self.clock.now_ms() + delay if delay > 0 else 0
-                await self._retry(job, due=due, count_attempt=True, reason=reason, trace=trace)
+                if await self._retry(job, due=due, count_attempt=True, reason=reason,
+                                     trace=trace):
+                    job.attempts_made = made
+                    job.failed_reason = reason
+                    self._emit("failed", job, exc)
                 return None
         keep = self._retention(job, False)
         exhausted = not isinstance(exc, UnrecoverableError) or bool(job.deferred_failure)
-        nxt = await self._finish(job, target="failed", value=reason, stacktrace=trace,
-                                 keepCount=keep.count, keepAgeMs=keep.age_ms,
-                                 exhausted=exhausted and made >= job.attempts)
-        job.attempts_made = made
-        job.failed_reason = reason
-        self._emit("failed", job, exc)
+        accepted, nxt = await self._finish(job, target="failed", value=reason,
+                                           stacktrace=trace, keepCount=keep.count,
+                                           keepAgeMs=keep.age_ms,
+                                           exhausted=exhausted and made >= job.attempts)
+        if accepted:
+            job.attempts_made = made
+            job.failed_reason = reason
+            self._emit("failed", job, exc)
         return nxt
 
     async def _retry(self, job: Job, *, due: int, count_attempt: bool = False,
                      reason: str | None = None, trace: str | None = None,
-                     front: bool = False, undo_start: bool = False) -> None:
+                     front: bool = False, undo_start: bool = False) -> bool:
+        """Move the job out of active without finishing it; False if refused."""
         plan = _ops.simple("retryJob", self.keys, self.clock, op="retry", job_id=job.id,
                            id=job.id, lockToken=job.lock_token, dueMs=due,
                            countAttempt=count_attempt,
@@ -655,8 +677,11 @@ class Worker:
         except JobLockError as exc:
             self._emit("lock_lost", job, exc)
             self._report("lock lost", exc)
+            return False
         except (RedisConnectionError, PyQueueError, OSError) as exc:
             self._report("retry failed", exc)
+            return False
+        return True
 
     async def _hand_back(self, job: Job, undo_start: bool) -> None:
         await self._retry(job, due=0, front=True, undo_start=undo_start)

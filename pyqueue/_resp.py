@@ -1,0 +1,295 @@
+"""An auto-pipelining Redis connection for the worker's hot path.
+
+redis-py's asyncio client checks a connection out of its pool and waits for
+each reply before the next command may use that connection; with a hundred
+job slots finishing at once, most of a worker's CPU goes there. This
+connection is shared by all the worker's slots: commands issued in the same
+event-loop iteration are written in one ``send``, replies are parsed by
+``hiredis`` and handed back in order. One worker, one socket, no locks.
+
+It speaks RESP2 and does only what the hot path needs: the handshake (AUTH,
+SELECT, CLIENT SETNAME), TCP, unix sockets and TLS taken from the settings
+of the redis-py client it stands in for. Error replies become the same
+exception classes redis-py raises, so the rest of pyqueue cannot tell the
+difference. A command unanswered for ``timeout`` seconds closes the
+connection (a hung or blackholed peer) and fails every pending command with
+``redis.exceptions.ConnectionError``; the next command reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ssl
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import hiredis
+import redis.asyncio
+import redis.exceptions as rexc
+from redis._parsers import BaseParser
+
+#: Connection settings of a redis-py client that this module understands.
+_HANDLED = {
+    "host", "port", "path", "db", "username", "password", "client_name",
+    "socket_connect_timeout", "socket_timeout", "socket_keepalive", "socket_keepalive_options",
+    "health_check_interval", "retry_on_timeout", "retry_on_error", "retry", "decode_responses",
+    "encoding", "encoding_errors", "protocol", "ssl_cert_reqs", "ssl_ca_certs", "ssl_ca_path",
+    "ssl_ca_data", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname", "ssl_password",
+    "himport_registry", "maint_notifications_pool_handler", "maint_notifications_config",
+    "orig_host_address", "orig_socket_timeout", "orig_socket_connect_timeout",
+    "lib_name", "lib_version", "socket_type", "cache", "cache_config", "event_dispatcher",
+}
+
+
+@dataclass(frozen=True)
+class Options:
+    """Where and how to connect."""
+
+    host: str = "127.0.0.1"
+    port: int = 6379
+    path: str | None = None
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    client_name: str | None = None
+    ssl_context: ssl.SSLContext | None = None
+    connect_timeout: float = 5.0
+
+
+def options_from(client: redis.asyncio.Redis, client_name: str | None = None) -> Options | None:
+    """The settings of a redis-py asyncio client, or ``None`` when it uses
+    something this connection does not support (then keep using redis-py)."""
+    pool = client.connection_pool
+    kwargs: dict[str, Any] = dict(pool.connection_kwargs)
+    if set(kwargs) - _HANDLED or kwargs.get("protocol") not in (None, 2, "2"):
+        return None
+    if kwargs.get("cache") is not None:
+        return None
+    cls_name = pool.connection_class.__name__
+    context = None
+    if cls_name == "SSLConnection":
+        context = _ssl_context(kwargs)
+    elif cls_name not in ("Connection", "UnixDomainSocketConnection"):
+        return None
+    return Options(
+        host=str(kwargs.get("host") or "127.0.0.1"),
+        port=int(kwargs.get("port") or 6379),
+        path=kwargs.get("path") if cls_name == "UnixDomainSocketConnection" else None,
+        db=int(kwargs.get("db") or 0),
+        username=kwargs.get("username"),
+        password=kwargs.get("password"),
+        client_name=client_name or kwargs.get("client_name"),
+        ssl_context=context,
+        connect_timeout=float(kwargs.get("socket_connect_timeout") or 5.0),
+    )
+
+
+def _ssl_context(kwargs: dict[str, Any]) -> ssl.SSLContext:
+    reqs = kwargs.get("ssl_cert_reqs", "required")
+    if isinstance(reqs, str):
+        reqs = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL,
+                "required": ssl.CERT_REQUIRED}[reqs.lower()]
+    context = ssl.create_default_context(cafile=kwargs.get("ssl_ca_certs"),
+                                         capath=kwargs.get("ssl_ca_path"),
+                                         cadata=kwargs.get("ssl_ca_data"))
+    check = kwargs.get("ssl_check_hostname")
+    context.check_hostname = bool(check if check is not None else reqs != ssl.CERT_NONE) \
+        and reqs != ssl.CERT_NONE
+    context.verify_mode = reqs
+    if kwargs.get("ssl_certfile"):
+        context.load_cert_chain(kwargs["ssl_certfile"], kwargs.get("ssl_keyfile"),
+                                kwargs.get("ssl_password"))
+    return context
+
+
+def encode(args: Sequence[Any]) -> bytes:
+    """One command in RESP."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        if isinstance(arg, bytes):
+            data = arg
+        elif isinstance(arg, str):
+            data = arg.encode()
+        elif isinstance(arg, int | float):
+            data = repr(arg).encode()
+        else:
+            data = str(arg).encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+def _error(reply: Exception) -> Exception:
+    parse: Any = BaseParser.parse_error  # untyped upstream
+    error: Exception = parse(str(reply))
+    return error
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self, owner: PipelinedConnection) -> None:
+        self.owner = owner
+        self.reader = hiredis.Reader(replyError=rexc.ResponseError)
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        waiters = self.owner._waiters
+        while True:
+            reply = self.reader.gets()
+            if reply is False:
+                return
+            if not waiters:  # pragma: no cover - the server sent more than asked
+                continue
+            future, _ = waiters.popleft()
+            if not future.done():
+                if isinstance(reply, rexc.ResponseError):
+                    future.set_result(_error(reply))
+                else:
+                    future.set_result(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.owner._lost(self, exc)
+
+
+class PipelinedConnection:
+    """A single auto-pipelining connection (see the module docstring)."""
+
+    def __init__(self, options: Options, timeout: float = 10.0) -> None:
+        self.options = options
+        self.timeout = timeout
+        self._protocol: _Protocol | None = None
+        self._connecting: asyncio.Future[_Protocol] | None = None
+        self._waiters: collections.deque[tuple[asyncio.Future[Any], float]] = \
+            collections.deque()
+        self._buffer: list[bytes] = []
+        self._flush_scheduled = False
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    async def _connect(self) -> _Protocol:
+        loop = asyncio.get_running_loop()
+        opts = self.options
+        if opts.path is not None:
+            connect = loop.create_unix_connection(lambda: _Protocol(self), opts.path)
+        else:
+            connect = loop.create_connection(lambda: _Protocol(self), opts.host, opts.port,
+                                             ssl=opts.ssl_context,
+                                             server_hostname=opts.host if opts.ssl_context
+                                             else None)
+        try:
+            _, protocol = await asyncio.wait_for(connect, opts.connect_timeout)
+        except (OSError, asyncio.TimeoutError) as exc:
+            raise rexc.ConnectionError(f"cannot connect to Redis: {exc}") from exc
+        handshake: list[tuple[Any, ...]] = []
+        if opts.password is not None:
+            handshake.append(("AUTH", opts.username, opts.password) if opts.username
+                             else ("AUTH", opts.password))
+        if opts.db:
+            handshake.append(("SELECT", opts.db))
+        if opts.client_name:
+            handshake.append(("CLIENT", "SETNAME", opts.client_name))
+        if handshake:
+            replies = await self._send(protocol, handshake)
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    assert protocol.transport is not None
+                    protocol.transport.close()
+                    raise reply
+        return protocol
+
+    async def _ensure(self) -> _Protocol:
+        if self._closed:
+            raise rexc.ConnectionError("connection closed")
+        if self._protocol is not None:
+            return self._protocol
+        if self._connecting is None:
+            self._connecting = asyncio.ensure_future(self._connect())
+            try:
+                protocol = await self._connecting
+            finally:
+                self._connecting = None
+            self._protocol = protocol
+            self._arm_watchdog()
+            return protocol
+        return await asyncio.shield(self._connecting)
+
+    def _send(self, protocol: _Protocol, commands: Sequence[Sequence[Any]]) -> Any:
+        loop = asyncio.get_running_loop()
+        now = time.monotonic()
+        futures = []
+        for command in commands:
+            future: asyncio.Future[Any] = loop.create_future()
+            self._waiters.append((future, now))
+            futures.append(future)
+            self._buffer.append(encode(command))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush, protocol)
+        return asyncio.gather(*futures)
+
+    def _flush(self, protocol: _Protocol) -> None:
+        self._flush_scheduled = False
+        if not self._buffer:
+            return
+        data = b"".join(self._buffer)
+        self._buffer.clear()
+        if protocol.transport is None or protocol.transport.is_closing():
+            self._fail(rexc.ConnectionError("connection lost"))
+            return
+        protocol.transport.write(data)
+
+    async def execute_batch(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """Send ``commands`` and return their replies in order.
+
+        Error replies are returned as exception objects (redis-py's classes),
+        not raised; a connection failure raises ``ConnectionError``.
+        """
+        protocol = await self._ensure()
+        replies: list[Any] = await self._send(protocol, commands)
+        return replies
+
+    def _fail(self, exc: Exception) -> None:
+        waiters, self._waiters = self._waiters, collections.deque()
+        self._buffer.clear()
+        for future, _ in waiters:
+            if not future.done():
+                future.set_exception(exc)
+
+    def _lost(self, protocol: _Protocol, exc: Exception | None) -> None:
+        if self._protocol is protocol:
+            self._protocol = None
+        self._fail(rexc.ConnectionError(f"connection lost: {exc}" if exc
+                                        else "connection closed by the server"))
+
+    def _arm_watchdog(self) -> None:
+        if self._watchdog is None and not self._closed:
+            loop = asyncio.get_running_loop()
+            self._watchdog = loop.call_later(min(self.timeout / 2, 1.0), self._check)
+
+    def _check(self) -> None:
+        self._watchdog = None
+        if self._waiters and time.monotonic() - self._waiters[0][1] > self.timeout:
+            protocol = self._protocol
+            if protocol is not None and protocol.transport is not None:
+                protocol.transport.abort()  # connection_lost fails the waiters
+            else:
+                self._fail(rexc.TimeoutError("Redis did not answer in time"))
+        if self._protocol is not None:
+            self._arm_watchdog()
+
+    async def aclose(self) -> None:
+        """Close the connection; pending commands fail."""
+        self._closed = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        protocol, self._protocol = self._protocol, None
+        if protocol is not None and protocol.transport is not None:
+            protocol.transport.close()
+        self._fail(rexc.ConnectionError("connection closed"))
