@@ -11,6 +11,7 @@
     priority  0 (none) .. 2^21-1
     lifo      true = taken before older ready jobs
     deid      deduplication id (optional); dettl its ttl in ms (0 = while alive)
+    gid       group id (optional): the job waits in its group (includes/groups.lua)
   Returns {jobId, status}: status 1 = added; 0 = a job with that custom id
   exists (nothing written but the `duplicated` event); 2 = deduplicated,
   jobId is the id of the job that owns the deduplication id.
@@ -47,13 +48,17 @@ if P.deid then
   fields[#fields + 1] = 'deid'
   fields[#fields + 1] = P.deid
 end
+if P.gid then
+  fields[#fields + 1] = 'gid'
+  fields[#fields + 1] = P.gid
+end
 redis.call('HSET', jobKey, unpack(fields))
 emit('added', 'jobId', jobId, 'name', P.name)
 
 if P.delay > 0 then
-  addToDelayed(jobId, now + P.delay)
+  addToDelayed(jobId, now + P.delay, P.gid)
 else
-  pushReady(jobId, P.priority, P.lifo)
+  pushReady(jobId, P.priority, P.lifo, P.gid)
   emit('waiting', 'jobId', jobId)
 end
 return {jobId, 1}

@@ -24,9 +24,22 @@ end
 drainList(kWait)
 if budget > 0 then drainList(kPaused) end
 drainZset(kPrioritized)
-if P.delayed then drainZset(kDelayed) end
+if P.delayed then
+  drainZset(kDelayed)
+  drainZset(gk('delayed'))
+end
+-- Grouped ready jobs: empty each group's queue (its state entries go stale
+-- and are dropped by the next take).
+local groupsLeft = 0
+for _, gid in ipairs(redis.call('SMEMBERS', gk('all'))) do
+  drainZset(groupWaitKey(gid))
+  local n = redis.call('ZCARD', groupWaitKey(gid))
+  if n == 0 then redis.call('SREM', gk('all'), gid) end
+  groupsLeft = groupsLeft + n
+end
 local left = redis.call('LLEN', kWait) + redis.call('LLEN', kPaused) + redis.call('ZCARD', kPrioritized)
-if P.delayed then left = left + redis.call('ZCARD', kDelayed) end
+             + groupsLeft
+if P.delayed then left = left + redis.call('ZCARD', kDelayed) + redis.call('ZCARD', gk('delayed')) end
 if redis.call('ZCARD', kPrioritized) == 0 then redis.call('DEL', kPc) end
 if left == 0 then
   redis.call('ZREM', kMarker, '0')

@@ -28,8 +28,9 @@ for _, jobId in ipairs(redis.call('SMEMBERS', kStalled)) do
         redis.call('HSET', jobKey, 'defa', 'job stalled more than allowable limit')
         failed[#failed + 1] = jobId
       end
-      local priority = tonumber(redis.call('HGET', jobKey, 'priority') or '0')
-      pushReady(jobId, priority, true)
+      local f = redis.call('HMGET', jobKey, 'priority', 'gid')
+      if f[2] then groupRelease(f[2]) end
+      pushReady(jobId, tonumber(f[1] or '0'), true, f[2])
       emit('waiting', 'jobId', jobId, 'prev', 'active')
       emit('stalled', 'jobId', jobId)
       stalled[#stalled + 1] = jobId

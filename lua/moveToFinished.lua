@@ -28,6 +28,8 @@ if redis.call('LREM', kActive, -1, jobId) == 0 then return E_NOT_ACTIVE end
 redis.call('DEL', jobKey .. ':lock')
 redis.call('SREM', kStalled, jobId)
 releaseDedup(jobKey, jobId)
+local gid = redis.call('HGET', jobKey, 'gid')
+if gid then groupRelease(gid) end
 
 local atm = redis.call('HINCRBY', jobKey, 'atm', 1)
 local target = kCompleted
@@ -53,7 +55,7 @@ else
 end
 
 -- A freed global-concurrency slot may let a waiting job start.
-if redis.call('LLEN', kWait) + redis.call('ZCARD', kPrioritized) > 0 then
+if redis.call('LLEN', kWait) + redis.call('ZCARD', kPrioritized) + groupReadyCount() > 0 then
   markReady()
 end
 

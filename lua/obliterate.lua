@@ -20,7 +20,9 @@ for _, key in ipairs({kActive, kWait, kPaused}) do
   if #ids > 0 then redis.call('LTRIM', key, 0, -#ids - 1) end
   budget = budget - #ids
 end
-for _, key in ipairs({kPrioritized, kDelayed, kCompleted, kFailed, kWaitingChildren}) do
+local zsets = {kPrioritized, kDelayed, kCompleted, kFailed, kWaitingChildren, gk('delayed')}
+for _, gid in ipairs(redis.call('SMEMBERS', gk('all'))) do zsets[#zsets + 1] = groupWaitKey(gid) end
+for _, key in ipairs(zsets) do
   if budget <= 0 then break end
   local ids = redis.call('ZRANGE', key, 0, budget - 1)
   for _, id in ipairs(ids) do removeJobKeys(id) end
@@ -28,6 +30,14 @@ for _, key in ipairs({kPrioritized, kDelayed, kCompleted, kFailed, kWaitingChild
   budget = budget - #ids
 end
 if budget <= 0 then return 1 end
+for _, gid in ipairs(redis.call('HKEYS', gk('state'))) do
+  redis.call('DEL', groupWaitKey(gid), base .. 'g:' .. gid .. ':limiter')
+end
+for _, gid in ipairs(redis.call('SMEMBERS', gk('all'))) do
+  redis.call('DEL', groupWaitKey(gid), base .. 'g:' .. gid .. ':limiter')
+end
+redis.call('DEL', gk('ready'), gk('state'), gk('limited'), gk('all'), gk('active'), gk('conf'),
+           gk('delayed'), gk('seq'), gk('turn'))
 redis.call('DEL', kWait, kActive, kPrioritized, kPc, kDelayed, kWaitingChildren, kCompleted,
            kFailed, kStalled, kStalledCheck, kLimiter, kMeta, kEvents, kId, kMarker, kPaused,
            base .. 'metrics:completed', base .. 'metrics:completed:data',

@@ -18,7 +18,9 @@ if P.pause then
 else
   redis.call('HDEL', kMeta, 'paused')
   while redis.call('RPOPLPUSH', kPaused, kWait) do end
-  if redis.call('LLEN', kWait) + redis.call('ZCARD', kPrioritized) > 0 then markReady() end
+  if redis.call('LLEN', kWait) + redis.call('ZCARD', kPrioritized) + groupReadyCount() > 0 then
+    markReady()
+  end
   markNextDelayed()
   emit('resumed')
 end

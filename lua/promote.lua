@@ -10,17 +10,25 @@
 local ids
 if P.id then
   if redis.call('EXISTS', base .. P.id) == 0 then return E_JOB_MISSING end
-  if not redis.call('ZSCORE', kDelayed, P.id) then return E_WRONG_STATE end
+  if not redis.call('ZSCORE', kDelayed, P.id) and not redis.call('ZSCORE', gk('delayed'), P.id) then
+    return E_WRONG_STATE
+  end
   ids = {P.id}
 else
   ids = redis.call('ZRANGE', kDelayed, 0, P.batch - 1)
+  if #ids < P.batch then
+    for _, id in ipairs(redis.call('ZRANGE', gk('delayed'), 0, P.batch - #ids - 1)) do
+      ids[#ids + 1] = id
+    end
+  end
 end
 for _, jobId in ipairs(ids) do
   local jobKey = base .. jobId
   redis.call('ZREM', kDelayed, jobId)
+  redis.call('ZREM', gk('delayed'), jobId)
   redis.call('HSET', jobKey, 'delay', 0)
-  local priority = tonumber(redis.call('HGET', jobKey, 'priority') or '0')
-  pushReady(jobId, priority, false)
+  local f = redis.call('HMGET', jobKey, 'priority', 'gid')
+  pushReady(jobId, tonumber(f[1] or '0'), false, f[2])
   emit('waiting', 'jobId', jobId, 'prev', 'delayed')
 end
 return #ids

@@ -12,8 +12,16 @@ local jobKey = base .. jobId
 if redis.call('EXISTS', jobKey .. ':lock') == 1 then return 0 end
 if redis.call('EXISTS', jobKey) == 0 then return 0 end
 local prev = 'unknown'
+local gid = redis.call('HGET', jobKey, 'gid')
 for state, key in pairs({waiting = kWait, active = kActive, paused = kPaused}) do
-  if redis.call('LREM', key, 0, jobId) > 0 then prev = state end
+  if redis.call('LREM', key, 0, jobId) > 0 then
+    prev = state
+    if gid and state == 'active' then groupRelease(gid) end
+  end
+end
+if gid then
+  if redis.call('ZREM', groupWaitKey(gid), jobId) > 0 then prev = 'waiting' end
+  if redis.call('ZREM', gk('delayed'), jobId) > 0 then prev = 'delayed' end
 end
 for state, key in pairs({prioritized = kPrioritized, delayed = kDelayed, completed = kCompleted,
                          failed = kFailed, ['waiting-children'] = kWaitingChildren}) do

@@ -28,8 +28,8 @@ for _, jobId in ipairs(ids) do
   redis.call('HDEL', jobKey, 'finishedOn', 'processedOn', 'returnvalue', 'failedReason',
              'stacktrace', 'defa', 'stc')
   if P.resetAttempts then redis.call('HSET', jobKey, 'atm', 0, 'ats', 0) end
-  local priority = tonumber(redis.call('HGET', jobKey, 'priority') or '0')
-  pushReady(jobId, priority, false)
+  local f = redis.call('HMGET', jobKey, 'priority', 'gid')
+  pushReady(jobId, tonumber(f[1] or '0'), false, f[2])
   emit('waiting', 'jobId', jobId, 'prev', P.state)
 end
 return #ids

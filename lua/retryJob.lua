@@ -30,13 +30,15 @@ if P.reason then
   redis.call('HSET', jobKey, 'failedReason', P.reason, 'stacktrace', P.stacktrace)
 end
 if P.undoStart then redis.call('HINCRBY', jobKey, 'ats', -1) end
+local f = redis.call('HMGET', jobKey, 'priority', 'gid')
+local gid = f[2]
+if gid then groupRelease(gid) end
 
 if P.dueMs > 0 then
   redis.call('HSET', jobKey, 'delay', P.dueMs - now)
-  addToDelayed(jobId, P.dueMs)
+  addToDelayed(jobId, P.dueMs, gid)
 else
-  local priority = tonumber(redis.call('HGET', jobKey, 'priority') or '0')
-  pushReady(jobId, priority, P.front)
+  pushReady(jobId, tonumber(f[1] or '0'), P.front, gid)
   emit('waiting', 'jobId', jobId, 'prev', 'active')
 end
 return 0

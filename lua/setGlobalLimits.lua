@@ -22,5 +22,7 @@ if P.max then
     redis.call('HDEL', kMeta, 'max', 'duration')
   end
 end
-if redis.call('LLEN', kWait) + redis.call('ZCARD', kPrioritized) > 0 then markReady() end
+if redis.call('LLEN', kWait) + redis.call('ZCARD', kPrioritized) + groupReadyCount() > 0 then
+  markReady()
+end
 return 1

@@ -92,7 +92,7 @@ def normalize_state(state: str) -> str:
 def _add_call(keys: QueueKeys, now: int, job: EncodedJob) -> Any:
     return S.call("addJob", keys, now, id=job.job_id, name=job.name, data=job.data,
                   opts=job.opts, delay=job.delay_ms, priority=job.priority, lifo=job.lifo,
-                  deid=job.dedup_id, dettl=job.dedup_ttl_ms)
+                  deid=job.dedup_id, dettl=job.dedup_ttl_ms, gid=job.group)
 
 
 def add_jobs(keys: QueueKeys, clock: Clock,
@@ -141,8 +141,23 @@ def get_counts(keys: QueueKeys, states: Iterable[str]) -> Plan[dict[str, int]]:
             commands.append(cmd("LLEN", keys.key(_LIST_STATES[state])))
         else:
             commands.append(cmd("ZCARD", keys.key(_ZSET_STATES[state])))
+    commands.append(S.call("groupCounts", keys, 0, perGroup=False))
     replies = yield commands
-    return {state: int(n) for state, n in zip(wanted, replies, strict=True)}
+    counts = {state: int(n) for state, n in zip(wanted, replies[:-1], strict=True)}
+    grouped = replies[-1]
+    if "waiting" in counts:
+        counts["waiting"] += int(grouped[0])
+    if "delayed" in counts:
+        counts["delayed"] += int(grouped[1])
+    return counts
+
+
+def get_group_counts(keys: QueueKeys) -> Plan[dict[str, dict[str, int]]]:
+    """Per group: ready (``waiting``) and ``active`` jobs."""
+    (reply,) = yield [S.call("groupCounts", keys, 0, perGroup=True)]
+    rows = reply[2]
+    return {S.text(rows[i]): {"waiting": int(rows[i + 1]), "active": int(rows[i + 2])}
+            for i in range(0, len(rows), 3)}
 
 
 def get_jobs(keys: QueueKeys, states: Iterable[str], start: int, end: int,

@@ -101,6 +101,7 @@ class Job:
         self.processed_by: str | None = fields.get("pb")
         self.deferred_failure: str | None = fields.get("defa")
         self.scheduler_id: str | None = fields.get("rjk")
+        self.group: str | None = fields.get("gid")
 
     def __repr__(self) -> str:
         return f"<Job {self.queue_name}:{self.id} name={self.name!r}>"

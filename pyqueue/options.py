@@ -65,6 +65,7 @@ class JobOptions(TypedDict, total=False):
     deduplication: DeduplicationOptions
     timeout: Duration
     keep_logs: int
+    group: str
 
 
 KNOWN_OPTIONS = frozenset(JobOptions.__annotations__)
@@ -115,6 +116,22 @@ def validate_job_id(job_id: object) -> str:
     if ":" in job_id:
         raise InvalidJobIdError(f"job_id must not contain ':', got {job_id!r}")
     return job_id
+
+
+MAX_GROUP_LENGTH = 256
+
+
+def validate_group(group: object, option: str = "group") -> str:
+    """A group id: a non-empty str of at most 256 characters, not ``*``."""
+    if not isinstance(group, str):
+        raise InvalidJobOptionsError(
+            f"{option} must be a str, got {type(group).__name__}: {group!r}"
+        )
+    if not group or len(group) > MAX_GROUP_LENGTH or group == "*":
+        raise InvalidJobOptionsError(
+            f"{option} must be 1..{MAX_GROUP_LENGTH} characters and not '*', got {group!r}"
+        )
+    return group
 
 
 def encode_json(value: object, what: str) -> str:
@@ -189,6 +206,7 @@ class EncodedJob:
     lifo: bool
     dedup_id: str | None = None
     dedup_ttl_ms: int = 0
+    group: str | None = None
     raw_opts: dict[str, Any] = field(default_factory=dict)
 
 
@@ -274,6 +292,9 @@ def encode_job(name: object, data: object, opts: Mapping[str, Any],
         out["de"] = de
     if opts.get("timeout") is not None:
         out["pqTimeout"] = duration_ms(opts["timeout"], "timeout", allow_zero=False)
+    group = None
+    if opts.get("group") is not None:
+        group = validate_group(opts["group"])
     if opts.get("keep_logs") is not None:
         out["kl"] = _int(opts["keep_logs"], "keep_logs", minimum=1)
     out["attempts"] = attempts
@@ -287,5 +308,6 @@ def encode_job(name: object, data: object, opts: Mapping[str, Any],
         lifo=lifo,
         dedup_id=dedup_id,
         dedup_ttl_ms=dedup_ttl,
+        group=group,
         raw_opts=out,
     )

@@ -26,6 +26,7 @@ from .options import (
     duration_ms,
     encode_job,
     merge_options,
+    validate_group,
 )
 
 ConnectionArg = str | redis.Redis | redis.asyncio.Redis | None
@@ -138,6 +139,24 @@ class _QueueCore:
             raise InvalidJobOptionsError(f"concurrency must be an int >= 0 or None, got {n!r}")
         return self.script("setGlobalLimits", "set_global_concurrency", concurrency=n or 0)
 
+    def group_limits_plan(self, group: str | None, **limits: Any) -> Plan[None]:
+        gid = "*" if group is None else validate_group(group)
+        concurrency = limits.get("concurrency")
+        if concurrency is not None and (isinstance(concurrency, bool)
+                                        or not isinstance(concurrency, int) or concurrency < 0):
+            raise InvalidJobOptionsError(
+                f"concurrency must be an int >= 0 or None, got {concurrency!r}")
+        params: dict[str, Any] = {"gid": gid, "concurrency": concurrency}
+        if "max" in limits:
+            max_jobs = limits["max"]
+            if max_jobs is not None and (isinstance(max_jobs, bool)
+                                         or not isinstance(max_jobs, int) or max_jobs < 0):
+                raise InvalidJobOptionsError(f"max must be an int >= 0 or None, got {max_jobs!r}")
+            params["max"] = max_jobs or 0
+            params["durationMs"] = duration_ms(limits.get("duration", 0), "duration",
+                                               allow_zero=not max_jobs)
+        return self.script("setGroupLimits", "set_group_limits", **params)
+
     def rate_limit_plan(self, max_jobs: int | None, duration: Duration) -> Plan[None]:
         if max_jobs is not None and (isinstance(max_jobs, bool) or not isinstance(max_jobs, int)
                                      or max_jobs < 0):
@@ -248,6 +267,21 @@ class Queue:
     def set_global_rate_limit(self, max: int | None, duration: Duration = 0) -> None:
         """At most ``max`` jobs started per ``duration`` seconds across all workers."""
         self._run(self._core.rate_limit_plan(max, duration))
+
+    def set_group_concurrency(self, n: int | None, group: str | None = None) -> None:
+        """At most ``n`` jobs of ``group`` active at once across all workers; with
+        ``group=None`` the default for every group (0 or None clears it)."""
+        self._run(self._core.group_limits_plan(group, concurrency=n or 0))
+
+    def set_group_rate_limit(self, max: int | None, duration: Duration = 0,
+                             group: str | None = None) -> None:
+        """At most ``max`` jobs of ``group`` started per ``duration`` seconds; with
+        ``group=None`` the default for every group (0 or None clears it)."""
+        self._run(self._core.group_limits_plan(group, max=max, duration=duration))
+
+    def get_group_counts(self) -> dict[str, dict[str, int]]:
+        """Per group id: ``{"waiting": n, "active": n}``."""
+        return self._run(_ops.get_group_counts(self._core.keys))  # type: ignore[no-any-return]
 
     def rate_limit(self, duration: Duration) -> None:
         """Stop every worker of the queue from taking jobs for ``duration`` seconds."""
@@ -367,6 +401,19 @@ class AsyncQueue:
     async def set_global_rate_limit(self, max: int | None, duration: Duration = 0) -> None:
         """At most ``max`` jobs started per ``duration`` seconds across all workers."""
         await self._run(self._core.rate_limit_plan(max, duration))
+
+    async def set_group_concurrency(self, n: int | None, group: str | None = None) -> None:
+        """At most ``n`` jobs of ``group`` active at once (``group=None``: every group)."""
+        await self._run(self._core.group_limits_plan(group, concurrency=n or 0))
+
+    async def set_group_rate_limit(self, max: int | None, duration: Duration = 0,
+                                   group: str | None = None) -> None:
+        """At most ``max`` jobs of ``group`` started per ``duration`` seconds."""
+        await self._run(self._core.group_limits_plan(group, max=max, duration=duration))
+
+    async def get_group_counts(self) -> dict[str, dict[str, int]]:
+        """Per group id: ``{"waiting": n, "active": n}``."""
+        return await self._run(_ops.get_group_counts(self._core.keys))  # type: ignore[no-any-return]
 
     async def rate_limit(self, duration: Duration) -> None:
         """Stop every worker of the queue from taking jobs for ``duration`` seconds."""

@@ -11,27 +11,70 @@
     status 2: paused;  status 3: at global concurrency.
 ]]
 local function promoteDueDelayed()
-  local due = redis.call('ZRANGEBYSCORE', kDelayed, 0, (now + 1) * 4096 - 1, 'LIMIT', 0, 1000)
-  if #due == 0 then return end
-  redis.call('ZREM', kDelayed, unpack(due))
-  for _, id in ipairs(due) do
-    local jobKey = base .. id
-    local priority = tonumber(redis.call('HGET', jobKey, 'priority') or '0')
-    if priority > 0 then
-      local seq = redis.call('INCR', kPc) % PRIORITY_SHIFT
-      redis.call('ZADD', kPrioritized, priority * PRIORITY_SHIFT + seq, id)
-    else
-      redis.call('LPUSH', kWait, id)
+  for _, key in ipairs({kDelayed, gk('delayed')}) do
+    local due = redis.call('ZRANGEBYSCORE', key, 0, (now + 1) * 4096 - 1, 'LIMIT', 0, 1000)
+    if #due > 0 then
+      redis.call('ZREM', key, unpack(due))
+      for _, id in ipairs(due) do
+        local jobKey = base .. id
+        local f = redis.call('HMGET', jobKey, 'priority', 'gid')
+        local priority = tonumber(f[1] or '0')
+        if f[2] then
+          groupPush(f[2], id, priority, false)
+        elseif priority > 0 then
+          local seq = redis.call('INCR', kPc) % PRIORITY_SHIFT
+          redis.call('ZADD', kPrioritized, priority * PRIORITY_SHIFT + seq, id)
+        else
+          redis.call('LPUSH', kWait, id)
+        end
+        redis.call('HSET', jobKey, 'delay', 0)
+        emit('waiting', 'jobId', id, 'prev', 'delayed')
+      end
     end
-    redis.call('HSET', jobKey, 'delay', 0)
-    emit('waiting', 'jobId', id, 'prev', 'delayed')
   end
+  groupPromoteLimited()
+end
+
+-- Next ready job id: ungrouped (wait, then prioritized) and grouped jobs
+-- take turns when both are ready, so neither can starve the other.
+local function takeNext()
+  local groupsReady = groupReadyCount() > 0
+  local turn = nil
+  if groupsReady then
+    turn = redis.call('GET', gk('turn'))
+    if turn == 'g' then
+      local jobId = groupTake()
+      if jobId then
+        redis.call('SET', gk('turn'), 'u')
+        redis.call('LPUSH', kActive, jobId)
+        return jobId
+      end
+    end
+  end
+  local jobId = redis.call('RPOPLPUSH', kWait, kActive)
+  if not jobId then
+    local popped = redis.call('ZPOPMIN', kPrioritized)
+    if popped[1] then
+      jobId = popped[1]
+      redis.call('LPUSH', kActive, jobId)
+    end
+  end
+  if jobId then
+    if groupsReady then redis.call('SET', gk('turn'), 'g') end
+    return jobId
+  end
+  if groupsReady and turn ~= 'g' then
+    jobId = groupTake()
+    if jobId then
+      redis.call('LPUSH', kActive, jobId)
+      return jobId
+    end
+  end
+  return nil
 end
 
 local function nextDelayedDue()
-  local head = redis.call('ZRANGE', kDelayed, 0, 0, 'WITHSCORES')
-  if head[2] then return math.floor(tonumber(head[2]) / 4096) end
-  return 0
+  return nextDue()
 end
 
 local function fetchJobs()
@@ -59,13 +102,8 @@ local function fetchJobs()
       if taken == 0 then return {3, 0} end
       break
     end
-    local jobId = redis.call('RPOPLPUSH', kWait, kActive)
-    if not jobId then
-      local popped = redis.call('ZPOPMIN', kPrioritized)
-      if not popped[1] then break end
-      jobId = popped[1]
-      redis.call('LPUSH', kActive, jobId)
-    end
+    local jobId = takeNext()
+    if not jobId then break end
     local jobKey = base .. jobId
     if redis.call('EXISTS', jobKey) == 0 then
       -- An id without a hash (deleted or corrupted by hand): drop it.
@@ -91,6 +129,7 @@ local function fetchJobs()
   if redis.call('ZCARD', kPrioritized) == 0 then redis.call('DEL', kPc) end
 
   local remaining = redis.call('LLEN', kWait) + redis.call('ZCARD', kPrioritized)
+                    + groupReadyCount()
   if taken > 0 then
     if remaining > 0 then
       markReady()

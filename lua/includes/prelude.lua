@@ -57,29 +57,52 @@ local function markReady()
   end
 end
 
--- Point marker member 1 at the earliest delayed job, so an idle worker knows
--- when to look again.
+--@include groups
+
+-- Ms when the next delayed job (plain or grouped) is due, or a rate-limited
+-- group may run again; 0 when nothing is scheduled.
+local function nextDue()
+  local due = 0
+  for _, key in ipairs({kDelayed, gk('delayed')}) do
+    local head = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    if head[2] then
+      local ms = math.floor(tonumber(head[2]) / 4096)
+      if due == 0 or ms < due then due = ms end
+    end
+  end
+  local g = groupNextDue()
+  if g > 0 and (due == 0 or g < due) then due = g end
+  return due
+end
+
+-- Point marker member 1 at the next due time, so an idle worker knows when
+-- to look again.
 local function markNextDelayed()
-  local head = redis.call('ZRANGE', kDelayed, 0, 0, 'WITHSCORES')
-  if head[2] and not isPaused() then
-    redis.call('ZADD', kMarker, math.floor(tonumber(head[2]) / 4096), '1')
+  local due = nextDue()
+  if due > 0 and not isPaused() then
+    redis.call('ZADD', kMarker, due, '1')
   end
 end
 
 -- Score of a job due at dueMs: dueMs * 4096 + seq, seq one more than the
 -- largest already used within that millisecond (saturating at 4095).
-local function delayedScore(dueMs)
+local function delayedScore(key, dueMs)
   local lo = dueMs * 4096
-  local last = redis.call('ZREVRANGEBYSCORE', kDelayed, lo + 4095, lo, 'WITHSCORES', 'LIMIT', 0, 1)
+  local last = redis.call('ZREVRANGEBYSCORE', key, lo + 4095, lo, 'WITHSCORES', 'LIMIT', 0, 1)
   if last[2] then
     return math.min(tonumber(last[2]) - lo + 1, 4095) + lo
   end
   return lo
 end
 
--- Make a job ready: prioritized (priority > 0), else the wait list.
--- toFront puts it where workers take next (stalled or rate-limited jobs).
-local function pushReady(jobId, priority, toFront)
+-- Make a job ready: its group's queue (gid), prioritized (priority > 0),
+-- else the wait list. toFront puts it where workers take next (stalled or
+-- rate-limited jobs).
+local function pushReady(jobId, priority, toFront, gid)
+  if gid then
+    groupPush(gid, jobId, priority, toFront)
+    return
+  end
   if priority and priority > 0 then
     local seq = redis.call('INCR', kPc) % PRIORITY_SHIFT
     redis.call('ZADD', kPrioritized, priority * PRIORITY_SHIFT + seq, jobId)
@@ -91,8 +114,12 @@ local function pushReady(jobId, priority, toFront)
   markReady()
 end
 
-local function addToDelayed(jobId, dueMs)
-  redis.call('ZADD', kDelayed, delayedScore(dueMs), jobId)
+-- Delay a job until dueMs; grouped jobs wait in gr:delayed, where a BullMQ
+-- worker (which knows nothing of groups) cannot promote them.
+local function addToDelayed(jobId, dueMs, gid)
+  local key = kDelayed
+  if gid then key = gk('delayed') end
+  redis.call('ZADD', key, delayedScore(key, dueMs), jobId)
   emit('delayed', 'jobId', jobId, 'delay', dueMs)
   markNextDelayed()
 end
