@@ -27,6 +27,7 @@ if redis.call('LREM', kActive, -1, jobId) == 0 then return E_NOT_ACTIVE end
 
 redis.call('DEL', jobKey .. ':lock')
 redis.call('SREM', kStalled, jobId)
+redis.call('SREM', base .. 'pq:cancel', jobId)
 releaseDedup(jobKey, jobId)
 local gid = redis.call('HGET', jobKey, 'gid')
 if gid then groupRelease(gid) end

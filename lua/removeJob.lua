@@ -28,6 +28,7 @@ for state, key in pairs({prioritized = kPrioritized, delayed = kDelayed, complet
   if redis.call('ZREM', key, jobId) > 0 then prev = state end
 end
 redis.call('SREM', kStalled, jobId)
+redis.call('SREM', base .. 'pq:cancel', jobId)
 removeJobKeys(jobId)
 emit('removed', 'jobId', jobId, 'prev', prev)
 return 1

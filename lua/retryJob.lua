@@ -16,6 +16,8 @@
   Errors: -1 job missing, -2 lock missing, -6 other token, -3 not active.
 ]]
 --@include prelude
+-- A cancelled job that is handed back (shutdown) loses its cancellation:
+-- it was never started on purpose, and a new worker runs it afresh.
 local jobId = P.id
 local jobKey = base .. jobId
 if redis.call('EXISTS', jobKey) == 0 then return E_JOB_MISSING end
@@ -25,6 +27,7 @@ if redis.call('LREM', kActive, -1, jobId) == 0 then return E_NOT_ACTIVE end
 
 redis.call('DEL', jobKey .. ':lock')
 redis.call('SREM', kStalled, jobId)
+redis.call('SREM', base .. 'pq:cancel', jobId)
 if P.countAttempt then redis.call('HINCRBY', jobKey, 'atm', 1) end
 if P.reason then
   redis.call('HSET', jobKey, 'failedReason', P.reason, 'stacktrace', P.stacktrace)

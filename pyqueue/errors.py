@@ -22,7 +22,8 @@
         ├── UnrecoverableError                fail now, no retry
         ├── DelayedError                      the job moved itself to delayed
         ├── RateLimitError                    back to wait; the whole queue waits
-        └── JobTimeoutError                   the attempt ran past its ``timeout``
+        ├── JobTimeoutError                   the attempt ran past its ``timeout``
+        └── JobCancelledError                 the job was cancelled (Queue.cancel_job)
 
 Argument errors subclass :class:`ValueError` (or :class:`TypeError` for
 data of the wrong type), so ``except ValueError`` works as Python users
@@ -35,12 +36,13 @@ import builtins
 
 __all__ = [
     "ConfigurationError",
-        "DelayedError",
+    "DelayedError",
     "EmbeddedRedisUnavailable",
     "InvalidJobDataError",
     "InvalidJobIdError",
     "InvalidJobOptionsError",
     "InvalidQueueNameError",
+    "JobCancelledError",
     "JobError",
     "JobFailedError",
     "JobLockError",
@@ -150,6 +152,11 @@ class DelayedError(ProcessingSignal):
 class RateLimitError(ProcessingSignal):
     """Raise after ``worker.rate_limit(seconds)``: the job goes back to wait and the
     whole queue pauses for that long; no attempt is used up."""
+
+
+class JobCancelledError(ProcessingSignal):
+    """The job was cancelled with ``Queue.cancel_job``; it fails without retry
+    (or is removed), with the cancellation reason as its failed reason."""
 
 
 class JobTimeoutError(ProcessingSignal):

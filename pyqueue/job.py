@@ -11,6 +11,7 @@ lock (fencing).
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -75,6 +76,11 @@ class Job:
                  token: str | None = None) -> None:
         self._binding = binding
         self._token = token
+        #: Set when ``Queue.cancel_job`` asked the worker to stop this job; a
+        #: ``def`` processor can poll ``job.cancel_requested.is_set()``.
+        self.cancel_requested = threading.Event()
+        self.cancel_reason: str | None = None
+        self.cancel_remove = False
         self.id = job_id
         self.queue_name = binding.keys.name
         self._load(fields)

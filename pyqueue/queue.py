@@ -157,6 +157,13 @@ class _QueueCore:
                                                allow_zero=not max_jobs)
         return self.script("setGroupLimits", "set_group_limits", **params)
 
+    def cancel_plan(self, job_id: str, reason: str, remove: bool) -> Plan[str]:
+        if not isinstance(reason, str) or not reason:
+            raise InvalidJobOptionsError(f"reason must be a non-empty str, got {reason!r}")
+        status = yield from self.script("cancelJob", "cancel_job", job_id=str(job_id),
+                                        id=str(job_id), reason=reason, remove=remove)
+        return {0: "finished", 1: "cancelled", 2: "requested"}[int(status)]
+
     def rate_limit_plan(self, max_jobs: int | None, duration: Duration) -> Plan[None]:
         if max_jobs is not None and (isinstance(max_jobs, bool) or not isinstance(max_jobs, int)
                                      or max_jobs < 0):
@@ -282,6 +289,20 @@ class Queue:
     def get_group_counts(self) -> dict[str, dict[str, int]]:
         """Per group id: ``{"waiting": n, "active": n}``."""
         return self._run(_ops.get_group_counts(self._core.keys))  # type: ignore[no-any-return]
+
+    def cancel_job(self, job_id: str, reason: str = "cancelled", *,
+                   remove: bool = False) -> str:
+        """Cancel a job wherever it is, from any process.
+
+        A job that is not running fails now with ``reason`` (or is removed with
+        ``remove=True``): returns ``"cancelled"``. A running job is cancelled by
+        the worker running it within about half a second (its async processor
+        sees ``asyncio.CancelledError``; a ``def`` processor can check
+        ``job.cancel_requested``), then fails without retry or is removed:
+        returns ``"requested"``. A finished job is left alone: ``"finished"``.
+        Raises ``JobNotFoundError`` for an unknown id.
+        """
+        return self._run(self._core.cancel_plan(job_id, reason, remove))  # type: ignore[no-any-return]
 
     def rate_limit(self, duration: Duration) -> None:
         """Stop every worker of the queue from taking jobs for ``duration`` seconds."""
@@ -414,6 +435,11 @@ class AsyncQueue:
     async def get_group_counts(self) -> dict[str, dict[str, int]]:
         """Per group id: ``{"waiting": n, "active": n}``."""
         return await self._run(_ops.get_group_counts(self._core.keys))  # type: ignore[no-any-return]
+
+    async def cancel_job(self, job_id: str, reason: str = "cancelled", *,
+                         remove: bool = False) -> str:
+        """Cancel a job from any process (see ``Queue.cancel_job``)."""
+        return await self._run(self._core.cancel_plan(job_id, reason, remove))  # type: ignore[no-any-return]
 
     async def rate_limit(self, duration: Duration) -> None:
         """Stop every worker of the queue from taking jobs for ``duration`` seconds."""

@@ -45,6 +45,7 @@ from .connection import SOCKET_TIMEOUT, async_client, blocking_async_client, syn
 from .errors import (
     DelayedError,
     InvalidJobOptionsError,
+    JobCancelledError,
     JobLockError,
     JobTimeoutError,
     PyQueueError,
@@ -173,6 +174,7 @@ class Worker:
                                10) / 1000
         self.worker_name = worker_name
         self.pipelined = pipelined
+        self.cancel_poll_interval = 0.5
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
         self.client, self._owns_client = async_client(connection)
@@ -186,7 +188,7 @@ class Worker:
         self._tokens: dict[str, str] = {}       # job id -> lock token (shared with thread)
         self._tokens_lock = threading.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._job_tasks: dict[str, asyncio.Task[Any]] = {}
+        self._current: dict[str, tuple[Job, asyncio.Task[Any]]] = {}
         self._fetch_seq = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._main: asyncio.Task[None] | None = None
@@ -364,6 +366,10 @@ class Worker:
         if not task.cancelled() and task.exception() is not None:
             logger.error("worker %s: async listener raised: %r", self.name, task.exception())
 
+    def _loop_call(self, fn: Callable[..., Any], *args: Any) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(fn, *args)
+
     def _emit_threadsafe(self, event: str, *args: Any) -> None:
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._emit, event, *args)
@@ -525,23 +531,39 @@ class Worker:
             return await self._finish_failed(job, UnrecoverableError(job.deferred_failure),
                                              final=True)
         self._emit("active", job)
+        task = asyncio.current_task()
+        assert task is not None
+        self._current[job.id] = (job, task)
         try:
             result = await self._invoke(job)
             value = encode_json(result, "return value")
+        except asyncio.CancelledError:
+            if job.cancel_reason is None:
+                raise  # shutdown, not a cancellation of this job
+            uncancel = getattr(task, "uncancel", None)
+            if uncancel is not None:
+                uncancel()
+            return await self._finish_cancelled(job)
         except DelayedError:
             await self._after_delayed(job)
             return None
         except RateLimitError:
             await self._hand_back(job, undo_start=True)
             return None
-        except asyncio.CancelledError:
-            raise
         except UnrecoverableError as exc:
             return await self._finish_failed(job, exc, final=True)
+        except JobCancelledError:
+            if job.cancel_reason is None:
+                job.cancel_reason = "cancelled"
+            return await self._finish_cancelled(job)
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
             return await self._finish_failed(job, exc, final=False)
+        finally:
+            self._current.pop(job.id, None)
+        if job.cancel_reason is not None:  # a def processor finished regardless
+            return await self._finish_cancelled(job)
         return await self._finish_completed(job, value, result)
 
     async def _invoke(self, job: Job) -> Any:
@@ -564,6 +586,35 @@ class Worker:
         if inspect.isawaitable(result):
             result = await result
         return result
+
+    async def _finish_cancelled(self, job: Job) -> NextJob:
+        """Fail (or remove) a cancelled job, without retry."""
+        reason = job.cancel_reason or "cancelled"
+        exc = JobCancelledError(reason)
+        trace = self._stacktrace(job, exc)
+        keep = Retention(count=0) if job.cancel_remove else self._retention(job, False)
+        accepted, nxt = await self._finish(job, target="failed", value=reason,
+                                           stacktrace=trace, keepCount=keep.count,
+                                           keepAgeMs=keep.age_ms, exhausted=False)
+        if accepted:
+            job.attempts_made += 1
+            job.failed_reason = reason
+            self._emit("failed", job, exc)
+        return nxt
+
+    def _cancel_local(self, job_id: str, reason: str, remove: bool) -> None:
+        """A cancellation request for a job this worker runs (on the loop)."""
+        entry = self._current.get(job_id)
+        if entry is None:
+            return
+        job, task = entry
+        if job.cancel_reason is not None:
+            return
+        job.cancel_reason = reason
+        job.cancel_remove = remove
+        job.cancel_requested.set()
+        if self._is_async:
+            task.cancel()
 
     def _retention(self, job: Job, completed: bool) -> Retention:
         stored = retention_from_opts(job.opts.get("removeOnComplete" if completed
@@ -733,6 +784,7 @@ class _LockKeeper(threading.Thread):
         renew_every = worker.lock_ms / 2000
         next_renew = time.monotonic() + renew_every
         next_check = time.monotonic()
+        next_cancel = time.monotonic()
         while not self._stop_event.is_set():
             now = time.monotonic()
             if now >= next_check:
@@ -741,7 +793,31 @@ class _LockKeeper(threading.Thread):
             if now >= next_renew:
                 next_renew = now + renew_every
                 self._renew()
-            self._stop_event.wait(max(min(next_renew, next_check) - time.monotonic(), 0.005))
+            if now >= next_cancel:
+                next_cancel = now + worker.cancel_poll_interval
+                self._poll_cancellations()
+            wake = min(next_renew, next_check, next_cancel)
+            self._stop_event.wait(max(wake - time.monotonic(), 0.005))
+
+    def _poll_cancellations(self) -> None:
+        """Hand cancellation requests for this worker's jobs to the event loop."""
+        worker = self.worker
+        ids, _ = worker._snapshot_tokens()
+        if not ids:
+            return
+        key = worker.keys.key("pq:cancel")
+        try:
+            assert worker._sync_client is not None
+            raw = worker._sync_client.smembers(key)
+            wanted = [job_id for job_id in (S.text(m) for m in raw) if job_id in set(ids)]
+            for job_id in wanted:
+                reason, remove = worker._sync_client.hmget(worker.keys.job(job_id),
+                                                           ["pqcx", "pqcxrm"])
+                worker._loop_call(worker._cancel_local, job_id,
+                                  S.text(reason) if reason else "cancelled", bool(remove))
+        except Exception as exc:
+            if worker._throttle.ok("cancel poll failed"):
+                logger.warning("worker %s: cancellation poll failed: %s", worker.name, exc)
 
     def _renew(self) -> None:
         worker = self.worker

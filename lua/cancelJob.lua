@@ -1,0 +1,48 @@
+--[[
+  cancelJob: cancel a job from anywhere.
+
+  A job that is not running is failed now (or removed): taken out of wait,
+  prioritized, delayed or its group, `failedReason` = the reason, into
+  `failed` (event `failed`). A running job is marked: `pqcx` = reason
+  (`pqcxrm` = 1 to remove it instead of failing it) and its id added to the
+  `pq:cancel` set, which the workers poll; the worker running it cancels the
+  processor and fails (or removes) the job. Finished jobs are left alone.
+
+  KEYS, ARGV[1..2]: see includes/prelude.lua.
+  ARGV[3] params: id, reason, remove.
+  Returns 1 cancelled now, 2 cancellation requested (running), 0 already
+  finished. Errors: -1 job missing.
+]]
+--@include prelude
+local jobId = P.id
+local jobKey = base .. jobId
+if redis.call('EXISTS', jobKey) == 0 then return E_JOB_MISSING end
+if redis.call('ZSCORE', kCompleted, jobId) or redis.call('ZSCORE', kFailed, jobId) then
+  return 0
+end
+if redis.call('LPOS', kActive, jobId) then
+  redis.call('HSET', jobKey, 'pqcx', P.reason)
+  if P.remove then redis.call('HSET', jobKey, 'pqcxrm', 1) end
+  redis.call('SADD', base .. 'pq:cancel', jobId)
+  return 2
+end
+local gid = redis.call('HGET', jobKey, 'gid')
+redis.call('LREM', kWait, 0, jobId)
+redis.call('LREM', kPaused, 0, jobId)
+redis.call('ZREM', kPrioritized, jobId)
+redis.call('ZREM', kDelayed, jobId)
+redis.call('ZREM', kWaitingChildren, jobId)
+if gid then
+  redis.call('ZREM', groupWaitKey(gid), jobId)
+  redis.call('ZREM', gk('delayed'), jobId)
+end
+if P.remove then
+  removeJobKeys(jobId)
+  emit('removed', 'jobId', jobId, 'prev', 'cancelled')
+  return 1
+end
+releaseDedup(jobKey, jobId)
+redis.call('HSET', jobKey, 'failedReason', P.reason, 'finishedOn', now)
+redis.call('ZADD', kFailed, now, jobId)
+emit('failed', 'jobId', jobId, 'failedReason', P.reason, 'prev', 'waiting')
+return 1
