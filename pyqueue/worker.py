@@ -40,6 +40,7 @@ from . import _scripts as S
 from . import backoff as _backoff
 from ._keys import QueueKeys, validate_prefix, validate_queue_name
 from ._plan import Plan, run_async, run_sync
+from ._procpool import ProcessorError, ProcessPool, connection_settings, import_path
 from ._resp import PipelinedConnection, options_from
 from .connection import SOCKET_TIMEOUT, async_client, blocking_async_client, sync_twin
 from .errors import (
@@ -127,6 +128,7 @@ class Worker:
         drain_delay: Duration = 5,
         worker_name: str | None = None,
         pipelined: bool = True,
+        execution: str = "thread",
         autorun: bool = True,
     ) -> None:
         self.name = validate_queue_name(name)
@@ -174,6 +176,11 @@ class Worker:
                                10) / 1000
         self.worker_name = worker_name
         self.pipelined = pipelined
+        if execution not in ("thread", "process"):
+            raise InvalidJobOptionsError(
+                f"execution must be 'thread' or 'process', got {execution!r}")
+        self.execution = execution
+        self._pool: ProcessPool | None = None
         self.cancel_poll_interval = 0.5
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -183,6 +190,12 @@ class Worker:
         self._sync_client: redis.Redis | None = None
         self.clock = _ops.Clock(meta_key=self.keys.meta)
         self._is_async = inspect.iscoroutinefunction(self._target())
+        if execution == "process":
+            if self._is_async:
+                raise InvalidJobOptionsError(
+                    "execution='process' runs def processors; an async processor runs on "
+                    "the event loop")
+            import_path(self._target())  # fail now, not at the first job
 
         self._listeners: dict[str, list[Callable[..., Any]]] = {e: [] for e in EVENTS}
         self._tokens: dict[str, str] = {}       # job id -> lock token (shared with thread)
@@ -252,7 +265,13 @@ class Worker:
         self._sync_client = sync_twin(self.client)
         self._sync_binding = Binding(self.keys, self.clock, self._run_sync, is_async=False,
                                      on_progress=self._on_progress_threadsafe)
-        if not self._is_async:
+        if self.execution == "process":
+            pool = self.client.connection_pool
+            kind = {"UnixDomainSocketConnection": "unix", "SSLConnection": "ssl"}.get(
+                pool.connection_class.__name__, "tcp")
+            self._pool = ProcessPool(self._target(), self.concurrency, self.prefix, self.name,
+                                     connection_settings(dict(pool.connection_kwargs), kind))
+        elif not self._is_async:
             self._executor = ThreadPoolExecutor(max_workers=self.concurrency,
                                                 thread_name_prefix=f"pyqueue-{self.name}")
         self._keeper = _LockKeeper(self)
@@ -288,6 +307,8 @@ class Worker:
             await asyncio.get_running_loop().run_in_executor(None, self._keeper.join, 5)
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.close()
         if self._blocking is not None:
             await self._blocking.aclose()
         if self._fast is not None:
@@ -571,6 +592,8 @@ class Worker:
         timeout = job.timeout
         if self._is_async:
             call: Awaitable[Any] = target(job)
+        elif self._pool is not None:
+            call = self._pool.run(job.id, job.fields, job.lock_token)
         else:
             assert self._executor is not None
             ctx = contextvars.copy_context()
@@ -613,8 +636,8 @@ class Worker:
         job.cancel_reason = reason
         job.cancel_remove = remove
         job.cancel_requested.set()
-        if self._is_async:
-            task.cancel()
+        if self._is_async or self._pool is not None:
+            task.cancel()  # a process-mode job's child is killed
 
     def _retention(self, job: Job, completed: bool) -> Retention:
         stored = retention_from_opts(job.opts.get("removeOnComplete" if completed
@@ -679,7 +702,11 @@ class Worker:
 
     def _stacktrace(self, job: Job, exc: BaseException) -> str:
         traces = list(job.stacktrace)
-        traces.append("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+        if isinstance(exc, ProcessorError):
+            traces.append(exc.remote_traceback)
+        else:
+            traces.append("".join(traceback.format_exception(type(exc), exc,
+                                                             exc.__traceback__)))
         return encode_json(traces[-STACKTRACE_LIMIT:], "stacktrace")
 
     async def _finish_failed(self, job: Job, exc: BaseException,
