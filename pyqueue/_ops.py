@@ -346,7 +346,9 @@ def wait_finished(keys: QueueKeys, job_id: str,
             last_id = entries[-1][0]
             done = _terminal(entries, job_id)
             if done is not None:
-                return done[0], {**known, **done[1]}
+                (raw,) = yield [cmd("HGETALL", keys.job(job_id))]
+                fresh = S.pairs_to_dict(raw)  # the job as finished, unless removed
+                return done[0], fresh or {**known, **done[1]}
         if not fields and not entries:
             return "unknown", {}
 

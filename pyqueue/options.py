@@ -17,6 +17,7 @@ from typing import Any, TypedDict
 
 from . import backoff as _backoff
 from .errors import (
+    ConfigurationError,
     InvalidJobDataError,
     InvalidJobIdError,
     InvalidJobOptionsError,
@@ -24,6 +25,9 @@ from .errors import (
 )
 
 MAX_PRIORITY = 2**21 - 1
+#: Longest duration accepted anywhere. Delayed-job scores are due_ms * 4096,
+#: exact in a double only below 2**53 (the year 2039), so delays must be bounded.
+MAX_DURATION_SECONDS = 10 * 365 * 24 * 3600
 DEFAULT_MAX_PAYLOAD_BYTES = 512 * 1024
 
 Duration = int | float | timedelta
@@ -87,7 +91,21 @@ def duration_ms(value: object, option: str, *, allow_zero: bool = True) -> int:
     if seconds < 0 or (seconds == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise InvalidJobOptionsError(f"{option} must be {bound} seconds, got {value!r}")
+    if seconds > MAX_DURATION_SECONDS:
+        raise InvalidJobOptionsError(
+            f"{option} must be at most {MAX_DURATION_SECONDS} seconds (10 years), got {value!r}"
+        )
     return round(seconds * 1000)
+
+
+def utf8_text(value: str, option: str, error: type[ConfigurationError]) -> str:
+    """``value`` if it encodes as UTF-8 (no lone surrogates), else ``error``."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise error(f"{option} must be valid Unicode text: {exc.reason} at position "
+                    f"{exc.start} of {value!r}") from None
+    return value
 
 
 def _int(value: object, option: str, *, minimum: int, maximum: int | None = None) -> int:
@@ -115,7 +133,7 @@ def validate_job_id(job_id: object) -> str:
         )
     if ":" in job_id:
         raise InvalidJobIdError(f"job_id must not contain ':', got {job_id!r}")
-    return job_id
+    return utf8_text(job_id, "job_id", InvalidJobIdError)
 
 
 MAX_GROUP_LENGTH = 256
@@ -131,15 +149,16 @@ def validate_group(group: object, option: str = "group") -> str:
         raise InvalidJobOptionsError(
             f"{option} must be 1..{MAX_GROUP_LENGTH} characters and not '*', got {group!r}"
         )
-    return group
+    return utf8_text(group, option, InvalidJobOptionsError)
 
 
 def encode_json(value: object, what: str) -> str:
     """Compact JSON, refusing what JSON cannot hold (NaN, sets, objects)."""
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidJobDataError(f"{what} must be JSON-serialisable: {exc}") from exc
+    return utf8_text(text, what, InvalidJobDataError)
 
 
 @dataclass(frozen=True)
@@ -224,6 +243,7 @@ def encode_job(name: object, data: object, opts: Mapping[str, Any],
         raise InvalidJobOptionsError(
             f"job name must be a str, got {type(name).__name__}: {name!r}"
         )
+    utf8_text(name, "job name", InvalidJobOptionsError)
     unknown = set(opts) - KNOWN_OPTIONS
     if "repeat" in unknown:
         raise InvalidJobOptionsError(
@@ -284,7 +304,7 @@ def encode_job(name: object, data: object, opts: Mapping[str, Any],
             raise InvalidJobOptionsError(
                 f"deduplication has unknown keys {sorted(unknown_dedup)}"
             )
-        dedup_id = dedup["id"]
+        dedup_id = utf8_text(dedup["id"], "deduplication.id", InvalidJobOptionsError)
         de: dict[str, Any] = {"id": dedup_id}
         if dedup.get("ttl") is not None:
             dedup_ttl = duration_ms(dedup["ttl"], "deduplication.ttl", allow_zero=False)

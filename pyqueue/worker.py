@@ -210,6 +210,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._closing = False
         self._closed = asyncio.Event()
+        self._force = asyncio.Event()
         self._running = False
         self._had_jobs = False
         self._throttle = _LogThrottle()
@@ -285,6 +286,8 @@ class Worker:
     async def close(self, force: bool = False) -> None:
         """Stop taking jobs, let active ones finish (up to ``shutdown_grace``; not at
         all with ``force``), hand the rest back to the queue, and release connections."""
+        if force:
+            self._force.set()  # also cuts short a close() already waiting
         if self._closing:
             await self._closed.wait()
             return
@@ -295,8 +298,7 @@ class Worker:
             self._main.cancel()
             await asyncio.gather(self._main, return_exceptions=True)
         if self._tasks:
-            grace = 0 if force else self.shutdown_grace
-            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            pending = await self._wait_active(0 if force else self.shutdown_grace)
             if pending:
                 await self._release_active()
                 for task in pending:
@@ -321,6 +323,25 @@ class Worker:
         self.state = "closed"
         self._closed.set()
         self._emit("closed")
+
+    async def _wait_active(self, grace: float) -> set[asyncio.Task[None]]:
+        """Wait up to ``grace`` seconds for active jobs (less if forced); returns
+        the slots still running."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        forced = asyncio.ensure_future(self._force.wait())
+        try:
+            pending: set[Any] = set(self._tasks)
+            while pending and not self._force.is_set():
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                _, pending = await asyncio.wait(pending | {forced}, timeout=left,
+                                                return_when=asyncio.FIRST_COMPLETED)
+                pending.discard(forced)
+            return {task for task in self._tasks if not task.done()}
+        finally:
+            forced.cancel()
 
     def run(self) -> None:
         """Run until SIGINT or SIGTERM, then shut down gracefully (a second signal
@@ -646,6 +667,12 @@ class Worker:
             return stored
         return self._keep_complete if completed else self._keep_fail
 
+    def _release_token(self, job: Job) -> None:
+        """Stop renewing the job's lock: its finish (or hand-back) is being sent."""
+        with self._tokens_lock:
+            if self._tokens.get(job.id) == job.lock_token:
+                del self._tokens[job.id]
+
     def _finish_plan(self, job: Job, **params: Any) -> Plan[Any]:
         fetch = not self._closing
         if fetch:
@@ -663,6 +690,7 @@ class Worker:
         another worker owns the job now) or Redis could not be reached (the job
         stays active and the stalled check hands it out again).
         """
+        self._release_token(job)
         try:
             fetched = await self._run(self._finish_plan(job, **params))
         except JobLockError as exc:
@@ -750,6 +778,7 @@ class Worker:
                            id=job.id, lockToken=job.lock_token, dueMs=due,
                            countAttempt=count_attempt,
                            reason=reason, stacktrace=trace, front=front, undoStart=undo_start)
+        self._release_token(job)
         try:
             await self._run(plan)
         except JobLockError as exc:
@@ -788,10 +817,6 @@ class Worker:
             ids = list(self._tokens)
             return ids, [self._tokens[i] for i in ids]
 
-    def _forget(self, job_ids: list[str]) -> None:
-        with self._tokens_lock:
-            for job_id in job_ids:
-                self._tokens.pop(job_id, None)
 
 
 class _LockKeeper(threading.Thread):
@@ -860,7 +885,13 @@ class _LockKeeper(threading.Thread):
             if worker._throttle.ok("lock renewal failed"):
                 logger.warning("worker %s: lock renewal failed: %s", worker.name, exc)
             return
-        worker._forget(lost)
+        # A job whose finish was sent meanwhile is no longer held: not a loss.
+        held = dict(zip(ids, tokens, strict=True))
+        with worker._tokens_lock:
+            lost = [job_id for job_id in lost
+                    if worker._tokens.get(job_id) == held.get(job_id)]
+            for job_id in lost:
+                worker._tokens.pop(job_id, None)
         for job_id in lost:
             worker._emit_threadsafe("lock_lost", job_id, None)
             if worker._throttle.ok("lock lost"):

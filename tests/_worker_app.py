@@ -33,7 +33,7 @@ def main() -> None:
     prefix = f"app:{args.queue}"
 
     async def process(job: Job) -> Any:
-        client = redis.asyncio.Redis.from_url(args.redis_url)
+        client = redis.asyncio.Redis.from_url(args.redis_url, socket_timeout=None)
         try:
             await client.set(f"{prefix}:started:{job.id}", os.getpid())
             block = (job.data or {}).get("block", 60)
@@ -48,7 +48,7 @@ def main() -> None:
             self._app_monitor = asyncio.get_running_loop().create_task(self._mirror_state())
 
         async def _mirror_state(self) -> None:
-            client = redis.asyncio.Redis.from_url(args.redis_url)
+            client = redis.asyncio.Redis.from_url(args.redis_url, socket_timeout=None)
             last = None
             try:
                 while last != "closed":

