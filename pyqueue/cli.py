@@ -7,6 +7,7 @@
     pyqueue info [QUEUE]               queues and their job counts
     pyqueue jobs QUEUE STATE           list jobs of a state
     pyqueue retry QUEUE                move failed jobs back to wait
+    pyqueue health QUEUE               are the queue's workers consuming? (exit 0/1)
     pyqueue embedded [--stop]          the embedded Redis server's URL (or stop it)
 
 Every command takes ``--redis URL`` (default: ``$PYQUEUE_REDIS_URL``,
@@ -75,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("queue")
     p.add_argument("--state", default="failed", choices=["failed", "completed"])
     p.add_argument("--count", type=int, default=1000)
+    _common(p)
+
+    p = sub.add_parser("health", help="are this queue's workers consuming? (exit 0 if one is)")
+    p.add_argument("queue")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--stale", type=float, default=15.0,
+                   help="seconds after which a heartbeat counts as stale (default 15)")
     _common(p)
 
     p = sub.add_parser("embedded", help="print the embedded Redis server's URL, starting it")
@@ -175,6 +183,36 @@ def _jobs(args: argparse.Namespace, url: str) -> int:
     return 0
 
 
+def _health(args: argparse.Namespace, url: str) -> int:
+    import time
+
+    with Queue(args.queue, connection=url, prefix=args.prefix) as q:
+        client: Any = q.client  # redis-py's return types are too loose to be useful here
+        beats = client.zrange(f"{q.prefix}:{q.name}:pq:workers", 0, -1, withscores=True)
+        infos = client.hgetall(f"{q.prefix}:{q.name}:pq:workerinfo")
+    now = time.time()
+    rows = []
+    for member, score in beats:
+        worker_id = member.decode() if isinstance(member, bytes) else str(member)
+        raw = infos.get(member) or infos.get(worker_id)
+        info = json.loads(raw) if raw else {}
+        age = now - score / 1000
+        rows.append({**info, "worker_id": worker_id, "heartbeat_age": round(age, 1),
+                     "healthy": bool(info.get("consuming")) and age <= args.stale})
+    healthy = any(row["healthy"] for row in rows)
+    if args.json:
+        print(json.dumps({"queue": args.queue, "healthy": healthy, "workers": rows}, indent=2))
+    elif not rows:
+        print(f"no workers have reported for {args.queue!r}")
+    else:
+        for row in rows:
+            mark = "ok  " if row["healthy"] else "DOWN"
+            print(f"{mark} {row['worker_id']}  state={row.get('state')} "
+                  f"active={row.get('active')} processed={row.get('jobs_processed')} "
+                  f"heartbeat {row['heartbeat_age']}s ago")
+    return 0 if healthy else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pyqueue`` command."""
     args = build_parser().parse_args(argv)
@@ -208,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _info(args, url)
         if args.command == "jobs":
             return _jobs(args, url)
+        if args.command == "health":
+            return _health(args, url)
         if args.command == "retry":
             with Queue(args.queue, connection=url, prefix=args.prefix) as q:
                 moved = q.retry_jobs(args.state, args.count)

@@ -19,6 +19,7 @@ import base64
 import contextlib
 import contextvars
 import inspect
+import json
 import logging
 import os
 import random
@@ -73,6 +74,8 @@ EVENTS = ("active", "progress", "completed", "failed", "stalled", "error", "drai
 STACKTRACE_LIMIT = 10
 #: Seconds past a BZPOPMIN timeout after which its connection counts as hung.
 BLOCK_MARGIN = 5.0
+#: Seconds between heartbeats published for ``pyqueue health``.
+HEARTBEAT_SECONDS = 5.0
 
 
 class _LogThrottle:
@@ -218,6 +221,7 @@ class Worker:
                                       on_progress=self._on_progress)
         self._sync_binding: Binding | None = None
         self.last_fetch_at: float | None = None
+        self._last_ok: float | None = None  # monotonic: last fetch or block that worked
         self.state = "idle"  # idle | running | reconnecting | closing | closed
         self.jobs_processed = 0
         if autorun:
@@ -246,6 +250,29 @@ class Worker:
     def running(self) -> bool:
         """Whether the worker has started and not closed."""
         return self._running
+
+    def health(self) -> dict[str, Any]:
+        """Whether this worker is actually consuming, not only whether Redis answers.
+
+        ``consuming`` is true while the worker runs and its main loop has
+        completed a fetch or a blocking wait for jobs within the last
+        ``drain_delay + 10`` seconds (an idle worker blocked on an empty queue
+        is healthy; one stuck reconnecting is not). Also: ``state``
+        (idle, running, reconnecting, closing, closed), ``last_fetch_at``
+        (epoch seconds of the last fetch that returned), ``active``,
+        ``jobs_processed``, ``worker_id``.
+        """
+        fresh = self._last_ok is not None and \
+            time.monotonic() - self._last_ok <= self.drain_delay + BLOCK_MARGIN * 2
+        return {
+            "worker_id": self.id,
+            "queue": self.name,
+            "state": self.state,
+            "consuming": bool(self._running and self.state == "running" and fresh),
+            "last_fetch_at": self.last_fetch_at,
+            "active": self.active_count,
+            "jobs_processed": self.jobs_processed,
+        }
 
     @property
     def active_count(self) -> int:
@@ -307,6 +334,9 @@ class Worker:
         if self._keeper is not None:
             self._keeper.stop()
             await asyncio.get_running_loop().run_in_executor(None, self._keeper.join, 5)
+            with contextlib.suppress(Exception):
+                await self.client.zrem(self.keys.key("pq:workers"), self.id)
+                await self.client.hdel(self.keys.key("pq:workerinfo"), self.id)
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
         if self._pool is not None:
@@ -487,6 +517,7 @@ class Worker:
                 backoff = 0.0
                 self.state = "running"
                 self.last_fetch_at = time.time()
+                self._last_ok = time.monotonic()
             except asyncio.CancelledError:
                 raise
             except (RedisConnectionError, PyQueueError, OSError) as exc:
@@ -528,6 +559,7 @@ class Worker:
             # drops that connection, and the next call reconnects.
             await asyncio.wait_for(self._blocking.bzpopmin(self.keys.marker, timeout=timeout),
                                    timeout + BLOCK_MARGIN)
+            self._last_ok = time.monotonic()
         except asyncio.CancelledError:
             raise
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError,
@@ -837,6 +869,7 @@ class _LockKeeper(threading.Thread):
         next_renew = time.monotonic() + renew_every
         next_check = time.monotonic()
         next_cancel = time.monotonic()
+        next_beat = time.monotonic()
         while not self._stop_event.is_set():
             now = time.monotonic()
             if now >= next_check:
@@ -848,8 +881,27 @@ class _LockKeeper(threading.Thread):
             if now >= next_cancel:
                 next_cancel = now + worker.cancel_poll_interval
                 self._poll_cancellations()
-            wake = min(next_renew, next_check, next_cancel)
+            if now >= next_beat:
+                next_beat = now + HEARTBEAT_SECONDS
+                self._heartbeat()
+            wake = min(next_renew, next_check, next_cancel, next_beat)
             self._stop_event.wait(max(wake - time.monotonic(), 0.005))
+
+    def _heartbeat(self) -> None:
+        """Publish this worker's health for ``pyqueue health`` (pq:workers zset,
+        score = heartbeat ms; pq:workerinfo hash, id -> JSON)."""
+        worker = self.worker
+        assert worker._sync_client is not None
+        info = json.dumps({**worker.health(), "host": socket.gethostname(), "pid": os.getpid(),
+                           "heartbeat": time.time()})
+        try:
+            pipe = worker._sync_client.pipeline(transaction=False)
+            pipe.zadd(worker.keys.key("pq:workers"), {worker.id: int(time.time() * 1000)})
+            pipe.hset(worker.keys.key("pq:workerinfo"), worker.id, info)
+            pipe.execute()
+        except Exception as exc:
+            if worker._throttle.ok("heartbeat failed"):
+                logger.warning("worker %s: heartbeat failed: %s", worker.name, exc)
 
     def _poll_cancellations(self) -> None:
         """Hand cancellation requests for this worker's jobs to the event loop."""
