@@ -40,7 +40,7 @@ from . import _ops
 from . import _scripts as S
 from . import backoff as _backoff
 from ._keys import QueueKeys, validate_prefix, validate_queue_name
-from ._plan import Plan, run_async, run_sync
+from ._plan import Plan, run_async, run_sync, translate
 from ._procpool import ProcessorError, ProcessPool, connection_settings, import_path
 from ._resp import PipelinedConnection, options_from
 from .connection import SOCKET_TIMEOUT, async_client, blocking_async_client, sync_twin
@@ -53,6 +53,7 @@ from .errors import (
     PyQueueError,
     RateLimitError,
     RedisConnectionError,
+    RedisStateError,
     UnrecoverableError,
 )
 from .job import Binding, Job
@@ -76,6 +77,21 @@ STACKTRACE_LIMIT = 10
 BLOCK_MARGIN = 5.0
 #: Seconds between heartbeats published for ``pyqueue health``.
 HEARTBEAT_SECONDS = 5.0
+
+
+def _corruption(fields: dict[str, str]) -> str | None:
+    """Why a job hash cannot be processed (written by hand or damaged), or None."""
+    for name in ("data", "opts"):
+        value = fields.get(name)
+        if value is None or value == "":
+            continue
+        try:
+            decoded = json.loads(value)
+        except ValueError as exc:
+            return f"corrupt job: field {name!r} is not valid JSON ({exc})"
+        if name == "opts" and not isinstance(decoded, dict):
+            return "corrupt job: field 'opts' is not a JSON object"
+    return None
 
 
 class _LogThrottle:
@@ -108,8 +124,11 @@ class Worker:
     hands them back), ``drain_delay`` (longest block on an idle queue),
     ``worker_name`` (stored as the job's ``pb`` and in the connection name),
     ``pipelined`` (share one auto-pipelining connection among all slots for
-    the per-job commands; False keeps redis-py's pool), ``autorun`` (start as
-    soon as an event loop runs).
+    the per-job commands; False keeps redis-py's pool), ``execution``
+    (``"thread"`` or ``"process"``: run ``def`` processors in child processes
+    that a timeout or cancellation kills), ``require_noeviction`` (refuse to
+    start unless Redis' maxmemory-policy is ``noeviction``; otherwise only
+    warn), ``autorun`` (start as soon as an event loop runs).
     """
 
     def __init__(
@@ -132,6 +151,7 @@ class Worker:
         worker_name: str | None = None,
         pipelined: bool = True,
         execution: str = "thread",
+        require_noeviction: bool = False,
         autorun: bool = True,
     ) -> None:
         self.name = validate_queue_name(name)
@@ -185,6 +205,7 @@ class Worker:
         self.execution = execution
         self._pool: ProcessPool | None = None
         self.cancel_poll_interval = 0.5
+        self.require_noeviction = require_noeviction
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
         self.client, self._owns_client = async_client(connection)
@@ -208,6 +229,7 @@ class Worker:
         self._fetch_seq = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._main: asyncio.Task[None] | None = None
+        self._starting: asyncio.Future[None] | None = None
         self._keeper: _LockKeeper | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._wake = asyncio.Event()
@@ -231,6 +253,7 @@ class Worker:
                 loop = None
             if loop is not None:
                 self._autostart = loop.create_task(self.start())
+                self._autostart.add_done_callback(self._autostart_done)
 
     # --- public API ----------------------------------------------------------------
 
@@ -280,10 +303,17 @@ class Worker:
         return len(self._tokens)
 
     async def start(self) -> None:
-        """Start consuming in the background (returns once started)."""
-        if self._running or self._closing:
+        """Start consuming in the background (returns once started). Calls that
+        overlap (autorun and ``async with``) share one start."""
+        if self._closing:
             return
+        if self._starting is None:
+            self._starting = asyncio.ensure_future(self._start())
+        await asyncio.shield(self._starting)
+
+    async def _start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        await self._check_eviction_policy()
         self._running = True
         self.state = "running"
         self._blocking = blocking_async_client(self.client, client_name=self._client_name())
@@ -305,6 +335,33 @@ class Worker:
         self._keeper = _LockKeeper(self)
         self._keeper.start()
         self._main = asyncio.create_task(self._main_loop(), name=f"pyqueue-worker-{self.name}")
+
+    def _autostart_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            assert exc is not None
+            self._emit("error", exc)
+            logger.error("worker %s: could not start: %s", self.name, exc)
+
+    async def _check_eviction_policy(self) -> None:
+        """Warn (or refuse, with ``require_noeviction``) when Redis may evict keys:
+        an evicted job hash or lock is a lost or duplicated job."""
+        try:
+            reply = await self.client.config_get("maxmemory-policy")
+        except redis.exceptions.ResponseError:
+            return  # CONFIG is disabled (managed Redis): nothing to check
+        except redis.exceptions.RedisError as exc:
+            raise translate(exc) from exc
+        policy = next(iter(reply.values()), None) if reply else None
+        if isinstance(policy, bytes):
+            policy = policy.decode()
+        if policy is None or policy == "noeviction":
+            return
+        message = (f"Redis maxmemory-policy is {policy!r}, not 'noeviction': under memory "
+                   "pressure Redis may evict job data and locks, losing or repeating jobs")
+        if self.require_noeviction:
+            raise RedisStateError(message)
+        logger.warning("worker %s: %s", self.name, message)
 
     async def wait_closed(self) -> None:
         """Wait until the worker has closed."""
@@ -601,6 +658,9 @@ class Worker:
         binding = self._async_binding if self._is_async else self._sync_binding
         assert binding is not None
         job = Job(binding, job_id, fields, token)
+        corrupt = _corruption(fields)
+        if corrupt is not None:
+            return await self._finish_failed(job, UnrecoverableError(corrupt), final=True)
         if job.deferred_failure:
             return await self._finish_failed(job, UnrecoverableError(job.deferred_failure),
                                              final=True)
