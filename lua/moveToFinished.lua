@@ -28,8 +28,9 @@ if redis.call('LREM', kActive, -1, jobId) == 0 then return E_NOT_ACTIVE end
 redis.call('DEL', jobKey .. ':lock')
 redis.call('SREM', kStalled, jobId)
 redis.call('SREM', base .. 'pq:cancel', jobId)
-releaseDedup(jobKey, jobId)
-local gid = redis.call('HGET', jobKey, 'gid')
+local owned = redis.call('HMGET', jobKey, 'deid', 'gid')
+if owned[1] then releaseDedup(jobKey, jobId, owned[1]) end
+local gid = owned[2]
 if gid then groupRelease(gid) end
 
 local atm = redis.call('HINCRBY', jobKey, 'atm', 1)

@@ -247,7 +247,7 @@ def encode_job(name: object, data: object, opts: Mapping[str, Any],
     unknown = set(opts) - KNOWN_OPTIONS
     if "repeat" in unknown:
         raise InvalidJobOptionsError(
-            "repeat: repeatable jobs (job schedulers) are not available in this version"
+            "repeat: use Queue.add(..., repeat=...) or upsert_job_scheduler(), not add_bulk"
         )
     if unknown:
         raise InvalidJobOptionsError(

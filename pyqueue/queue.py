@@ -13,7 +13,7 @@ from typing import Any
 import redis
 import redis.asyncio
 
-from . import _ops
+from . import _ops, _schedule
 from ._keys import QueueKeys, validate_prefix, validate_queue_name
 from ._plan import Plan, run_async, run_sync
 from .connection import async_client, sync_client
@@ -157,6 +157,33 @@ class _QueueCore:
                                                allow_zero=not max_jobs)
         return self.script("setGroupLimits", "set_group_limits", **params)
 
+    def scheduler_plan(self, scheduler_id: str, binding: Binding,
+                       **settings: Any) -> Plan[Job]:
+        params = _schedule.upsert_params(scheduler_id, max_payload_bytes=self.max_payload_bytes,
+                                         **settings)
+        job_id, _ = yield from _schedule.upsert_plan(self.keys, self.clock, params)
+        fields = yield from _ops.get_job_hash(self.keys, job_id)
+        return Job(binding, job_id, fields or {})
+
+    def repeat_plan(self, name: str, data: Any, opts: Mapping[str, Any],
+                    binding: Binding) -> Plan[Job]:
+        """``add(..., repeat={...})``: a scheduler keyed by ``job_id`` or name + pattern."""
+        opts = dict(opts)
+        repeat = opts.pop("repeat")
+        if not isinstance(repeat, Mapping):
+            raise InvalidJobOptionsError(f"repeat must be a mapping, got {repeat!r}")
+        allowed = {"pattern", "every", "tz", "limit", "start_date", "end_date", "immediately",
+                   "offset"}
+        unknown = set(repeat) - allowed
+        if unknown:
+            raise InvalidJobOptionsError(f"repeat has unknown keys {sorted(unknown)}")
+        job_id = opts.pop("job_id", None)
+        scheduler_id = job_id or f"{name}:{repeat.get('pattern') or repeat.get('every')}"
+        template = {"name": name, "data": data,
+                    "opts": merge_options(self.default_job_options, opts)}
+        return (yield from self.scheduler_plan(scheduler_id, binding, template=template,
+                                               **repeat))
+
     def cancel_plan(self, job_id: str, reason: str, remove: bool) -> Plan[str]:
         if not isinstance(reason, str) or not reason:
             raise InvalidJobOptionsError(f"reason must be a non-empty str, got {reason!r}")
@@ -203,6 +230,8 @@ class Queue:
 
     def add(self, name: str, data: Any = None, **opts: Any) -> Job:
         """Add a job; returns it (the existing one for a taken ``job_id``)."""
+        if opts.get("repeat") is not None:
+            return self._run(self._core.repeat_plan(name, data, opts, self._binding))  # type: ignore[no-any-return]
         encoded = self._core.encode(name, data, opts)
         return self._run(self._core.add_plan([encoded], self._binding))[0]  # type: ignore[no-any-return]
 
@@ -290,6 +319,37 @@ class Queue:
         """Per group id: ``{"waiting": n, "active": n}``."""
         return self._run(_ops.get_group_counts(self._core.keys))  # type: ignore[no-any-return]
 
+    def upsert_job_scheduler(self, scheduler_id: str, *, pattern: str | None = None,
+                             every: Duration | None = None, tz: str | None = None,
+                             limit: int | None = None, start_date: Any = None,
+                             end_date: Any = None, immediately: bool = False,
+                             template: Mapping[str, Any] | None = None) -> Job:
+        """Create or replace a job scheduler: a cron ``pattern`` (5 fields, or 6 with
+        seconds first) in time zone ``tz``, or ``every`` seconds; optional ``limit``
+        (iterations), ``start_date``/``end_date`` (datetime or epoch seconds),
+        ``immediately`` (first run now), and ``template={"name", "data", "opts"}``.
+        Upserting the same id again replaces it; there is always exactly one
+        pending iteration. Returns that iteration's job."""
+        return self._run(self._core.scheduler_plan(  # type: ignore[no-any-return]
+            scheduler_id, self._binding, pattern=pattern, every=every, tz=tz, limit=limit,
+            start_date=start_date, end_date=end_date, immediately=immediately,
+            template=template))
+
+    def remove_job_scheduler(self, scheduler_id: str) -> bool:
+        """Delete a scheduler and its pending iteration; ``False`` if unknown."""
+        return bool(self._run(self._core.script("removeJobScheduler", "remove_job_scheduler",
+                                                id=scheduler_id)))
+
+    def get_job_schedulers(self) -> list[dict[str, Any]]:
+        """Every scheduler: id, name, next, pattern or every, tz, limit, start_date,
+        end_date, iteration_count, template."""
+        return self._run(_schedule.list_plan(self._core.keys))  # type: ignore[no-any-return]
+
+    def get_job_scheduler(self, scheduler_id: str) -> dict[str, Any] | None:
+        """One scheduler (see ``get_job_schedulers``), or ``None``."""
+        found = self._run(_schedule.list_plan(self._core.keys, scheduler_id))
+        return found[0] if found else None
+
     def cancel_job(self, job_id: str, reason: str = "cancelled", *,
                    remove: bool = False) -> str:
         """Cancel a job wherever it is, from any process.
@@ -350,6 +410,8 @@ class AsyncQueue:
 
     async def add(self, name: str, data: Any = None, **opts: Any) -> Job:
         """Add a job; returns it (the existing one for a taken ``job_id``)."""
+        if opts.get("repeat") is not None:
+            return await self._run(self._core.repeat_plan(name, data, opts, self._binding))  # type: ignore[no-any-return]
         encoded = self._core.encode(name, data, opts)
         return (await self._run(self._core.add_plan([encoded], self._binding)))[0]  # type: ignore[no-any-return]
 
@@ -435,6 +497,31 @@ class AsyncQueue:
     async def get_group_counts(self) -> dict[str, dict[str, int]]:
         """Per group id: ``{"waiting": n, "active": n}``."""
         return await self._run(_ops.get_group_counts(self._core.keys))  # type: ignore[no-any-return]
+
+    async def upsert_job_scheduler(self, scheduler_id: str, *, pattern: str | None = None,
+                                   every: Duration | None = None, tz: str | None = None,
+                                   limit: int | None = None, start_date: Any = None,
+                                   end_date: Any = None, immediately: bool = False,
+                                   template: Mapping[str, Any] | None = None) -> Job:
+        """Create or replace a job scheduler (see ``Queue.upsert_job_scheduler``)."""
+        return await self._run(self._core.scheduler_plan(  # type: ignore[no-any-return]
+            scheduler_id, self._binding, pattern=pattern, every=every, tz=tz, limit=limit,
+            start_date=start_date, end_date=end_date, immediately=immediately,
+            template=template))
+
+    async def remove_job_scheduler(self, scheduler_id: str) -> bool:
+        """Delete a scheduler and its pending iteration; ``False`` if unknown."""
+        return bool(await self._run(self._core.script(
+            "removeJobScheduler", "remove_job_scheduler", id=scheduler_id)))
+
+    async def get_job_schedulers(self) -> list[dict[str, Any]]:
+        """Every scheduler (see ``Queue.get_job_schedulers``)."""
+        return await self._run(_schedule.list_plan(self._core.keys))  # type: ignore[no-any-return]
+
+    async def get_job_scheduler(self, scheduler_id: str) -> dict[str, Any] | None:
+        """One scheduler, or ``None``."""
+        found = await self._run(_schedule.list_plan(self._core.keys, scheduler_id))
+        return found[0] if found else None
 
     async def cancel_job(self, job_id: str, reason: str = "cancelled", *,
                          remove: bool = False) -> str:

@@ -36,7 +36,7 @@ from typing import Any
 import redis
 import redis.asyncio
 
-from . import _ops
+from . import _ops, _schedule
 from . import _scripts as S
 from . import backoff as _backoff
 from ._keys import QueueKeys, validate_prefix, validate_queue_name
@@ -664,6 +664,8 @@ class Worker:
         if job.deferred_failure:
             return await self._finish_failed(job, UnrecoverableError(job.deferred_failure),
                                              final=True)
+        if job.scheduler_id is not None:
+            await self._schedule_next(job)
         self._emit("active", job)
         task = asyncio.current_task()
         assert task is not None
@@ -699,6 +701,16 @@ class Worker:
         if job.cancel_reason is not None:  # a def processor finished regardless
             return await self._finish_cancelled(job)
         return await self._finish_completed(job, value, result)
+
+    async def _schedule_next(self, job: Job) -> None:
+        """Create the scheduler's next iteration before running this one, so a
+        failing iteration cannot stop its schedule."""
+        assert job.scheduler_id is not None
+        try:
+            await self._run(_schedule.next_iteration_plan(self.keys, self.clock, job.id,
+                                                          job.scheduler_id, job.opts))
+        except (PyQueueError, OSError, ValueError) as exc:
+            self._report("scheduling the next iteration failed", exc)
 
     async def _invoke(self, job: Job) -> Any:
         target = self._target()

@@ -37,6 +37,7 @@ end
 
 -- Next ready job id: ungrouped (wait, then prioritized) and grouped jobs
 -- take turns when both are ready, so neither can starve the other.
+local poppedPrioritized = false
 local function takeNext()
   local groupsReady = groupReadyCount() > 0
   local turn = nil
@@ -56,6 +57,7 @@ local function takeNext()
     local popped = redis.call('ZPOPMIN', kPrioritized)
     if popped[1] then
       jobId = popped[1]
+      poppedPrioritized = true
       redis.call('LPUSH', kActive, jobId)
     end
   end
@@ -105,7 +107,8 @@ local function fetchJobs()
     local jobId = takeNext()
     if not jobId then break end
     local jobKey = base .. jobId
-    if redis.call('EXISTS', jobKey) == 0 then
+    local fields = redis.call('HGETALL', jobKey)
+    if #fields == 0 then
       -- An id without a hash (deleted or corrupted by hand): drop it.
       redis.call('LREM', kActive, 1, jobId)
     else
@@ -115,7 +118,7 @@ local function fetchJobs()
       end
       local token = P.token .. ':' .. taken
       redis.call('SET', jobKey .. ':lock', token, 'PX', P.lockMs)
-      redis.call('HINCRBY', jobKey, 'ats', 1)
+      local ats = redis.call('HINCRBY', jobKey, 'ats', 1)
       if P.wname then
         redis.call('HSET', jobKey, 'processedOn', now, 'pb', P.wname)
       else
@@ -123,20 +126,34 @@ local function fetchJobs()
       end
       emit('active', 'jobId', jobId, 'prev', 'waiting')
       taken = taken + 1
-      reply[#reply + 1] = {jobId, token, redis.call('HGETALL', jobKey)}
+      -- The hash as it is now: later pairs override earlier ones.
+      fields[#fields + 1] = 'ats'
+      fields[#fields + 1] = ats
+      fields[#fields + 1] = 'processedOn'
+      fields[#fields + 1] = now
+      if P.wname then
+        fields[#fields + 1] = 'pb'
+        fields[#fields + 1] = P.wname
+      end
+      reply[#reply + 1] = {jobId, token, fields}
     end
   end
-  if redis.call('ZCARD', kPrioritized) == 0 then redis.call('DEL', kPc) end
+  if poppedPrioritized and redis.call('ZCARD', kPrioritized) == 0 then
+    redis.call('DEL', kPc)
+  end
 
-  local remaining = redis.call('LLEN', kWait) + redis.call('ZCARD', kPrioritized)
-                    + groupReadyCount()
   if taken > 0 then
-    if remaining > 0 then
-      markReady()
+    if redis.call('LLEN', kWait) > 0 or redis.call('ZCARD', kPrioritized) > 0
+        or groupReadyCount() > 0 then
+      -- More is ready: wake another idle worker (not paused: checked above).
+      if not concurrency or redis.call('LLEN', kActive) < concurrency then
+        redis.call('ZADD', kMarker, 0, '0')
+      end
     else
       emit('drained')
     end
+  else
+    reply[2] = nextDelayedDue()  -- only an idle worker needs to know
   end
-  reply[2] = nextDelayedDue()
   return reply
 end

@@ -138,8 +138,8 @@ end
 
 -- A finished job no longer blocks its deduplication id, unless the id was
 -- given a ttl (then it lives out its ttl).
-local function releaseDedup(jobKey, jobId)
-  local deid = redis.call('HGET', jobKey, 'deid')
+local function releaseDedup(jobKey, jobId, deid)
+  deid = deid or redis.call('HGET', jobKey, 'deid')
   if deid then
     local dk = base .. 'de:' .. deid
     if redis.call('GET', dk) == jobId and redis.call('PTTL', dk) == -1 then
