@@ -29,7 +29,10 @@ redis.call('DEL', jobKey .. ':lock')
 redis.call('SREM', kStalled, jobId)
 redis.call('SREM', base .. 'pq:cancel', jobId)
 local owned = redis.call('HMGET', jobKey, 'deid', 'gid')
-if owned[1] then releaseDedup(jobKey, jobId, owned[1]) end
+if owned[1] then
+  releaseDedup(jobKey, jobId, owned[1])
+  startDeferredDuplicate(owned[1])
+end
 local gid = owned[2]
 if gid then groupRelease(gid) end
 

@@ -92,7 +92,8 @@ def normalize_state(state: str) -> str:
 def _add_call(keys: QueueKeys, now: int, job: EncodedJob) -> Any:
     return S.call("addJob", keys, now, id=job.job_id, name=job.name, data=job.data,
                   opts=job.opts, delay=job.delay_ms, priority=job.priority, lifo=job.lifo,
-                  deid=job.dedup_id, dettl=job.dedup_ttl_ms, gid=job.group)
+                  deid=job.dedup_id, dettl=job.dedup_ttl_ms, dmode=job.dedup_mode,
+                  gid=job.group)
 
 
 def add_jobs(keys: QueueKeys, clock: Clock,

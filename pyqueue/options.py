@@ -49,10 +49,15 @@ class KeepJobs(TypedDict, total=False):
 
 
 class DeduplicationOptions(TypedDict, total=False):
-    """``deduplication={"id": str, "ttl": seconds}``."""
+    """``deduplication={"id": str, "ttl": seconds, <mode>: True}``; at most one mode:
+    ``extend``, ``replace``, ``reschedule``, ``keep_last_if_active``."""
 
     id: str
     ttl: Duration
+    extend: bool
+    replace: bool
+    reschedule: bool
+    keep_last_if_active: bool
 
 
 class JobOptions(TypedDict, total=False):
@@ -137,6 +142,13 @@ def validate_job_id(job_id: object) -> str:
 
 
 MAX_GROUP_LENGTH = 256
+#: deduplication modes: option -> (script mode, key in BullMQ's stored ``de``)
+_DEDUP_MODES = {
+    "extend": ("extend", "extend"),
+    "replace": ("replace", "replace"),
+    "reschedule": ("reschedule", "reschedule"),
+    "keep_last_if_active": ("keepLast", "keepLastIfActive"),
+}
 
 
 def validate_group(group: object, option: str = "group") -> str:
@@ -225,6 +237,7 @@ class EncodedJob:
     lifo: bool
     dedup_id: str | None = None
     dedup_ttl_ms: int = 0
+    dedup_mode: str | None = None
     group: str | None = None
     raw_opts: dict[str, Any] = field(default_factory=dict)
 
@@ -291,7 +304,7 @@ def encode_job(name: object, data: object, opts: Mapping[str, Any],
         if opts.get(option) is not None:
             encoded, _ = parse_retention(opts[option], option)
             out[bull] = encoded
-    dedup_id, dedup_ttl = None, 0
+    dedup_id, dedup_ttl, dedup_mode = None, 0, None
     if opts.get("deduplication") is not None:
         dedup = opts["deduplication"]
         if not isinstance(dedup, Mapping) or not isinstance(dedup.get("id"), str) \
@@ -299,7 +312,7 @@ def encode_job(name: object, data: object, opts: Mapping[str, Any],
             raise InvalidJobOptionsError(
                 f"deduplication must be {{'id': non-empty str, 'ttl': seconds}}, got {dedup!r}"
             )
-        unknown_dedup = set(dedup) - {"id", "ttl"}
+        unknown_dedup = set(dedup) - {"id", "ttl", *_DEDUP_MODES}
         if unknown_dedup:
             raise InvalidJobOptionsError(
                 f"deduplication has unknown keys {sorted(unknown_dedup)}"
@@ -309,6 +322,21 @@ def encode_job(name: object, data: object, opts: Mapping[str, Any],
         if dedup.get("ttl") is not None:
             dedup_ttl = duration_ms(dedup["ttl"], "deduplication.ttl", allow_zero=False)
             de["ttl"] = dedup_ttl
+        modes = []
+        for mode in _DEDUP_MODES:
+            flag = dedup.get(mode, False)
+            if not isinstance(flag, bool):
+                raise InvalidJobOptionsError(f"deduplication.{mode} must be a bool, got {flag!r}")
+            if flag:
+                modes.append(mode)
+        if len(modes) > 1:
+            raise InvalidJobOptionsError(f"deduplication: choose one of {modes}, not several")
+        if modes:
+            mode = modes[0]
+            if mode == "extend" and not dedup_ttl:
+                raise InvalidJobOptionsError("deduplication.extend needs a ttl")
+            de[_DEDUP_MODES[mode][1]] = True
+            dedup_mode = _DEDUP_MODES[mode][0]
         out["de"] = de
     if opts.get("timeout") is not None:
         out["pqTimeout"] = duration_ms(opts["timeout"], "timeout", allow_zero=False)
@@ -328,6 +356,7 @@ def encode_job(name: object, data: object, opts: Mapping[str, Any],
         lifo=lifo,
         dedup_id=dedup_id,
         dedup_ttl_ms=dedup_ttl,
+        dedup_mode=dedup_mode,
         group=group,
         raw_opts=out,
     )

@@ -32,6 +32,10 @@ from .options import (
 ConnectionArg = str | redis.Redis | redis.asyncio.Redis | None
 
 
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 class _QueueCore:
     """Validation and plans shared by ``Queue`` and ``AsyncQueue``."""
 
@@ -246,6 +250,15 @@ class Queue:
         """The job with that id, or ``None``."""
         return self._run(self._core.get_job_plan(job_id, self._binding))  # type: ignore[no-any-return]
 
+    def get_deduplication_job_id(self, dedup_id: str) -> str | None:
+        """The id of the job that holds deduplication id ``dedup_id``, if any."""
+        value = self.client.get(self._core.keys.dedup(dedup_id))
+        return None if value is None else _text(value)
+
+    def remove_deduplication_key(self, dedup_id: str) -> bool:
+        """Release deduplication id ``dedup_id`` now (the next add with it is accepted)."""
+        return bool(self.client.delete(self._core.keys.dedup(dedup_id)))
+
     def get_job_state(self, job_id: str) -> str:
         """``waiting``, ``prioritized``, ``delayed``, ``active``, ``completed``,
         ``failed``, ``waiting-children`` or ``unknown``."""
@@ -425,6 +438,15 @@ class AsyncQueue:
     async def get_job(self, job_id: str) -> Job | None:
         """The job with that id, or ``None``."""
         return await self._run(self._core.get_job_plan(job_id, self._binding))  # type: ignore[no-any-return]
+
+    async def get_deduplication_job_id(self, dedup_id: str) -> str | None:
+        """The id of the job that holds deduplication id ``dedup_id``, if any."""
+        value = await self.client.get(self._core.keys.dedup(dedup_id))
+        return None if value is None else _text(value)
+
+    async def remove_deduplication_key(self, dedup_id: str) -> bool:
+        """Release deduplication id ``dedup_id`` now."""
+        return bool(await self.client.delete(self._core.keys.dedup(dedup_id)))
 
     async def get_job_state(self, job_id: str) -> str:
         """The job's state in BullMQ's words (see ``Queue.get_job_state``)."""

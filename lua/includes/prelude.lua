@@ -173,3 +173,39 @@ local function checkLock(jobKey, token)
   if held ~= token then return E_LOCK_MISMATCH end
   return 0
 end
+
+-- Write a new job's hash and make it delayed or ready, with its events.
+-- j: {id, name, data, opts, delay, priority, lifo, gid, deid}
+local function insertJob(j)
+  local fields = {'name', j.name, 'data', j.data, 'opts', j.opts, 'timestamp', now,
+                  'delay', j.delay, 'priority', j.priority}
+  if j.deid then
+    fields[#fields + 1] = 'deid'
+    fields[#fields + 1] = j.deid
+  end
+  if j.gid then
+    fields[#fields + 1] = 'gid'
+    fields[#fields + 1] = j.gid
+  end
+  redis.call('HSET', base .. j.id, unpack(fields))
+  emit('added', 'jobId', j.id, 'name', j.name)
+  if j.delay > 0 then
+    addToDelayed(j.id, now + j.delay, j.gid)
+  else
+    pushReady(j.id, j.priority, j.lifo, j.gid)
+    emit('waiting', 'jobId', j.id)
+  end
+end
+
+-- keep_last_if_active: when the job owning a deduplication id finishes, the
+-- last add made while it ran (kept in de-next `dn:<id>`) becomes a new job.
+local function startDeferredDuplicate(deid)
+  local dnKey = base .. 'dn:' .. deid
+  local d = redis.call('HMGET', dnKey, 'jid', 'name', 'data', 'opts', 'delay', 'priority', 'gid')
+  if not d[1] then return end
+  redis.call('DEL', dnKey)
+  redis.call('SET', base .. 'de:' .. deid, d[1])
+  insertJob({id = d[1], name = d[2], data = d[3], opts = d[4], delay = tonumber(d[5] or '0'),
+             priority = tonumber(d[6] or '0'), gid = d[7], deid = deid})
+end
+
