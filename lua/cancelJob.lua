@@ -34,6 +34,7 @@ redis.call('ZREM', kDelayed, jobId)
 redis.call('ZREM', kWaitingChildren, jobId)
 if gid then
   redis.call('ZREM', groupWaitKey(gid), jobId)
+  if redis.call('ZCARD', groupWaitKey(gid)) == 0 then redis.call('SREM', gk('all'), gid) end
   redis.call('ZREM', gk('delayed'), jobId)
 end
 if P.remove then

@@ -28,11 +28,14 @@ if P.state == 'completed' or P.state == 'failed' then
   for _, id in ipairs(ids) do removeJobKeys(id); removed[#removed + 1] = id end
   if #ids > 0 then redis.call('ZREM', key, unpack(ids)) end
 elseif P.state == 'delayed' or P.state == 'prioritized' then
-  local ids = redis.call('ZRANGE', key, 0, -1)
-  for _, id in ipairs(ids) do
-    if #removed >= limit then break end
-    if oldEnough(id) then
-      redis.call('ZREM', key, id); removeJobKeys(id); removed[#removed + 1] = id
+  local zsets = {key}
+  if P.state == 'delayed' then zsets[2] = gk('delayed') end
+  for _, zkey in ipairs(zsets) do
+    for _, id in ipairs(redis.call('ZRANGE', zkey, 0, -1)) do
+      if #removed >= limit then break end
+      if oldEnough(id) then
+        redis.call('ZREM', zkey, id); removeJobKeys(id); removed[#removed + 1] = id
+      end
     end
   end
 else
@@ -43,6 +46,19 @@ else
     if not locked and oldEnough(id) then
       redis.call('LREM', key, 0, id); removeJobKeys(id); removed[#removed + 1] = id
     end
+  end
+end
+if P.state == 'wait' then
+  -- Grouped ready jobs count as waiting too.
+  for _, gid in ipairs(redis.call('SMEMBERS', gk('all'))) do
+    local gwait = groupWaitKey(gid)
+    for _, id in ipairs(redis.call('ZRANGE', gwait, 0, -1)) do
+      if #removed >= limit then break end
+      if oldEnough(id) then
+        redis.call('ZREM', gwait, id); removeJobKeys(id); removed[#removed + 1] = id
+      end
+    end
+    if redis.call('ZCARD', gwait) == 0 then redis.call('SREM', gk('all'), gid) end
   end
 end
 if #removed > 0 then emit('cleaned', 'count', #removed) end

@@ -21,6 +21,7 @@ for state, key in pairs({waiting = kWait, active = kActive, paused = kPaused}) d
 end
 if gid then
   if redis.call('ZREM', groupWaitKey(gid), jobId) > 0 then prev = 'waiting' end
+  if redis.call('ZCARD', groupWaitKey(gid)) == 0 then redis.call('SREM', gk('all'), gid) end
   if redis.call('ZREM', gk('delayed'), jobId) > 0 then prev = 'delayed' end
 end
 for state, key in pairs({prioritized = kPrioritized, delayed = kDelayed, completed = kCompleted,

@@ -165,6 +165,12 @@ def get_jobs(keys: QueueKeys, states: Iterable[str], start: int, end: int,
              asc: bool) -> Plan[list[tuple[str, dict[str, str]]]]:
     """Jobs of the given states, newest first (or oldest first with ``asc``)."""
     wanted = [normalize_state(s) for s in states]
+    grouped: dict[str, list[str]] = {}
+    if "waiting" in wanted or "delayed" in wanted:
+        grouped = yield from _grouped_ids(keys)
+    if any(grouped.values()):
+        # Grouped jobs exist: list whole states, then take the window.
+        return (yield from _get_jobs_with_groups(keys, wanted, grouped, start, end, asc))
     commands = []
     for state in wanted:
         if state in _LIST_STATES:
@@ -194,6 +200,43 @@ def get_jobs(keys: QueueKeys, states: Iterable[str], start: int, end: int,
         if fields:
             out.append((job_id, fields))
     return out
+
+
+def _grouped_ids(keys: QueueKeys) -> Plan[dict[str, list[str]]]:
+    """Ids of grouped jobs: ready ones (``waiting``) and ``delayed`` ones."""
+    groups, delayed = yield [cmd("SMEMBERS", keys.key("gr:all")),
+                             cmd("ZRANGE", keys.key("gr:delayed"), 0, -1)]
+    waiting: list[str] = []
+    if groups:
+        replies = yield [cmd("ZRANGE", keys.key(f"g:{S.text(g)}:wait"), 0, -1) for g in groups]
+        for reply in replies:
+            waiting.extend(S.text(i) for i in reply)
+    return {"waiting": waiting, "delayed": [S.text(i) for i in delayed]}
+
+
+def _get_jobs_with_groups(keys: QueueKeys, wanted: list[str], grouped: dict[str, list[str]],
+                          start: int, end: int,
+                          asc: bool) -> Plan[list[tuple[str, dict[str, str]]]]:
+    commands = []
+    for state in wanted:
+        if state in _LIST_STATES:
+            commands.append(cmd("LRANGE", keys.key(_LIST_STATES[state]), 0, -1))
+        else:
+            commands.append(cmd("ZRANGE", keys.key(_ZSET_STATES[state]), 0, -1))
+    replies = yield commands
+    ids: list[str] = []
+    for state, reply in zip(wanted, replies, strict=True):
+        chunk = [S.text(i) for i in reply]
+        if state in _LIST_STATES:
+            chunk.reverse()  # lists hold the newest at the head: make it oldest first
+        chunk.extend(grouped.get(state, []))
+        ids.extend(chunk if asc else list(reversed(chunk)))
+    window = ids[start:] if end == -1 else ids[start:end + 1]
+    if not window:
+        return []
+    hashes = yield [cmd("HGETALL", keys.job(job_id)) for job_id in window]
+    return [(job_id, S.pairs_to_dict(raw)) for job_id, raw in zip(window, hashes, strict=True)
+            if raw]
 
 
 def get_logs(keys: QueueKeys, job_id: str, start: int = 0, end: int = -1) -> Plan[list[str]]:

@@ -116,6 +116,7 @@ def _child_main(read_fd: int, write_fd: int, config: dict[str, Any]) -> None:
     from .job import Binding, Job
 
     processor = resolve(config["processor"])
+    _write_frame(write_fd, b'{"ready":true}')  # imports done: the parent may start its clock
     connection = dict(config["connection"])
     kind = connection.pop("_kind")
     if kind == "unix":
@@ -166,8 +167,12 @@ class _Child:
 
     async def request(self, data: bytes) -> bytes:
         """Send a frame and wait (without blocking the loop) for the answer."""
-        loop = asyncio.get_running_loop()
         _write_frame(self.to_child, data)
+        return await self.receive()
+
+    async def receive(self) -> bytes:
+        """The next frame from the child."""
+        loop = asyncio.get_running_loop()
         while True:
             if len(self.buffer) >= 4:
                 size = int.from_bytes(self.buffer[:4], "big")
@@ -200,10 +205,25 @@ class ProcessPool:
         self._idle: list[_Child] = []
         self._size = size
 
-    async def run(self, job_id: str, fields: dict[str, str], token: str | None) -> Any:
-        """Run one job in a child; raises what the processor raised. Cancelling the
-        call (timeout, cancellation, shutdown) kills the child."""
-        child = self._idle.pop() if self._idle else _Child(self._config)
+    async def acquire(self) -> _Child:
+        """An idle child, or a new one once it has imported the processor."""
+        if self._idle:
+            return self._idle.pop()
+        child = _Child(self._config)
+        try:
+            ready = json.loads(await child.receive())
+        except BaseException:
+            child.kill()
+            raise
+        if not ready.get("ready"):
+            child.kill()
+            raise PyQueueError("processor child did not start")
+        return child
+
+    async def run(self, child: _Child, job_id: str, fields: dict[str, str],
+                  token: str | None) -> Any:
+        """Run one job in ``child`` (from :meth:`acquire`); raises what the processor
+        raised. Cancelling the call (timeout, cancellation, shutdown) kills the child."""
         message = json.dumps({"id": job_id, "fields": fields, "token": token}).encode()
         try:
             reply = json.loads(await child.request(message))
@@ -219,8 +239,8 @@ class ProcessPool:
         kind = _SIGNALS.get(reply["type"])
         if kind is not None:
             raise kind(reply["message"])
-        raise ProcessorError(f"{reply['type']}: {reply['message']}" if reply["message"]
-                             else reply["type"], reply["type"], reply["traceback"])
+        raise ProcessorError(reply["message"] or reply["type"], reply["type"],
+                             reply["traceback"])
 
     def close(self) -> None:
         """Stop every child."""

@@ -695,6 +695,8 @@ class Worker:
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
+            if job.cancel_reason is not None:  # it reacted to the cancellation by raising
+                return await self._finish_cancelled(job)
             return await self._finish_failed(job, exc, final=False)
         finally:
             self._current.pop(job.id, None)
@@ -718,7 +720,8 @@ class Worker:
         if self._is_async:
             call: Awaitable[Any] = target(job)
         elif self._pool is not None:
-            call = self._pool.run(job.id, job.fields, job.lock_token)
+            child = await self._pool.acquire()  # not timed: a child may be starting
+            call = self._pool.run(child, job.id, job.fields, job.lock_token)
         else:
             assert self._executor is not None
             ctx = contextvars.copy_context()
