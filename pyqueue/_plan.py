@@ -79,11 +79,28 @@ def translate(exc: Exception) -> Exception:
     """Map a redis-py exception to pyqueue's tree (the one place that does)."""
     if isinstance(exc, rexc.ConnectionError | rexc.TimeoutError):
         return RedisConnectionError(f"Redis connection failed: {exc}")
+    if isinstance(exc, rexc.OutOfMemoryError | rexc.ReadOnlyError | rexc.NoPermissionError):
+        return RedisStateError(f"Redis refused the command ({type(exc).__name__}): {exc}")
     if isinstance(exc, rexc.ResponseError):
         text = str(exc)
-        if text.startswith(("OOM", "READONLY", "NOPERM", "MISCONF")) or "NOPERM" in text:
+        if text.startswith(("OOM", "READONLY", "NOPERM", "MISCONF", "UNBLOCKED")):
             return RedisStateError(f"Redis refused the command: {text}")
     return exc
+
+
+def needs_reconnect(exc: BaseException) -> bool:
+    """True when the server we talk to stopped being a writable primary (a
+    failover demoted it): the connection must be dropped so that a new one
+    reaches the new primary."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, rexc.ReadOnlyError):
+            return True
+        if isinstance(seen, rexc.ResponseError) and (
+                "READONLY" in str(seen) or str(seen).startswith("UNBLOCKED")):
+            return True
+        seen = seen.__cause__
+    return False
 
 
 def _is_noscript(reply: Any) -> bool:

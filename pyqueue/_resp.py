@@ -283,6 +283,14 @@ class PipelinedConnection:
         if self._protocol is not None:
             self._arm_watchdog()
 
+    async def reset(self) -> None:
+        """Drop the current connection (pending commands fail); the next command
+        connects again."""
+        protocol, self._protocol = self._protocol, None
+        if protocol is not None and protocol.transport is not None:
+            protocol.transport.abort()
+        self._fail(rexc.ConnectionError("connection reset"))
+
     async def aclose(self) -> None:
         """Close the connection; pending commands fail."""
         self._closed = True

@@ -40,7 +40,7 @@ from . import _ops, _schedule
 from . import _scripts as S
 from . import backoff as _backoff
 from ._keys import QueueKeys, validate_prefix, validate_queue_name
-from ._plan import Plan, run_async, run_sync, translate
+from ._plan import Plan, needs_reconnect, run_async, run_sync, translate
 from ._procpool import ProcessorError, ProcessPool, connection_settings, import_path
 from ._resp import PipelinedConnection, options_from
 from .connection import SOCKET_TIMEOUT, async_client, blocking_async_client, sync_twin
@@ -577,9 +577,10 @@ class Worker:
                 self._last_ok = time.monotonic()
             except asyncio.CancelledError:
                 raise
-            except (RedisConnectionError, PyQueueError, OSError) as exc:
+            except Exception as exc:  # the loop must never die: report, back off, go on
                 self.state = "reconnecting"
                 self._report("fetch failed", exc)
+                await self._maybe_reconnect(exc)
                 backoff = min(max(backoff * 2, 0.1), 5.0)
                 await self._sleep(backoff * random.uniform(0.5, 1.0))
                 continue
@@ -619,11 +620,26 @@ class Worker:
             self._last_ok = time.monotonic()
         except asyncio.CancelledError:
             raise
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError,
-                asyncio.TimeoutError) as exc:
+        except (redis.exceptions.RedisError, OSError, asyncio.TimeoutError) as exc:
             self.state = "reconnecting"
             self._report("blocking wait failed", exc)
+            await self._maybe_reconnect(exc)
             await self._sleep(0.5)
+
+    async def _maybe_reconnect(self, exc: BaseException) -> None:
+        """After a failover the old primary answers READONLY (or unblocks us with
+        UNBLOCKED): drop every connection so the next command reaches the new one."""
+        if not needs_reconnect(exc):
+            return
+        logger.warning("worker %s: Redis is no longer a writable primary; reconnecting",
+                       self.name)
+        if self._fast is not None:
+            await self._fast.reset()
+        for client in (self.client, self._blocking):
+            if client is not None:
+                await client.connection_pool.disconnect()
+        if self._sync_client is not None:
+            self._sync_client.connection_pool.disconnect()
 
     def _spawn(self, job_id: str, token: str, fields: dict[str, str]) -> None:
         with self._tokens_lock:
@@ -806,6 +822,7 @@ class Worker:
             return False, None
         except (RedisConnectionError, PyQueueError, OSError) as exc:
             self._report("finish failed", exc)
+            await self._maybe_reconnect(exc)
             return False, None
         self.jobs_processed += 1
         if fetched is None:
@@ -894,6 +911,7 @@ class Worker:
             return False
         except (RedisConnectionError, PyQueueError, OSError) as exc:
             self._report("retry failed", exc)
+            await self._maybe_reconnect(exc)
             return False
         return True
 
@@ -1009,6 +1027,8 @@ class _LockKeeper(threading.Thread):
             lost = [S.text(i) for i in worker._run_sync(plan)]
         except Exception as exc:
             worker._emit_threadsafe("error", exc)
+            if needs_reconnect(exc) and worker._sync_client is not None:
+                worker._sync_client.connection_pool.disconnect()
             if worker._throttle.ok("lock renewal failed"):
                 logger.warning("worker %s: lock renewal failed: %s", worker.name, exc)
             return
@@ -1033,6 +1053,8 @@ class _LockKeeper(threading.Thread):
             reply = worker._run_sync(plan)
         except Exception as exc:
             worker._emit_threadsafe("error", exc)
+            if needs_reconnect(exc) and worker._sync_client is not None:
+                worker._sync_client.connection_pool.disconnect()
             if worker._throttle.ok("stalled check failed"):
                 logger.warning("worker %s: stalled check failed: %s", worker.name, exc)
             return

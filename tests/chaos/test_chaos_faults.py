@@ -446,9 +446,6 @@ def test_add_during_outage_raises_a_typed_error(scenario: Scenario, server: Redi
     sc.add_one()
 
 
-OOM_BUG = ("BUG: pyqueue._plan.translate() looks for an 'OOM'/'READONLY'/'NOPERM' prefix in "
-           "the message, but redis-py strips the error code and raises OutOfMemoryError/"
-           "ReadOnlyError/NoPermissionError (ResponseError subclasses); they escape untranslated")
 OOM_ERRORS = (pyqueue.RedisStateError, redis.exceptions.OutOfMemoryError)
 
 
@@ -471,7 +468,6 @@ def oom_scenario(make_server: Callable[..., RedisServer], tmp_path: Path) -> Any
         sc.close()
 
 
-@pytest.mark.xfail(strict=True, reason=OOM_BUG)
 def test_oom_add_raises_redis_state_error(oom_scenario: Scenario) -> None:
     """With ``maxmemory`` reached and ``noeviction``, add() raises the typed
     ``pyqueue.RedisStateError`` (DESIGN.md / the issue), not a redis-py class."""
@@ -508,9 +504,6 @@ def test_oom_never_returns_an_id_that_does_not_exist(oom_scenario: Scenario) -> 
            bulk_ambiguous=len(result.ambiguous))
 
 
-@pytest.mark.xfail(strict=True, reason=OOM_BUG + "; the worker's main loop catches only "
-                   "RedisConnectionError/PyQueueError/OSError, so its task dies for good "
-                   "while worker.state stays 'running'")
 def test_worker_through_oom_resumes_when_memory_frees(oom_scenario: Scenario) -> None:
     """A worker running while Redis is out of memory (its fetches refused) takes
     the queued jobs once memory is available again."""
@@ -528,11 +521,6 @@ def test_worker_through_oom_resumes_when_memory_frees(oom_scenario: Scenario) ->
     report("oom_worker", recovery=max(recovered.values()), jobs=len(returned))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: on a failover the demoted server answers the "
-                   "worker's stale connections with READONLY (ReadOnlyError) and unblocks its "
-                   "BZPOPMIN with an UNBLOCKED ResponseError; neither is translated or caught "
-                   "(_plan.translate, Worker._block, Worker._main_loop), the main-loop task "
-                   "dies and the worker never takes a job again")
 def test_simulated_failover(make_server: Callable[..., RedisServer], tmp_path: Path) -> None:
     """Workers reach the primary through a virtual address (the proxy). Failover:
     the replica, caught up, is promoted, the old primary demoted, and the
