@@ -21,11 +21,6 @@ from harness import Scenario
 from pyqueue._server import RedisServer
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    # Here until pyproject.toml registers it with the other markers.
-    config.addinivalue_line("markers", "chaos: fault-injection scenarios (tests/chaos)")
-
-
 @pytest.fixture
 def make_server() -> Iterator[Callable[..., RedisServer]]:
     """Start a dedicated server: ``make_server(persistent=..., extra_args=[...])``."""
