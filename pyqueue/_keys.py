@@ -10,6 +10,7 @@ keeps every key of a queue in one Redis Cluster slot.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from .errors import InvalidQueueNameError
 
@@ -141,5 +142,11 @@ class QueueKeys:
 
     def all(self, *suffixes: str) -> list[str]:
         """The keys for ``suffixes`` in order (all queue keys when none are given)."""
-        return [self.key(s) for s in (suffixes or QUEUE_SUFFIXES)]
+        if not suffixes:
+            return list(self._all)
+        return [self.key(s) for s in suffixes]
+
+    @cached_property
+    def _all(self) -> tuple[str, ...]:
+        return tuple(self.key(s) for s in QUEUE_SUFFIXES)
 

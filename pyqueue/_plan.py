@@ -47,6 +47,12 @@ class Command:
 
     args: tuple[Any, ...]
     script: Script | None = None
+    #: RESP of the words that never change for this script and queue
+    #: (EVALSHA, sha, numkeys, keys, base) and how many words that is;
+    #: ``tail`` holds the rest. Used by the pipelined connection.
+    head: bytes | None = None
+    head_count: int = 0
+    tail: tuple[Any, ...] = ()
 
     def evalsha(self) -> tuple[Any, ...]:
         assert self.script is not None
@@ -155,10 +161,10 @@ def _execute_sync(client: redis.Redis, batch: Batch) -> list[Any]:
 async def _execute_async(client: redis.asyncio.Redis | PipelinedConnection,
                          batch: Batch) -> list[Any]:
     if isinstance(client, PipelinedConnection):
-        got = await client.execute_batch([command.words() for command in batch])
+        got = await client.execute_batch(batch)
         redo = [i for i, reply in enumerate(got) if _is_noscript(reply)]
         if redo:
-            again = await client.execute_batch([batch[i].eval() for i in redo])
+            again = await client.execute_batch([Command(batch[i].eval()) for i in redo])
             for i, reply in zip(redo, again, strict=True):
                 got[i] = reply
         _raise_first_error(got)

@@ -31,6 +31,8 @@ import redis.asyncio
 import redis.exceptions as rexc
 from redis._parsers import BaseParser
 
+from ._resp_encode import encode, encode_args
+
 #: Connection settings of a redis-py client that this module understands.
 _HANDLED = {
     "host", "port", "path", "db", "username", "password", "client_name",
@@ -105,20 +107,16 @@ def _ssl_context(kwargs: dict[str, Any]) -> ssl.SSLContext:
     return context
 
 
-def encode(args: Sequence[Any]) -> bytes:
-    """One command in RESP."""
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        if isinstance(arg, bytes):
-            data = arg
-        elif isinstance(arg, str):
-            data = arg.encode()
-        elif isinstance(arg, int | float):
-            data = repr(arg).encode()
-        else:
-            data = str(arg).encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
+def encode_command(command: Any) -> bytes:
+    """A ``_plan.Command`` (or a plain sequence of words) in RESP."""
+    words = getattr(command, "words", None)
+    if words is None:
+        return encode(command)
+    if command.head is not None:
+        tail = command.tail
+        head: bytes = command.head
+        return b"*%d\r\n" % (command.head_count + len(tail)) + head + encode_args(tail)
+    return encode(words())
 
 
 def _error(reply: Exception) -> Exception:
@@ -127,10 +125,16 @@ def _error(reply: Exception) -> Exception:
     return error
 
 
+async def _one(future: asyncio.Future[Any]) -> list[Any]:
+    return [await future]
+
+
 class _Protocol(asyncio.Protocol):
     def __init__(self, owner: PipelinedConnection) -> None:
         self.owner = owner
-        self.reader = hiredis.Reader(replyError=rexc.ResponseError)
+        # Replies are text (job fields, ids, JSON): decode them here, in C.
+        self.reader = hiredis.Reader(replyError=rexc.ResponseError, encoding="utf-8",
+                                     errors="replace")
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -219,7 +223,7 @@ class PipelinedConnection:
             return protocol
         return await asyncio.shield(self._connecting)
 
-    def _send(self, protocol: _Protocol, commands: Sequence[Sequence[Any]]) -> Any:
+    def _send(self, protocol: _Protocol, commands: Sequence[Any]) -> Any:
         loop = asyncio.get_running_loop()
         now = time.monotonic()
         futures = []
@@ -227,10 +231,12 @@ class PipelinedConnection:
             future: asyncio.Future[Any] = loop.create_future()
             self._waiters.append((future, now))
             futures.append(future)
-            self._buffer.append(encode(command))
+            self._buffer.append(encode_command(command))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush, protocol)
+        if len(futures) == 1:
+            return _one(futures[0])
         return asyncio.gather(*futures)
 
     def _flush(self, protocol: _Protocol) -> None:
@@ -244,7 +250,7 @@ class PipelinedConnection:
             return
         protocol.transport.write(data)
 
-    async def execute_batch(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    async def execute_batch(self, commands: Sequence[Any]) -> list[Any]:
         """Send ``commands`` and return their replies in order.
 
         Error replies are returned as exception objects (redis-py's classes),

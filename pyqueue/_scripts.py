@@ -23,6 +23,7 @@ import msgpack
 
 from ._keys import QueueKeys
 from ._plan import Command, Script
+from ._resp_encode import encode_args
 from .errors import (
     JobLockError,
     JobNotFoundError,
@@ -69,13 +70,21 @@ def pack(params: dict[str, Any]) -> bytes:
     return packed
 
 
+@cache
+def _static(name: str, keys: QueueKeys) -> tuple[tuple[Any, ...], bytes, int]:
+    """The words of a call that never change, and their RESP encoding."""
+    script = load(name)
+    key_list = keys.all()
+    words = (len(key_list), *key_list, keys.base)
+    return words, encode_args(("EVALSHA", script.sha, *words)), len(words) + 2
+
+
 def call(name: str, keys: QueueKeys, now_ms: int, /, **params: Any) -> Command:
     """A call of script ``name`` on the queue ``keys`` at time ``now_ms``."""
-    key_list = keys.all()
-    return Command(
-        (len(key_list), *key_list, keys.base, int(now_ms), pack(params)),
-        script=load(name),
-    )
+    words, head, head_count = _static(name, keys)
+    tail = (int(now_ms), pack(params))
+    return Command((*words, *tail), script=load(name), head=head, head_count=head_count,
+                   tail=tail)
 
 
 # --- replies ------------------------------------------------------------------
@@ -120,6 +129,8 @@ def pairs_to_dict(flat: list[Any] | dict[Any, Any]) -> dict[str, str]:
     """``HGETALL`` as a ``dict[str, str]`` from a flat array or a mapping."""
     if isinstance(flat, dict):
         return {text(k): text(v) for k, v in flat.items()}
+    if flat and isinstance(flat[0], str):  # decoded by the connection already
+        return dict(zip(flat[::2], map(text, flat[1::2]), strict=True))
     return {text(flat[i]): text(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
 
 

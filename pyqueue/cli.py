@@ -88,10 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("embedded", help="print the embedded Redis server's URL, starting it")
     p.add_argument("--stop", action="store_true", help="stop the embedded server")
 
-    for name, text in (("bench", "benchmarks (not available in this version)"),
-                       ("dashboard", "web dashboard (not available in this version)")):
-        p = sub.add_parser(name, help=text)
-        _common(p)
+    p = sub.add_parser("bench", help="run benchmarks/ against the peers that are installed "
+                                     "(from a checkout); arguments go to python -m benchmarks",
+                       add_help=False)
+    p.add_argument("bench_args", nargs=argparse.REMAINDER)
+
+    p = sub.add_parser("dashboard", help="web dashboard (not available in this version)")
+    _common(p)
     return parser
 
 
@@ -213,8 +216,26 @@ def _health(args: argparse.Namespace, url: str) -> int:
     return 0 if healthy else 1
 
 
+def _bench(bench_args: list[str]) -> int:
+    """Run the benchmark suite of a source checkout (it is not part of the wheel)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "benchmarks" / "run.py").exists():
+        print("pyqueue bench: the benchmarks ship with a source checkout of pyqueue, not "
+              "with the installed package; clone the repository and run it there",
+              file=sys.stderr)
+        return 2
+    sys.path.insert(0, str(root))
+    run = importlib.import_module("benchmarks.run")
+    return int(run.main(bench_args) or 0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pyqueue`` command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # everything after it belongs to the benchmark runner
+        return _bench(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         if args.command == "embedded":
@@ -225,8 +246,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 print(embedded_url())
             return 0
-        if args.command in ("bench", "dashboard"):
-            print(f"pyqueue {args.command}: not available in this version", file=sys.stderr)
+        if args.command == "bench":
+            return _bench(args.bench_args)
+        if args.command == "dashboard":
+            print("pyqueue dashboard: not available in this version", file=sys.stderr)
             return 2
         url = resolve_url(args.redis)
         if args.command == "demo":

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from functools import cached_property
 from typing import Any
 
 from . import _ops
@@ -39,6 +40,9 @@ class Binding:
     run: Runner
     is_async: bool
     on_progress: Callable[[Job, Any], None] | None = None
+
+
+_LAZY = ("progress", "return_value", "stacktrace", "timestamp", "processed_on", "finished_on")
 
 
 def _ms_to_datetime(value: str | None) -> datetime | None:
@@ -76,9 +80,6 @@ class Job:
                  token: str | None = None) -> None:
         self._binding = binding
         self._token = token
-        #: Set when ``Queue.cancel_job`` asked the worker to stop this job; a
-        #: ``def`` processor can poll ``job.cancel_requested.is_set()``.
-        self.cancel_requested = threading.Event()
         self.cancel_reason: str | None = None
         self.cancel_remove = False
         self.id = job_id
@@ -86,28 +87,77 @@ class Job:
         self._load(fields)
 
     def _load(self, fields: dict[str, str]) -> None:
+        for name in _LAZY:  # computed again from the new fields on first use
+            self.__dict__.pop(name, None)
         self.fields = fields
         self.name = fields.get("name", "")
-        self.data: Any = _ops.decode_json(fields.get("data"), {})
-        opts = _ops.decode_json(fields.get("opts"), {})
-        self.opts: dict[str, Any] = opts if isinstance(opts, dict) else {}
-        self.progress: Any = _ops.decode_json(fields.get("progress"), 0)
-        self.return_value: Any = _ops.decode_json(fields.get("returnvalue"))
+        #: Why the stored job cannot be processed (data or opts not valid JSON).
+        self.corruption: str | None = None
+        self.data: Any = self._json("data", {})
+        opts = self._json("opts", {})
+        if not isinstance(opts, dict):
+            self.corruption = self.corruption or "corrupt job: field 'opts' is not a JSON object"
+            opts = {}
+        self.opts: dict[str, Any] = opts
         self.failed_reason: str | None = fields.get("failedReason")
-        trace = _ops.decode_json(fields.get("stacktrace"), [])
-        self.stacktrace: list[str] = trace if isinstance(trace, list) else [str(trace)]
         self.attempts_made = _int(fields.get("atm"))
         self.attempts_started = _int(fields.get("ats"))
         self.stalled_counter = _int(fields.get("stc"))
-        self.timestamp = _ms_to_datetime(fields.get("timestamp"))
-        self.processed_on = _ms_to_datetime(fields.get("processedOn"))
-        self.finished_on = _ms_to_datetime(fields.get("finishedOn"))
         self.delay = _int(fields.get("delay")) / 1000
         self.priority = _int(fields.get("priority"))
         self.processed_by: str | None = fields.get("pb")
         self.deferred_failure: str | None = fields.get("defa")
         self.scheduler_id: str | None = fields.get("rjk")
         self.group: str | None = fields.get("gid")
+
+    def _json(self, field: str, default: Any) -> Any:
+        value = self.fields.get(field)
+        if value is None or value == "":
+            return default
+        try:
+            return json.loads(value)
+        except ValueError as exc:
+            if self.corruption is None:
+                self.corruption = f"corrupt job: field {field!r} is not valid JSON ({exc})"
+            return value
+
+    # Fields most processors never read are decoded on first use.
+    @cached_property
+    def progress(self) -> Any:
+        """The job's progress (a number or any JSON value; 0 when unset)."""
+        return _ops.decode_json(self.fields.get("progress"), 0)
+
+    @cached_property
+    def return_value(self) -> Any:
+        """The processor's return value (``None`` until completed)."""
+        return _ops.decode_json(self.fields.get("returnvalue"))
+
+    @cached_property
+    def stacktrace(self) -> list[str]:
+        """Stack traces of the failed attempts, oldest first."""
+        trace = _ops.decode_json(self.fields.get("stacktrace"), [])
+        return trace if isinstance(trace, list) else [str(trace)]
+
+    @cached_property
+    def timestamp(self) -> datetime | None:
+        """When the job was added (UTC)."""
+        return _ms_to_datetime(self.fields.get("timestamp"))
+
+    @cached_property
+    def processed_on(self) -> datetime | None:
+        """When the current or last attempt started (UTC)."""
+        return _ms_to_datetime(self.fields.get("processedOn"))
+
+    @cached_property
+    def finished_on(self) -> datetime | None:
+        """When the job completed or finally failed (UTC)."""
+        return _ms_to_datetime(self.fields.get("finishedOn"))
+
+    @cached_property
+    def cancel_requested(self) -> threading.Event:
+        """Set when ``Queue.cancel_job`` asked the worker to stop this job; a ``def``
+        processor can poll ``job.cancel_requested.is_set()``."""
+        return threading.Event()
 
     def __repr__(self) -> str:
         return f"<Job {self.queue_name}:{self.id} name={self.name!r}>"

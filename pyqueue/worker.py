@@ -79,21 +79,6 @@ BLOCK_MARGIN = 5.0
 HEARTBEAT_SECONDS = 5.0
 
 
-def _corruption(fields: dict[str, str]) -> str | None:
-    """Why a job hash cannot be processed (written by hand or damaged), or None."""
-    for name in ("data", "opts"):
-        value = fields.get(name)
-        if value is None or value == "":
-            continue
-        try:
-            decoded = json.loads(value)
-        except ValueError as exc:
-            return f"corrupt job: field {name!r} is not valid JSON ({exc})"
-        if name == "opts" and not isinstance(decoded, dict):
-            return "corrupt job: field 'opts' is not a JSON object"
-    return None
-
-
 class _LogThrottle:
     """At most one log line per ``key`` per ``interval`` seconds (no error floods)."""
 
@@ -674,9 +659,10 @@ class Worker:
         binding = self._async_binding if self._is_async else self._sync_binding
         assert binding is not None
         job = Job(binding, job_id, fields, token)
-        corrupt = _corruption(fields)
-        if corrupt is not None:
-            return await self._finish_failed(job, UnrecoverableError(corrupt), final=True)
+        if job.corruption is not None:
+            return await self._finish_failed(job, UnrecoverableError(job.corruption), final=True)
+        if not self._is_async:
+            job.cancel_requested  # noqa: B018 - created here, on the loop, before any thread reads it
         if job.deferred_failure:
             return await self._finish_failed(job, UnrecoverableError(job.deferred_failure),
                                              final=True)

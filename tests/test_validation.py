@@ -108,7 +108,9 @@ BAD_OPTIONS: list[tuple[dict[str, Any], type[ConfigurationError], str]] = [
     ({"colour": "red"}, InvalidJobOptionsError, "colour"),
     ({"removeOnComplete": True}, InvalidJobOptionsError, "removeOnComplete"),
     ({"jobId": "abc"}, InvalidJobOptionsError, "jobId"),
-    ({"repeat": {"every": 1}}, InvalidJobOptionsError, "repeat"),
+    ({"repeat": {"every": 0}}, InvalidJobOptionsError, "every"),
+    ({"repeat": {"pattern": "61 * * * *"}}, InvalidJobOptionsError, "pattern"),
+    ({"repeat": {"every": 1, "colour": 1}}, InvalidJobOptionsError, "repeat"),
     # retention
     ({"remove_on_complete": -1}, InvalidJobOptionsError, "remove_on_complete"),
     ({"remove_on_complete": "x"}, InvalidJobOptionsError, "remove_on_complete"),

@@ -1,0 +1,235 @@
+"""``EmailWorker``: a pyqueue ``Worker`` that sends mail jobs over SMTP.
+
+One attempt: validate the job data, render its template, build the message
+(Message-ID from ``mail_uid``), drop suppressed recipients, take a unit of
+the daily quota, send over a reused connection, and classify any failure:
+
+- connection errors and 4xx: raise, so the job retries with its backoff;
+- throttling replies: pause the whole queue (``worker.rate_limit``) and hand
+  the job back without using an attempt (``RateLimitError``);
+- hard bounces: add the address to the suppression list, fail without retry;
+- other 5xx and bad job data: fail without retry (``UnrecoverableError``).
+
+A mail that fails for good is copied to the dead-letter queue
+(``<queue>-dlq``) with the reason, before the job is marked failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..errors import DelayedError, JobTimeoutError, RateLimitError, UnrecoverableError
+from ..job import Job
+from ..queue import AsyncQueue
+from ..worker import Worker
+from . import deadletter
+from .classify import BOUNCE, FAIL, THROTTLE, Verdict, classify_exception, classify_reply
+from .message import EmailData, build_message, validate_data
+from .quota import DailyQuota
+from .sender import SMTPSender
+from .settings import SMTPSettings
+from .suppressions import AsyncSuppressions
+from .templates import Templates
+
+logger = logging.getLogger("pyqueue.email")
+
+
+class TemporarySendError(Exception):
+    """A failure worth retrying (connection problem, 4xx); the job's backoff applies."""
+
+    def __init__(self, verdict: Verdict) -> None:
+        super().__init__(verdict.reason)
+        self.verdict = verdict
+
+
+class PermanentSendError(UnrecoverableError):
+    """A failure not worth retrying (5xx, hard bounce, bad job data)."""
+
+    def __init__(self, verdict: Verdict) -> None:
+        super().__init__(verdict.reason)
+        self.verdict = verdict
+
+
+class EmailWorker(Worker):
+    """Sends ``EmailData`` jobs through SMTP.
+
+    ``EmailWorker(queue_name="email", connection=..., **worker_options)``. SMTP
+    settings come from ``SMTP_*`` variables unless ``smtp=SMTPSettings(...)``
+    is given. Extra options: ``templates`` (a ``Templates``, a directory or a
+    mapping; Jinja2 needed), ``daily_quota`` (messages per UTC day, default
+    ``$SMTP_DAILY_QUOTA`` or none), ``quota_jitter`` (seconds of random delay
+    after midnight, 600), ``throttle_pause`` (seconds the queue pauses on a
+    throttling reply, 60), ``quota_pause`` (on a provider's quota reply,
+    3600), ``dead_letter`` (copy finally failed mail to ``<queue>-dlq``,
+    True), ``tls_context`` (an ``ssl.SSLContext`` to use instead of the
+    default verifying one).
+    """
+
+    #: The queue ``pyqueue worker pyqueue.email:EmailWorker`` consumes.
+    queue_name = "email"
+
+    def __init__(self, name: str = "email", *, smtp: SMTPSettings | None = None,
+                 templates: Templates | str | Path | Mapping[str, Mapping[str, str]]
+                 | None = None,
+                 daily_quota: int | None = None, quota_jitter: float = 600.0,
+                 throttle_pause: float = 60.0, quota_pause: float = 3600.0,
+                 dead_letter: bool = True, tls_context: ssl.SSLContext | None = None,
+                 **worker_options: Any) -> None:
+        if "processor" in worker_options:
+            raise TypeError("EmailWorker takes no processor: it sends the mail itself")
+        super().__init__(name, **worker_options)
+        self.smtp = smtp if smtp is not None else SMTPSettings.from_env()
+        self.templates = templates if isinstance(templates, Templates) or templates is None \
+            else Templates(templates)
+        if daily_quota is None and os.environ.get("SMTP_DAILY_QUOTA"):
+            daily_quota = int(os.environ["SMTP_DAILY_QUOTA"])
+        self.quota = DailyQuota(self.client, self.keys, daily_quota, quota_jitter) \
+            if daily_quota is not None else None
+        self.throttle_pause = throttle_pause
+        self.quota_pause = quota_pause
+        self.dead_letter = dead_letter
+        self.sender = SMTPSender(self.smtp, size=self.concurrency, tls_context=tls_context)
+        self.suppressions = AsyncSuppressions(self.name, connection=self.client,
+                                              prefix=self.prefix)
+        self._dlq = AsyncQueue(deadletter.dlq_name(self.name), connection=self.client,
+                               prefix=self.prefix)
+        self.on("failed", self._on_failed)
+        logger.info("email worker for %r: %s", self.name, self.smtp.describe())
+
+    async def process(self, job: Job) -> Any:
+        """Send one mail (see the module docstring for what happens on failure)."""
+        final = job.attempts_made + 1 >= job.attempts
+        try:
+            return await self._deliver(job)
+        except (DelayedError, RateLimitError):
+            raise
+        except PermanentSendError as exc:
+            await self._to_dead_letter(job, exc.verdict.reason, exc.verdict.kind)
+            raise
+        except TemporarySendError as exc:
+            if final:
+                await self._to_dead_letter(job, exc.verdict.reason, "retry-exhausted")
+            raise
+        except UnrecoverableError as exc:
+            await self._to_dead_letter(job, str(exc), FAIL)
+            raise
+        except Exception as exc:
+            if final:
+                await self._to_dead_letter(job, f"{type(exc).__name__}: {exc}",
+                                           "retry-exhausted")
+            raise
+
+    async def _deliver(self, job: Job) -> dict[str, Any]:
+        data = self._prepare(job)
+        mail_uid = data.get("mail_uid") or job.id
+        try:
+            msg, envelope_from, recipients = build_message(
+                data, default_from=self.smtp.from_address, mail_uid=mail_uid)
+        except ValueError as exc:
+            raise PermanentSendError(Verdict(FAIL, 0, f"bad mail: {exc}")) from None
+        message_id = str(msg["Message-ID"])
+        suppressed = await self.suppressions.suppressed(recipients)
+        to_send = [r for r in recipients if r not in suppressed]
+        if not to_send:
+            logger.info("job %s: every recipient is suppressed; not sent", job.id)
+            return {"status": "suppressed", "message_id": message_id, "accepted": [],
+                    "suppressed": sorted(suppressed)}
+        if self.quota is not None and not await self.quota.reserve():
+            until = self.quota.resume_at()
+            logger.info("job %s: daily quota of %d used; delayed to %s", job.id,
+                        self.quota.limit, until.isoformat())
+            await job.move_to_delayed(until)
+            raise DelayedError(f"daily quota reached; delayed to {until.isoformat()}")
+        try:
+            result = await self.sender.send(msg, envelope_from, to_send)
+        except Exception as exc:
+            if self.quota is not None:
+                await self.quota.release()
+            await self._failed_send(job, exc, to_send)
+            raise AssertionError("unreachable") from exc  # pragma: no cover
+        refused: dict[str, str] = {}
+        for addr, (code, text) in result.refused.items():
+            verdict = classify_reply(code, text, stage="rcpt")
+            refused[addr] = verdict.reason
+            if verdict.kind == BOUNCE:
+                await self.suppressions.add(addr, f"hard bounce: {verdict.reason}")
+        logger.info("job %s: sent %s to %d recipient(s)", job.id, message_id,
+                    len(result.accepted))
+        return {"status": "sent", "message_id": message_id, "accepted": result.accepted,
+                "refused": refused, "suppressed": sorted(suppressed),
+                "response": result.response,
+                "sent_at": datetime.now(timezone.utc).isoformat()}
+
+    def _prepare(self, job: Job) -> EmailData:
+        """Validated job data with its template rendered in."""
+        if not isinstance(job.data, Mapping):
+            raise PermanentSendError(Verdict(FAIL, 0, "bad mail: job data is not an object"))
+        try:
+            data = validate_data(job.data)
+        except ValueError as exc:
+            raise PermanentSendError(Verdict(FAIL, 0, f"bad mail: {exc}")) from None
+        template = data.get("template")
+        if template is not None:
+            if self.templates is None:
+                raise PermanentSendError(Verdict(
+                    FAIL, 0, f"mail uses template {template!r} but the worker has no "
+                             "templates (EmailWorker(templates=...))"))
+            try:
+                parts = self.templates.render(template, data.get("variables") or {})
+            except ValueError as exc:
+                raise PermanentSendError(Verdict(FAIL, 0, str(exc))) from None
+            for part in ("subject", "html", "text"):
+                if part in parts and part not in data:
+                    data[part] = parts[part]
+            if "subject" in data and ("\r" in data["subject"] or "\n" in data["subject"]):
+                raise PermanentSendError(Verdict(FAIL, 0, "rendered subject holds CR/LF"))
+        return data
+
+    async def _failed_send(self, job: Job, exc: Exception, recipients: list[str]) -> None:
+        """Turn a send error into the right signal for the worker (always raises)."""
+        verdict = classify_exception(exc)
+        if verdict.kind == THROTTLE:
+            pause = self.quota_pause if verdict.quota else self.throttle_pause
+            logger.warning("job %s: provider throttling (%s); pausing queue %r for %ss",
+                           job.id, verdict.reason, self.name, pause)
+            await self.rate_limit(pause)
+            raise RateLimitError(verdict.reason) from exc
+        if verdict.kind == BOUNCE:
+            bounced = [r.recipient for r in getattr(exc, "recipients", [])] or \
+                ([exc.recipient] if hasattr(exc, "recipient") else recipients)
+            for addr in bounced:
+                await self.suppressions.add(addr, f"hard bounce: {verdict.reason}")
+            logger.warning("job %s: hard bounce (%s); suppressed %s", job.id, verdict.reason,
+                           ", ".join(bounced))
+            raise PermanentSendError(verdict) from exc
+        if verdict.kind == FAIL:
+            logger.warning("job %s: permanent failure: %s", job.id, verdict.reason)
+            raise PermanentSendError(verdict) from exc
+        logger.info("job %s: temporary failure: %s", job.id, verdict.reason)
+        raise TemporarySendError(verdict) from exc
+
+    async def _to_dead_letter(self, job: Job, reason: str, kind: str) -> None:
+        if not self.dead_letter:
+            return
+        try:
+            await deadletter.add_async(self._dlq, job, reason, kind)
+        except Exception as exc:  # the job still lands in failed; log, don't mask
+            logger.error("job %s: copying to the dead-letter queue failed: %s", job.id, exc)
+
+    def _on_failed(self, job: Job, exc: BaseException) -> Any:
+        # Failures that happen outside process() (a job timeout) reach the
+        # dead-letter queue here; process() copies everything else itself.
+        if isinstance(exc, JobTimeoutError) and job.attempts_made >= job.attempts:
+            return self._to_dead_letter(job, str(exc), "timeout")
+        return None
+
+    async def close(self, force: bool = False) -> None:
+        """Close the worker (see ``Worker.close``) and its SMTP connections."""
+        await super().close(force)
+        await self.sender.close()
