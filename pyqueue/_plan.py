@@ -22,7 +22,7 @@ import redis
 import redis.asyncio
 import redis.exceptions as rexc
 
-from ._resp import PipelinedConnection
+from ._resp import PipelinedConnection, SyncConnection
 from .errors import RedisConnectionError, RedisStateError
 
 T = TypeVar("T")
@@ -113,7 +113,7 @@ def _is_noscript(reply: Any) -> bool:
     return isinstance(reply, rexc.NoScriptError)
 
 
-def run_sync(client: redis.Redis, plan: Plan[T]) -> T:
+def run_sync(client: redis.Redis | SyncConnection, plan: Plan[T]) -> T:
     """Drive ``plan`` with a synchronous client."""
     try:
         batch = next(plan)
@@ -139,7 +139,16 @@ async def run_async(client: redis.asyncio.Redis | PipelinedConnection, plan: Pla
         raise translate(exc) from exc
 
 
-def _execute_sync(client: redis.Redis, batch: Batch) -> list[Any]:
+def _execute_sync(client: redis.Redis | SyncConnection, batch: Batch) -> list[Any]:
+    if isinstance(client, SyncConnection):
+        got = client.execute_batch(batch)
+        redo = [i for i, reply in enumerate(got) if _is_noscript(reply)]
+        if redo:
+            again = client.execute_batch([Command(batch[i].eval()) for i in redo])
+            for i, reply in zip(redo, again, strict=True):
+                got[i] = reply
+        _raise_first_error(got)
+        return got
     execute: Any = client.execute_command  # untyped upstream
     if len(batch) == 1:
         command = batch[0]

@@ -20,13 +20,18 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import os
+import socket
 import ssl
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import hiredis
+import redis
 import redis.asyncio
 import redis.exceptions as rexc
 from redis._parsers import BaseParser
@@ -61,9 +66,10 @@ class Options:
     connect_timeout: float = 5.0
 
 
-def options_from(client: redis.asyncio.Redis, client_name: str | None = None) -> Options | None:
-    """The settings of a redis-py asyncio client, or ``None`` when it uses
-    something this connection does not support (then keep using redis-py)."""
+def options_from(client: redis.asyncio.Redis | redis.Redis,
+                 client_name: str | None = None) -> Options | None:
+    """The settings of a redis-py client (sync or asyncio), or ``None`` when it
+    uses something these connections do not support (then keep using redis-py)."""
     pool = client.connection_pool
     kwargs: dict[str, Any] = dict(pool.connection_kwargs)
     if set(kwargs) - _HANDLED or kwargs.get("protocol") not in (None, 2, "2"):
@@ -307,3 +313,110 @@ class PipelinedConnection:
         if protocol is not None and protocol.transport is not None:
             protocol.transport.close()
         self._fail(rexc.ConnectionError("connection closed"))
+
+
+class SyncConnection:
+    """The synchronous twin of :class:`PipelinedConnection`, for producers.
+
+    A small pool of sockets: a call takes an idle one (or opens one), sends
+    its batch in one ``sendall``, reads the replies back in order and returns
+    the socket to the pool, so a ``Queue`` can be shared by the threads of a
+    web app. A forked child never reuses its parent's sockets. A socket that
+    failed is closed, not returned; the next call opens a new one.
+    """
+
+    def __init__(self, options: Options, timeout: float = 10.0, max_idle: int = 8) -> None:
+        self.options = options
+        self.timeout = timeout
+        self.max_idle = max_idle
+        self._idle: list[tuple[socket.socket, Any]] = []
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    def _open(self) -> tuple[socket.socket, Any]:
+        opts = self.options
+        try:
+            if opts.path is not None:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.settimeout(opts.connect_timeout)
+                sock.connect(opts.path)
+            else:
+                sock = socket.create_connection((opts.host, opts.port), opts.connect_timeout)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if opts.ssl_context is not None:
+                    sock = opts.ssl_context.wrap_socket(sock, server_hostname=opts.host)
+            sock.settimeout(self.timeout)
+        except OSError as exc:
+            raise rexc.ConnectionError(f"cannot connect to Redis: {exc}") from exc
+        conn = (sock, hiredis.Reader(replyError=rexc.ResponseError, encoding="utf-8",
+                                     errors="replace"))
+        handshake: list[tuple[Any, ...]] = []
+        if opts.password is not None:
+            handshake.append(("AUTH", opts.username, opts.password) if opts.username
+                             else ("AUTH", opts.password))
+        if opts.db:
+            handshake.append(("SELECT", opts.db))
+        if opts.client_name:
+            handshake.append(("CLIENT", "SETNAME", opts.client_name))
+        if handshake:
+            for reply in self._exchange(conn, handshake):
+                if isinstance(reply, Exception):
+                    _close(conn)
+                    raise reply
+        return conn
+
+    def _exchange(self, conn: tuple[socket.socket, Any],
+                  commands: Sequence[Any]) -> list[Any]:
+        sock, reader = conn
+        sock.sendall(b"".join(encode_command(c) for c in commands))
+        replies: list[Any] = []
+        while len(replies) < len(commands):
+            reply = reader.gets()
+            if reply is False:
+                data = sock.recv(65536)
+                if not data:
+                    raise rexc.ConnectionError("connection closed by the server")
+                reader.feed(data)
+                continue
+            replies.append(_error(reply) if isinstance(reply, rexc.ResponseError) else reply)
+        return replies
+
+    def execute_batch(self, commands: Sequence[Any]) -> list[Any]:
+        """Send ``commands``; return their replies in order (error replies as
+        exception objects, not raised). Connection failures raise."""
+        with self._lock:
+            if self._pid != os.getpid():  # forked: the parent's sockets are not ours
+                self._idle, self._pid = [], os.getpid()
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            conn = self._open()
+        try:
+            replies = self._exchange(conn, commands)
+        except TimeoutError as exc:
+            _close(conn)
+            raise rexc.TimeoutError("Redis did not answer in time") from exc
+        except OSError as exc:
+            _close(conn)
+            raise rexc.ConnectionError(f"connection lost: {exc}") from exc
+        except BaseException:
+            _close(conn)
+            raise
+        with self._lock:
+            if len(self._idle) < self.max_idle:
+                self._idle.append(conn)
+                conn = None
+        if conn is not None:
+            _close(conn)
+        return replies
+
+    def close(self) -> None:
+        """Close the idle sockets."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            _close(conn)
+
+
+def _close(conn: tuple[socket.socket, Any]) -> None:
+    with contextlib.suppress(OSError):
+        conn[0].close()

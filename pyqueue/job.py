@@ -77,24 +77,30 @@ class Job:
     """
 
     def __init__(self, binding: Binding, job_id: str, fields: dict[str, str],
-                 token: str | None = None) -> None:
+                 token: str | None = None,
+                 decoded: tuple[Any, dict[str, Any]] | None = None) -> None:
         self._binding = binding
         self._token = token
         self.cancel_reason: str | None = None
         self.cancel_remove = False
         self.id = job_id
         self.queue_name = binding.keys.name
-        self._load(fields)
+        self._load(fields, decoded)
 
-    def _load(self, fields: dict[str, str]) -> None:
+    def _load(self, fields: dict[str, str],
+              decoded: tuple[Any, dict[str, Any]] | None = None) -> None:
         for name in _LAZY:  # computed again from the new fields on first use
             self.__dict__.pop(name, None)
         self.fields = fields
         self.name = fields.get("name", "")
         #: Why the stored job cannot be processed (data or opts not valid JSON).
         self.corruption: str | None = None
-        self.data: Any = self._json("data", {})
-        opts = self._json("opts", {})
+        if decoded is not None:  # the producer's own objects: no need to parse
+            self.data: Any = decoded[0]
+            opts: Any = decoded[1]
+        else:
+            self.data = self._json("data", {})
+            opts = self._json("opts", {})
         if not isinstance(opts, dict):
             self.corruption = self.corruption or "corrupt job: field 'opts' is not a JSON object"
             opts = {}

@@ -240,6 +240,7 @@ class EncodedJob:
     dedup_mode: str | None = None
     group: str | None = None
     raw_opts: dict[str, Any] = field(default_factory=dict)
+    value: Any = None  # the data as given (``data`` holds its JSON)
 
 
 def merge_options(defaults: Mapping[str, Any] | None, opts: Mapping[str, Any]) -> dict[str, Any]:
@@ -359,4 +360,5 @@ def encode_job(name: object, data: object, opts: Mapping[str, Any],
         dedup_mode=dedup_mode,
         group=group,
         raw_opts=out,
+        value=data,
     )

@@ -16,7 +16,8 @@ import redis.asyncio
 from . import _ops, _schedule
 from ._keys import QueueKeys, validate_prefix, validate_queue_name
 from ._plan import Plan, run_async, run_sync
-from .connection import async_client, sync_client
+from ._resp import SyncConnection, options_from
+from .connection import SOCKET_TIMEOUT, async_client, sync_client
 from .errors import InvalidJobOptionsError
 from .job import Binding, Job, job_from_fields
 from .options import (
@@ -90,12 +91,14 @@ class _QueueCore:
         out = []
         for job, (job_id, _status, now, existing) in zip(jobs, results, strict=True):
             if existing is not None:
-                fields = existing
-            else:
-                fields = {"name": job.name, "data": job.data, "opts": job.opts,
-                          "timestamp": str(now), "delay": str(job.delay_ms),
-                          "priority": str(job.priority)}
-            out.append(Job(binding, job_id, fields))
+                out.append(Job(binding, job_id, existing))
+                continue
+            fields = {"name": job.name, "data": job.data, "opts": job.opts,
+                      "timestamp": str(now), "delay": str(job.delay_ms),
+                      "priority": str(job.priority)}
+            if job.group is not None:
+                fields["gid"] = job.group
+            out.append(Job(binding, job_id, fields, decoded=(job.value, job.raw_opts)))
         return out
 
     def get_job_plan(self, job_id: str, binding: Binding) -> Plan[Job | None]:
@@ -213,10 +216,15 @@ class Queue:
 
     def __init__(self, name: str, *, connection: str | redis.Redis | None = None,
                  prefix: str = "bull", default_job_options: Mapping[str, Any] | None = None,
-                 max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> None:
+                 max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+                 pipelined: bool = True) -> None:
         self._core = _QueueCore(name, prefix=prefix, default_job_options=default_job_options,
                                 max_payload_bytes=max_payload_bytes)
         self.client, self._owns_client = sync_client(connection)
+        options = options_from(self.client) if pipelined else None
+        #: Commands go through a lean per-thread connection when the client's
+        #: settings allow it (they do unless RESP3, caching or a custom class).
+        self._fast = SyncConnection(options, SOCKET_TIMEOUT) if options is not None else None
         self._binding = Binding(self._core.keys, self._core.clock, self._run, is_async=False)
 
     @property
@@ -230,7 +238,7 @@ class Queue:
         return self._core.prefix
 
     def _run(self, plan: Plan[Any]) -> Any:
-        return run_sync(self.client, plan)
+        return run_sync(self._fast or self.client, plan)
 
     def add(self, name: str, data: Any = None, **opts: Any) -> Job:
         """Add a job; returns it (the existing one for a taken ``job_id``)."""
@@ -384,6 +392,8 @@ class Queue:
 
     def close(self) -> None:
         """Release the connection (if pyqueue created it)."""
+        if self._fast is not None:
+            self._fast.close()
         if self._owns_client:
             self.client.close()
 
