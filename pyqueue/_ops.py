@@ -42,6 +42,9 @@ class Clock:
 
     def __init__(self, fixed_ms: int | None = None, meta_key: str | None = None) -> None:
         self.meta_key = meta_key
+        #: The events stream cap read from meta at each sync, passed to the
+        #: scripts that write events (saves them a lookup per call).
+        self.max_events: int | None = None
         self.offset_ms = 0.0
         self.synced_at: float | None = None
         self.fixed_ms = fixed_ms
@@ -65,9 +68,16 @@ class Clock:
         if self.synced_at is None and self.meta_key is not None:
             batch.append(cmd("HSETNX", self.meta_key, "opts.maxLenEvents", 10000))
             batch.append(cmd("HSET", self.meta_key, "version", f"pyqueue:{VERSION}"))
+        if self.meta_key is not None:
+            batch.append(cmd("HGET", self.meta_key, "opts.maxLenEvents"))
         before = time.time()
         replies = yield batch
         after = time.time()
+        if self.meta_key is not None and replies[-1] is not None:
+            try:
+                self.max_events = int(replies[-1])
+            except ValueError:
+                self.max_events = None
         if self.fixed_ms is not None:
             self.synced_at = time.monotonic()
             return
@@ -89,8 +99,8 @@ def normalize_state(state: str) -> str:
 
 # --- adding -------------------------------------------------------------------
 
-def _add_call(keys: QueueKeys, now: int, job: EncodedJob) -> Any:
-    return S.call("addJob", keys, now, id=job.job_id, name=job.name, data=job.data,
+def _add_call(keys: QueueKeys, now: int, job: EncodedJob, me: int | None) -> Any:
+    return S.call("addJob", keys, now, me=me, id=job.job_id, name=job.name, data=job.data,
                   opts=job.opts, delay=job.delay_ms, priority=job.priority, lifo=job.lifo,
                   deid=job.dedup_id, dettl=job.dedup_ttl_ms, dmode=job.dedup_mode,
                   gid=job.group)
@@ -106,7 +116,7 @@ def add_jobs(keys: QueueKeys, clock: Clock,
     """
     yield from clock.sync()
     now = clock.now_ms()
-    replies = yield [_add_call(keys, now, job) for job in jobs]
+    replies = yield [_add_call(keys, now, job, clock.max_events) for job in jobs]
     results = [(S.text(r[0]), int(r[1])) for r in replies]
     existing = [job_id for job_id, status in results if status != 1]
     hashes: dict[str, dict[str, str]] = {}

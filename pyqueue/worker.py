@@ -211,6 +211,9 @@ class Worker:
         self._tokens_lock = threading.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._current: dict[str, tuple[Job, asyncio.Task[Any]]] = {}
+        self._finishes: list[tuple[dict[str, Any], asyncio.Future[tuple[int, NextJob]]]] = []
+        self._finish_scheduled = False
+        self._senders: set[asyncio.Future[None]] = set()
         self._fetch_seq = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._main: asyncio.Task[None] | None = None
@@ -535,7 +538,8 @@ class Worker:
     def _fetch_params(self, n: int) -> dict[str, Any]:
         self._fetch_seq += 1
         params: dict[str, Any] = {"token": f"{self.id}:{self._fetch_seq}", "lockMs": self.lock_ms,
-                                  "n": n, "wname": self.worker_name}
+                                  "n": n, "wname": self.worker_name,
+                                  "me": self.clock.max_events}
         if self._limiter is not None:
             params["lmax"], params["ldur"] = self._limiter
         return params
@@ -782,46 +786,83 @@ class Worker:
             if self._tokens.get(job.id) == job.lock_token:
                 del self._tokens[job.id]
 
-    def _finish_plan(self, job: Job, **params: Any) -> Plan[Any]:
+    def _finish_plan(self, items: list[dict[str, Any]]) -> Plan[tuple[list[int], Any]]:
         fetch = not self._closing
+        params: dict[str, Any] = {"items": items}
         if fetch:
-            params.update(fetch=True, **self._fetch_params(1))
+            params.update(fetch=True, **self._fetch_params(len(items)))
         yield from self.clock.sync()
-        (reply,) = yield [S.call("moveToFinished", self.keys, self.clock.now_ms(), id=job.id,
-                                 lockToken=job.lock_token, **params)]
-        S.check(reply, op="finish", job_id=job.id)
-        return S.decode_fetch(reply[1]) if fetch else None
+        params["me"] = self.clock.max_events
+        (reply,) = yield [S.call("moveToFinished", self.keys, self.clock.now_ms(), **params)]
+        codes = [int(code) for code in reply[0]]
+        return codes, (S.decode_fetch(reply[1]) if fetch else None)
 
     async def _finish(self, job: Job, **params: Any) -> tuple[bool, NextJob]:
         """Finish ``job`` (and fetch the next one); returns (accepted, next job).
 
-        ``accepted`` is False when Redis refused the write (the lock was lost:
-        another worker owns the job now) or Redis could not be reached (the job
-        stays active and the stalled check hands it out again).
+        Finishes issued in the same event-loop turn go to Redis in one script
+        call (see :meth:`_send_finishes`). ``accepted`` is False when Redis
+        refused the write (the lock was lost: another worker owns the job
+        now) or Redis could not be reached (the job stays active and the
+        stalled check hands it out again).
         """
         self._release_token(job)
+        future: asyncio.Future[tuple[int, NextJob]] = \
+            asyncio.get_running_loop().create_future()
+        self._finishes.append(({"id": job.id, "lockToken": job.lock_token, **params}, future))
+        if not self._finish_scheduled:
+            self._finish_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_finishes)
         try:
-            fetched = await self._run(self._finish_plan(job, **params))
-        except JobLockError as exc:
-            self._emit("lock_lost", job, exc)
-            self._report("lock lost", exc)
-            return False, None
+            code, nxt = await future
         except (RedisConnectionError, PyQueueError, OSError) as exc:
             self._report("finish failed", exc)
             await self._maybe_reconnect(exc)
             return False, None
+        if code < 0:
+            try:
+                S.check(code, op="finish", job_id=job.id)
+            except JobLockError as exc:
+                self._emit("lock_lost", job, exc)
+                self._report("lock lost", exc)
+            except PyQueueError as exc:
+                self._report("finish refused", exc)
+            return False, None
         self.jobs_processed += 1
-        if fetched is None:
-            return True, None
-        _, _, jobs = fetched
-        if not jobs:
-            return True, None
-        self.last_fetch_at = time.time()
-        self._had_jobs = True
-        for extra in jobs[1:]:  # only one was asked for; be safe anyway
+        return True, nxt
+
+    def _flush_finishes(self) -> None:
+        self._finish_scheduled = False
+        batch, self._finishes = self._finishes, []
+        if batch:
+            task = asyncio.ensure_future(self._send_finishes(batch))
+            self._senders.add(task)
+            task.add_done_callback(self._senders.discard)
+
+    async def _send_finishes(
+            self, batch: list[tuple[dict[str, Any], asyncio.Future[tuple[int, NextJob]]]],
+    ) -> None:
+        """One script call for a batch of finishes, and as many next jobs."""
+        try:
+            codes, fetched = await self._run(self._finish_plan([item for item, _ in batch]))
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        jobs = list(fetched[2]) if fetched is not None else []
+        if jobs:
+            self.last_fetch_at = time.time()
+            self._had_jobs = True
+        for (_, future), code in zip(batch, codes, strict=True):
+            nxt = jobs.pop(0) if code == 0 and jobs else None
+            if future.done():  # the slot is gone (shutdown): run its job elsewhere
+                if nxt is not None:
+                    jobs.insert(0, nxt)
+                continue
+            future.set_result((code, nxt))
+        for extra in jobs:
             self._spawn(*extra)
-        first: tuple[str, str, dict[str, str]] = jobs[0]
-        return True, first
 
     async def _finish_completed(self, job: Job, value: str,
                                 result: Any) -> tuple[str, str, dict[str, str]] | None:

@@ -10,8 +10,14 @@
     status 1: rate limited, number = ms until the limit resets;
     status 2: paused;  status 3: at global concurrency.
 ]]
+-- Whether any group key exists (set by fetchJobs with one EXISTS instead of
+-- three lookups when the queue uses no groups).
+local groupsInUse = false
+
 local function promoteDueDelayed()
-  for _, key in ipairs({kDelayed, gk('delayed')}) do
+  local keys = {kDelayed}
+  if groupsInUse then keys[2] = gk('delayed') end
+  for _, key in ipairs(keys) do
     local due = redis.call('ZRANGEBYSCORE', key, 0, (now + 1) * 4096 - 1, 'LIMIT', 0, 1000)
     if #due > 0 then
       redis.call('ZREM', key, unpack(due))
@@ -32,14 +38,14 @@ local function promoteDueDelayed()
       end
     end
   end
-  groupPromoteLimited()
+  if groupsInUse then groupPromoteLimited() end
 end
 
 -- Next ready job id: ungrouped (wait, then prioritized) and grouped jobs
 -- take turns when both are ready, so neither can starve the other.
 local poppedPrioritized = false
 local function takeNext()
-  local groupsReady = groupReadyCount() > 0
+  local groupsReady = groupsInUse and groupReadyCount() > 0
   local turn = nil
   if groupsReady then
     turn = redis.call('GET', gk('turn'))
@@ -80,6 +86,7 @@ local function nextDelayedDue()
 end
 
 local function fetchJobs()
+  groupsInUse = redis.call('EXISTS', gk('ready'), gk('delayed'), gk('limited')) > 0
   promoteDueDelayed()
 
   -- Rate limit: the queue's global limit (meta) wins over the worker's own.
@@ -144,7 +151,7 @@ local function fetchJobs()
 
   if taken > 0 then
     if redis.call('LLEN', kWait) > 0 or redis.call('ZCARD', kPrioritized) > 0
-        or groupReadyCount() > 0 then
+        or (groupsInUse and groupReadyCount() > 0) then
       -- More is ready: wake another idle worker (not paused: checked above).
       if not concurrency or redis.call('LLEN', kActive) < concurrency then
         redis.call('ZADD', kMarker, 0, '0')

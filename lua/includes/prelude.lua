@@ -31,7 +31,8 @@ local E_WRONG_STATE = -7
 local MANUAL_LIMIT = 9007199254740991
 local PRIORITY_SHIFT = 4294967296
 
-local maxEvents = nil
+-- The events stream cap; callers that know it pass it as P.me (one HGET less).
+local maxEvents = P.me
 local function emit(name, ...)
   if not maxEvents then
     maxEvents = tonumber(redis.call('HGET', kMeta, 'opts.maxLenEvents') or '10000')
@@ -43,18 +44,12 @@ local function isPaused()
   return redis.call('HEXISTS', kMeta, 'paused') == 1
 end
 
--- True when the queue's global concurrency is set and reached.
-local function atGlobalConcurrency()
-  local c = redis.call('HGET', kMeta, 'concurrency')
-  if c then return redis.call('LLEN', kActive) >= tonumber(c) end
-  return false
-end
-
 -- Wake one blocked worker: jobs are ready now.
 local function markReady()
-  if not isPaused() and not atGlobalConcurrency() then
-    redis.call('ZADD', kMarker, 0, '0')
-  end
+  local m = redis.call('HMGET', kMeta, 'paused', 'concurrency')
+  if m[1] then return end
+  if m[2] and redis.call('LLEN', kActive) >= tonumber(m[2]) then return end
+  redis.call('ZADD', kMarker, 0, '0')
 end
 
 --@include groups

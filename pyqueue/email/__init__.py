@@ -22,6 +22,7 @@ from __future__ import annotations
 from .classify import Verdict, classify_exception, classify_reply
 from .deadletter import DeadLetters, dlq_name
 from .enqueue import PRIORITY_BULK, PRIORITY_TRANSACTIONAL, build_job, enqueue_email
+from .limits import set_send_rate
 from .message import (
     MAX_ATTACHMENT_BYTES,
     Attachment,
@@ -70,5 +71,6 @@ __all__ = [
     "html_to_text",
     "job_id_for",
     "message_id_for",
+    "set_send_rate",
     "validate_data",
 ]

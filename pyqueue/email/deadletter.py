@@ -127,5 +127,12 @@ class DeadLetters:
         self.dlq.drain(delayed=True)
 
     def close(self) -> None:
-        """Release the connection (if created here)."""
+        """Release the connections (the client too, if created here)."""
+        self.dlq.close()
         self.queue.close()
+
+    def __enter__(self) -> DeadLetters:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

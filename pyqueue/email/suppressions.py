@@ -124,6 +124,12 @@ class Suppressions:
         if self._owns:
             self.client.close()
 
+    def __enter__(self) -> Suppressions:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 class AsyncSuppressions:
     """``Suppressions`` for asyncio programs (used by the worker)."""

@@ -1,0 +1,141 @@
+"""``pyqueue email ...``: the suppression list and the dead-letter queue.
+
+::
+
+    pyqueue email suppress add ADDRESS [--reason TEXT] [--expires SECONDS]
+    pyqueue email suppress remove ADDRESS
+    pyqueue email suppress list [--json]
+    pyqueue email dlq list [--limit N] [--json]
+    pyqueue email dlq replay (JOB_ID | --all)
+
+Each takes ``--queue NAME`` (default ``email``), ``--redis URL`` and
+``--prefix``. ``pyqueue.cli`` calls :func:`register` to add the ``email``
+command and :func:`run` to execute it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from .deadletter import DeadLetters
+from .suppressions import Suppressions
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--queue", default="email", help="mail queue name (default: email)")
+    parser.add_argument("--redis", metavar="URL", default=None,
+                        help="Redis URL (default: $PYQUEUE_REDIS_URL, $REDIS_URL, "
+                             "else the embedded server)")
+    parser.add_argument("--prefix", default="bull", help="key prefix (default: bull)")
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``email`` command (with ``suppress`` and ``dlq``) to ``subparsers``."""
+    email: argparse.ArgumentParser = subparsers.add_parser(
+        "email", help="email worker: suppression list, dead letters")
+    groups = email.add_subparsers(dest="email_command", metavar="SUBCOMMAND")
+    groups.required = True
+
+    supp = groups.add_parser("suppress", help="the suppression list (addresses never mailed)")
+    supp_cmds = supp.add_subparsers(dest="suppress_command", metavar="ACTION")
+    supp_cmds.required = True
+    p = supp_cmds.add_parser("add", help="suppress an address")
+    p.add_argument("address")
+    p.add_argument("--reason", default="manual", help="why (default: manual)")
+    p.add_argument("--expires", type=float, default=None, metavar="SECONDS",
+                   help="lift the suppression after this many seconds (default: never)")
+    _common(p)
+    p = supp_cmds.add_parser("remove", help="stop suppressing an address")
+    p.add_argument("address")
+    _common(p)
+    p = supp_cmds.add_parser("list", help="list suppressed addresses")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _common(p)
+
+    dlq = groups.add_parser("dlq", help="the dead-letter queue (finally failed mail)")
+    dlq_cmds = dlq.add_subparsers(dest="dlq_command", metavar="ACTION")
+    dlq_cmds.required = True
+    p = dlq_cmds.add_parser("list", help="list dead-lettered mail with the reasons")
+    p.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _common(p)
+    p = dlq_cmds.add_parser("replay", help="add dead-lettered mail back to the queue")
+    p.add_argument("job_id", nargs="?", help="the failed job's id (see `dlq list`)")
+    p.add_argument("--all", action="store_true", help="replay every entry")
+    _common(p)
+    email.set_defaults(handler=run)
+    return email
+
+
+def _when(epoch: Any) -> str:
+    if epoch is None:
+        return "never"
+    return datetime.fromtimestamp(float(epoch), timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def run(args: argparse.Namespace, url: str) -> int:
+    """Execute a parsed ``pyqueue email ...`` command against ``url``; exit status."""
+    if args.email_command == "suppress":
+        with Suppressions(args.queue, connection=url, prefix=args.prefix) as supp:
+            try:
+                if args.suppress_command == "add":
+                    addr = supp.add(args.address, args.reason, expires=args.expires)
+                    print(f"suppressed {addr}")
+                    return 0
+                if args.suppress_command == "remove":
+                    removed = supp.remove(args.address)
+                    print(f"removed {args.address}" if removed
+                          else f"{args.address} was not suppressed")
+                    return 0 if removed else 1
+            except ValueError as exc:
+                print(f"pyqueue email suppress: {exc}", file=sys.stderr)
+                return 2
+            entries = supp.list()
+        if args.json:
+            print(json.dumps(entries, indent=2))
+        elif not entries:
+            print(f"no suppressed addresses for queue {args.queue!r}")
+        for entry in [] if args.json else entries:
+            print(f"{entry['address']}\t{entry['reason']}\tsince {_when(entry['at'])}\t"
+                  f"expires {_when(entry['expires'])}")
+        return 0
+    with DeadLetters(args.queue, connection=url, prefix=args.prefix) as dead:
+        if args.dlq_command == "list":
+            rows = dead.list(args.limit)
+            if args.json:
+                print(json.dumps(rows, indent=2, default=str))
+            elif not rows:
+                print(f"no dead-lettered mail for queue {args.queue!r}")
+            for row in [] if args.json else rows:
+                to = ", ".join((row.get("data") or {}).get("to") or [])
+                print(f"{row['job_id']}\t{row.get('kind')}\tto {to}\t{row.get('reason')}")
+            return 0
+        if not args.all and not args.job_id:
+            print("pyqueue email dlq replay: give a JOB_ID or --all", file=sys.stderr)
+            return 2
+        ids = dead.replay(None if args.all else args.job_id)
+        if not ids:
+            print("nothing to replay")
+            return 1
+        for new_id in ids:
+            print(f"replayed as job {new_id}")
+        return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m pyqueue.email.cli email ...`` (the same as ``pyqueue email ...``)."""
+    from ..connection import resolve_url
+
+    parser = argparse.ArgumentParser(prog="pyqueue")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    return run(args, resolve_url(args.redis))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
