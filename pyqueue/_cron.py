@@ -8,7 +8,9 @@ local time across daylight-saving changes:
 - a local time that does not exist (spring forward) fires at the first valid
   time after the gap (02:30 on a 02:00→03:00 night fires at 03:00);
 - a local time that occurs twice (fall back) fires once, at its first
-  occurrence.
+  occurrence, for patterns that name their hours (``30 2 * * *``); patterns
+  that run every hour (``0 * * * *``, ``*/15 * * * *``) keep running through
+  the repeated hour, as elapsed time goes.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from .errors import InvalidJobOptionsError
 
@@ -49,7 +51,16 @@ def validate(pattern: object, tz: str | None = None) -> str:
     if not croniter.is_valid(pattern, second_at_beginning=_seconds_first(pattern)):
         raise InvalidJobOptionsError(f"pattern: invalid cron pattern {pattern!r}")
     zone(tz)
+    next_after(pattern, tz, 0)  # a pattern that never matches (31 February) fails here
     return pattern
+
+
+def _fixed_hour(pattern: str) -> bool:
+    """Whether the pattern names its hours (``30 2 * * *``) rather than running
+    every hour (``0 * * * *``, ``*/15 * * * *``, ``0 */2 * * *``)."""
+    fields = pattern.split()
+    hour = fields[2] if len(fields) == 6 else fields[1]
+    return "*" not in hour
 
 
 def _is_second_occurrence(moment: datetime, tz: ZoneInfo | timezone) -> bool:
@@ -69,11 +80,15 @@ def next_after(pattern: str, tz: str | None, after_ms: int) -> int:
     tzinfo = zone(tz)
     start = datetime.fromtimestamp(after_ms / 1000, tz=timezone.utc).astimezone(tzinfo)
     it = croniter(pattern, start, second_at_beginning=_seconds_first(pattern))
+    once = _fixed_hour(pattern)
     for _ in range(1000):
-        candidate: datetime = it.get_next(datetime)
+        try:
+            candidate: datetime = it.get_next(datetime)
+        except CroniterBadDateError as exc:
+            raise InvalidJobOptionsError(f"pattern {pattern!r} never matches a date") from exc
         if candidate.tzinfo is None:
             candidate = candidate.replace(tzinfo=tzinfo)
-        if not _is_second_occurrence(candidate, tzinfo):
+        if not (once and _is_second_occurrence(candidate, tzinfo)):
             ms = int(candidate.timestamp() * 1000)
             if ms > after_ms:
                 return ms

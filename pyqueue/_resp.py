@@ -388,8 +388,19 @@ class SyncConnection:
             if self._pid != os.getpid():  # forked: the parent's sockets are not ours
                 self._idle, self._pid = [], os.getpid()
             conn = self._idle.pop() if self._idle else None
-        if conn is None:
-            conn = self._open()
+        if conn is not None:
+            try:
+                replies = self._exchange(conn, commands)
+            except (rexc.ConnectionError, ConnectionResetError, BrokenPipeError):
+                # An idle socket the server closed meanwhile (CLIENT KILL, a
+                # restart, an idle timeout): it closed before reading the
+                # commands, so sending them again on a new socket is safe.
+                _close(conn)
+                conn = None
+            else:
+                self._checkin(conn)
+                return replies
+        conn = self._open()
         try:
             replies = self._exchange(conn, commands)
         except TimeoutError as exc:
@@ -401,13 +412,15 @@ class SyncConnection:
         except BaseException:
             _close(conn)
             raise
+        self._checkin(conn)
+        return replies
+
+    def _checkin(self, conn: tuple[socket.socket, Any]) -> None:
         with self._lock:
             if len(self._idle) < self.max_idle:
                 self._idle.append(conn)
-                conn = None
-        if conn is not None:
-            _close(conn)
-        return replies
+                return
+        _close(conn)
 
     def close(self) -> None:
         """Close the idle sockets."""

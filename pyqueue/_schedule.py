@@ -21,7 +21,13 @@ from . import _scripts as S
 from ._keys import QueueKeys
 from ._plan import Plan, cmd
 from .errors import InvalidJobOptionsError
-from .options import DEFAULT_MAX_PAYLOAD_BYTES, Duration, duration_ms, encode_job
+from .options import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    Duration,
+    decode_options,
+    duration_ms,
+    encode_job,
+)
 
 _TEMPLATE_KEYS = {"name", "data", "opts"}
 _FORBIDDEN_TEMPLATE_OPTS = {"job_id", "delay", "repeat", "deduplication"}
@@ -100,7 +106,13 @@ def upsert_params(scheduler_id: object, *, pattern: object = None,
     name = template.get("name", sid)
     encoded = encode_job(name, template.get("data", {}), opts,
                          max_payload_bytes=max_payload_bytes)
-    params.update(name=encoded.name, data=encoded.data, opts=encoded.opts,
+    # As BullMQ: the hash holds `data` and `opts` only when the template has them.
+    stored_opts = dict(encoded.raw_opts)
+    if "attempts" not in opts:
+        stored_opts.pop("attempts", None)
+    params.update(name=encoded.name,
+                  data=encoded.data if template.get("data") not in (None, {}) else None,
+                  opts=json.dumps(stored_opts, separators=(",", ":")) if stored_opts else None,
                   gid=encoded.group, repeat=json.dumps(repeat), immediately=immediately)
     return params
 
@@ -190,6 +202,6 @@ def list_plan(keys: QueueKeys, only: str | None = None) -> Plan[list[dict[str, A
             "end_date": ms("endDate"),
             "iteration_count": int(h.get("ic", "0")),
             "template": {"data": _ops.decode_json(h.get("data"), {}),
-                         "opts": _ops.decode_json(h.get("opts"), {})},
+                         "opts": decode_options(_ops.decode_json(h.get("opts"), {}))},
         })
     return out

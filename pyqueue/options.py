@@ -362,3 +362,45 @@ def encode_job(name: object, data: object, opts: Mapping[str, Any],
         raw_opts=out,
         value=data,
     )
+
+
+def decode_options(stored: object) -> dict[str, Any]:
+    """Stored (BullMQ-encoded) options back as ``add`` takes them: snake_case
+    names, seconds. Unknown stored keys are left out."""
+    if not isinstance(stored, Mapping):
+        return {}
+    out: dict[str, Any] = {}
+
+    def seconds(value: Any) -> Any:
+        return value / 1000 if isinstance(value, int | float) else value
+
+    for key, value in stored.items():
+        if key == "attempts":
+            if value:
+                out["attempts"] = value
+        elif key == "backoff" and isinstance(value, Mapping):
+            backoff = {"type": value.get("type", "fixed"), "delay": seconds(value.get("delay", 0))}
+            if value.get("jitter"):
+                backoff["jitter"] = value["jitter"]
+            out["backoff"] = backoff
+        elif key in ("priority", "lifo"):
+            out[key] = value
+        elif key == "delay":
+            out["delay"] = seconds(value)
+        elif key in ("removeOnComplete", "removeOnFail"):
+            name = "remove_on_complete" if key == "removeOnComplete" else "remove_on_fail"
+            out[name] = dict(value) if isinstance(value, Mapping) else value  # age in seconds
+        elif key == "pqTimeout":
+            out["timeout"] = seconds(value)
+        elif key == "kl":
+            out["keep_logs"] = value
+        elif key == "de" and isinstance(value, Mapping):
+            dedup: dict[str, Any] = {"id": value.get("id")}
+            if value.get("ttl"):
+                dedup["ttl"] = seconds(value["ttl"])
+            for option, (_, stored_name) in _DEDUP_MODES.items():
+                if value.get(stored_name):
+                    dedup[option] = True
+            out["deduplication"] = dedup
+    return out
+

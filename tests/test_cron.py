@@ -149,6 +149,27 @@ def test_fall_back_second_occurrence_is_not_picked_when_starting_inside_the_over
     assert iso(next_after("30 2 * * *", "Europe/Berlin", after)) == "2026-10-26T01:30:00Z"
 
 
+def test_hourly_pattern_through_the_spring_gap_skips_only_the_missing_hour() -> None:
+    # Berlin 2026-03-29: local 02:00 does not exist; every real hour still gets one run
+    assert runs("0 * * * *", "Europe/Berlin", "2026-03-28T23:30:00+00:00", 4) == [
+        "2026-03-29T00:00:00Z", "2026-03-29T01:00:00Z", "2026-03-29T02:00:00Z",
+        "2026-03-29T03:00:00Z"]
+
+
+@pytest.mark.parametrize(("pattern", "tz", "after", "expected"), [
+    ("0 * * * *", "Europe/Berlin", "2026-10-24T23:30:00+00:00",
+     ["2026-10-25T00:00:00Z", "2026-10-25T01:00:00Z", "2026-10-25T02:00:00Z"]),
+    ("*/30 * * * *", "Europe/Berlin", "2026-10-25T00:00:00+00:00",
+     ["2026-10-25T00:30:00Z", "2026-10-25T01:00:00Z", "2026-10-25T01:30:00Z",
+      "2026-10-25T02:00:00Z"]),
+    ("0 * * * *", "America/New_York", "2026-11-01T04:30:00+00:00",
+     ["2026-11-01T05:00:00Z", "2026-11-01T06:00:00Z", "2026-11-01T07:00:00Z"]),
+])
+def test_wildcard_hour_patterns_keep_running_through_the_repeated_hour(
+        pattern: str, tz: str, after: str, expected: list[str]) -> None:
+    assert runs(pattern, tz, after, len(expected)) == expected
+
+
 # ------------------------------------------------------------------ validation
 
 
