@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import hiredis
 import redis
@@ -396,24 +396,24 @@ class SyncConnection:
                 # restart, an idle timeout): it closed before reading the
                 # commands, so sending them again on a new socket is safe.
                 _close(conn)
-                conn = None
+            except BaseException as exc:
+                _close(conn)
+                _reraise(exc)
             else:
                 self._checkin(conn)
                 return replies
         conn = self._open()
         try:
             replies = self._exchange(conn, commands)
-        except TimeoutError as exc:
+        except BaseException as exc:
             _close(conn)
-            raise rexc.TimeoutError("Redis did not answer in time") from exc
-        except OSError as exc:
-            _close(conn)
-            raise rexc.ConnectionError(f"connection lost: {exc}") from exc
-        except BaseException:
-            _close(conn)
-            raise
+            _reraise(exc)
         self._checkin(conn)
         return replies
+
+    def __del__(self) -> None:  # an unclosed Queue must not leak sockets
+        with contextlib.suppress(Exception):
+            self.close()
 
     def _checkin(self, conn: tuple[socket.socket, Any]) -> None:
         with self._lock:
@@ -428,6 +428,15 @@ class SyncConnection:
             idle, self._idle = self._idle, []
         for conn in idle:
             _close(conn)
+
+
+def _reraise(exc: BaseException) -> NoReturn:
+    """Raise socket errors as redis-py's, anything else as it is."""
+    if isinstance(exc, TimeoutError):
+        raise rexc.TimeoutError("Redis did not answer in time") from exc
+    if isinstance(exc, OSError):
+        raise rexc.ConnectionError(f"connection lost: {exc}") from exc
+    raise exc
 
 
 def _close(conn: tuple[socket.socket, Any]) -> None:
