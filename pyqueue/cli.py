@@ -8,6 +8,7 @@
     pyqueue jobs QUEUE STATE           list jobs of a state
     pyqueue retry QUEUE                move failed jobs back to wait
     pyqueue health QUEUE               are the queue's workers consuming? (exit 0/1)
+    pyqueue email suppress|dlq ...     the email worker's suppression list and dead letters
     pyqueue embedded [--stop]          the embedded Redis server's URL (or stop it)
 
 Every command takes ``--redis URL`` (default: ``$PYQUEUE_REDIS_URL``,
@@ -95,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dashboard", help="web dashboard (not available in this version)")
     _common(p)
+
+    try:
+        from .email.cli import register as register_email
+    except ImportError:  # pyqueue[email] is not installed
+        pass
+    else:
+        register_email(sub)
     return parser
 
 
@@ -252,11 +260,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("pyqueue dashboard: not available in this version", file=sys.stderr)
             return 2
         url = resolve_url(args.redis)
+        if args.command == "email":
+            from .email.cli import run as run_email
+
+            return int(run_email(args, url))
         if args.command == "demo":
             from .demo import run_demo
 
             counts = asyncio.run(run_demo(url, sys.stdout))
-            return 0 if counts.get("completed") == 6 and counts.get("failed") == 1 else 1
+            ok = counts.get("completed") == 6 and counts.get("failed") == 1
+            try:
+                from .email.demo import run_email_demo
+            except ImportError as exc:
+                print(f"(email demo skipped: {exc}; pip install 'pyqueue[email]')")
+            else:
+                email_counts = asyncio.run(run_email_demo(url, sys.stdout))
+                ok = ok and email_counts.get("sent") == 13 and email_counts.get("replayed") == 1
+            return 0 if ok else 1
         if args.command == "worker":
             logging.basicConfig(level=args.log_level.upper(),
                                 format="%(asctime)s %(levelname)s %(name)s: %(message)s")
