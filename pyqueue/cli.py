@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queue", help="queue name (needed for a function or a subclass "
                                    "without a queue_name attribute)")
     p.add_argument("--concurrency", type=int, default=None, help="jobs processed at once")
+    p.add_argument("--processes", type=int, default=1,
+                   help="run N worker processes (default 1); signals go to all of them")
     p.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
     _common(p)
 
@@ -224,6 +226,41 @@ def _health(args: argparse.Namespace, url: str) -> int:
     return 0 if healthy else 1
 
 
+def _run_processes(argv: list[str], count: int) -> int:
+    """``pyqueue worker ... --processes N``: N copies of the same worker command.
+
+    Each child is a full worker (its own event loop, connections and lock
+    thread); SIGINT and SIGTERM are passed on, so they all shut down
+    gracefully. Exits with the worst child's status.
+    """
+    import signal
+    import subprocess
+
+    child_argv = []
+    skip = False
+    for word in argv:  # the same command without --processes
+        if skip:
+            skip = False
+            continue
+        if word == "--processes":
+            skip = True
+            continue
+        if word.startswith("--processes="):
+            continue
+        child_argv.append(word)
+    children = [subprocess.Popen([sys.executable, "-m", "pyqueue.cli", *child_argv])
+                for _ in range(count)]
+
+    def forward(signum: int, _frame: Any) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    return max(child.wait() for child in children)
+
+
 def _bench(bench_args: list[str]) -> int:
     """Run the benchmark suite of a source checkout (it is not part of the wheel)."""
     from pathlib import Path
@@ -277,6 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 email_counts = asyncio.run(run_email_demo(url, sys.stdout))
                 ok = ok and email_counts.get("sent") == 13 and email_counts.get("replayed") == 1
             return 0 if ok else 1
+        if args.command == "worker" and args.processes > 1:
+            return _run_processes(argv, args.processes)
         if args.command == "worker":
             logging.basicConfig(level=args.log_level.upper(),
                                 format="%(asctime)s %(levelname)s %(name)s: %(message)s")
