@@ -40,6 +40,9 @@ class Binding:
     run: Runner
     is_async: bool
     on_progress: Callable[[Job, Any], None] | None = None
+    #: Runner for plans with blocking commands (XREAD BLOCK): they must not
+    #: hold up a shared pipelined connection. Defaults to ``run``.
+    run_blocking: Runner | None = None
 
 
 _LAZY = ("progress", "return_value", "stacktrace", "timestamp", "processed_on", "finished_on")
@@ -297,9 +300,11 @@ class Job:
         """
         seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
         plan = _ops.wait_finished(self._binding.keys, self.id, seconds)
+        runner = self._binding.run_blocking or self._binding.run
+        result = runner(plan)
 
-        def done(result: tuple[str, dict[str, str]]) -> Any:
-            state, fields = result
+        def done(outcome: tuple[str, dict[str, str]]) -> Any:
+            state, fields = outcome
             if state == "unknown":
                 raise JobNotFoundError(f"job {self.id!r} does not exist", self.id)
             self._load(fields)
@@ -307,8 +312,11 @@ class Job:
                 raise JobFailedError(f"job {self.id!r} failed: {self.failed_reason}",
                                      self.id, self.failed_reason)
             return self.return_value
-        return self._then(plan, done)
-
+        if self._binding.is_async:
+            async def chain() -> Any:
+                return done(await result)
+            return chain()
+        return done(result)
 
 
 def job_from_fields(binding: Binding, job_id: str, fields: dict[str, str] | None,

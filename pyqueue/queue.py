@@ -16,7 +16,7 @@ import redis.asyncio
 from . import _ops, _schedule
 from ._keys import QueueKeys, validate_prefix, validate_queue_name
 from ._plan import Plan, run_async, run_sync
-from ._resp import SyncConnection, options_from
+from ._resp import PipelinedConnection, SyncConnection, options_from
 from .connection import SOCKET_TIMEOUT, async_client, sync_client
 from .errors import InvalidJobOptionsError
 from .job import Binding, Job, job_from_fields
@@ -412,11 +412,16 @@ class AsyncQueue:
 
     def __init__(self, name: str, *, connection: str | redis.asyncio.Redis | None = None,
                  prefix: str = "bull", default_job_options: Mapping[str, Any] | None = None,
-                 max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> None:
+                 max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+                 pipelined: bool = True) -> None:
         self._core = _QueueCore(name, prefix=prefix, default_job_options=default_job_options,
                                 max_payload_bytes=max_payload_bytes)
         self.client, self._owns_client = async_client(connection)
-        self._binding = Binding(self._core.keys, self._core.clock, self._run, is_async=True)
+        options = options_from(self.client) if pipelined else None
+        self._fast = PipelinedConnection(options, SOCKET_TIMEOUT) if options is not None \
+            else None
+        self._binding = Binding(self._core.keys, self._core.clock, self._run, is_async=True,
+                                run_blocking=self._run_blocking)
 
     @property
     def name(self) -> str:
@@ -429,6 +434,9 @@ class AsyncQueue:
         return self._core.prefix
 
     async def _run(self, plan: Plan[Any]) -> Any:
+        return await run_async(self._fast or self.client, plan)
+
+    async def _run_blocking(self, plan: Plan[Any]) -> Any:
         return await run_async(self.client, plan)
 
     async def add(self, name: str, data: Any = None, **opts: Any) -> Job:
@@ -567,6 +575,8 @@ class AsyncQueue:
 
     async def close(self) -> None:
         """Release the connection (if pyqueue created it)."""
+        if self._fast is not None:
+            await self._fast.aclose()
         if self._owns_client:
             await self.client.aclose()
 

@@ -228,7 +228,8 @@ class Worker:
         self._had_jobs = False
         self._throttle = _LogThrottle()
         self._async_binding = Binding(self.keys, self.clock, self._run, is_async=True,
-                                      on_progress=self._on_progress)
+                                      on_progress=self._on_progress,
+                                      run_blocking=self._run_blocking)
         self._sync_binding: Binding | None = None
         self.last_fetch_at: float | None = None
         self._last_ok: float | None = None  # monotonic: last fetch or block that worked
@@ -464,6 +465,9 @@ class Worker:
 
     async def _run(self, plan: Plan[Any]) -> Any:
         return await run_async(self._fast or self.client, plan)
+
+    async def _run_blocking(self, plan: Plan[Any]) -> Any:
+        return await run_async(self.client, plan)
 
     def _run_sync(self, plan: Plan[Any]) -> Any:
         assert self._sync_client is not None
