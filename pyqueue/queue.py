@@ -33,6 +33,11 @@ from .options import (
 ConnectionArg = str | redis.Redis | redis.asyncio.Redis | None
 
 
+def _ttl_seconds(pttl: Any) -> float:
+    ms = int(pttl)
+    return ms / 1000 if ms > 0 else 0.0
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -390,6 +395,11 @@ class Queue:
         ms = duration_ms(duration, "duration", allow_zero=False)
         self.client.set(self._core.keys.limiter, 2**53 - 1, px=ms)
 
+    def get_rate_limit_ttl(self) -> float:
+        """Seconds until the queue's rate limit lets jobs start again (0 when it
+        is not limited now)."""
+        return _ttl_seconds(self.client.pttl(self._core.keys.limiter))
+
     def close(self) -> None:
         """Release the connection (if pyqueue created it)."""
         if self._fast is not None:
@@ -572,6 +582,10 @@ class AsyncQueue:
         """Stop every worker of the queue from taking jobs for ``duration`` seconds."""
         ms = duration_ms(duration, "duration", allow_zero=False)
         await self.client.set(self._core.keys.limiter, 2**53 - 1, px=ms)
+
+    async def get_rate_limit_ttl(self) -> float:
+        """Seconds until the rate limit lets jobs start again (0 when not limited)."""
+        return _ttl_seconds(await self.client.pttl(self._core.keys.limiter))
 
     async def close(self) -> None:
         """Release the connection (if pyqueue created it)."""
