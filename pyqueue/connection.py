@@ -16,7 +16,7 @@ server's certificate and host name (redis-py's default
 or ``ssl_ca_certs=...`` for a private CA.
 
 Blocking commands (``BZPOPMIN``, ``XREAD BLOCK``) go through a separate
-client from :func:`blocking_async_client` / :func:`blocking_sync_client`,
+client from :func:`blocking_async_client`,
 with no read timeout and its own single connection, so they never hold a
 connection of the main pool.
 
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -40,12 +39,10 @@ __all__ = [
     "SOCKET_TIMEOUT",
     "async_client",
     "blocking_async_client",
-    "blocking_sync_client",
     "mask_url",
     "resolve_url",
-    "server_time_offset_ms",
-    "server_time_offset_ms_sync",
     "sync_client",
+    "sync_twin",
 ]
 
 #: URL schemes pyqueue accepts.
@@ -235,64 +232,6 @@ def blocking_async_client(client: redis.asyncio.Redis,
         **kwargs,
     )
     return redis.asyncio.Redis.from_pool(new_pool)
-
-
-def blocking_sync_client(client: redis.Redis) -> redis.Redis:
-    """A new sync client to the same server as ``client`` for blocking commands.
-
-    Same connection settings, but no read timeout and a pool of one
-    connection of its own. The caller owns it (``close()`` closes its pool).
-    """
-    pool = client.connection_pool
-    new_pool = redis.ConnectionPool(
-        connection_class=pool.connection_class,
-        max_connections=1,
-        **_blocking_kwargs(pool.connection_kwargs),
-    )
-    return redis.Redis.from_pool(new_pool)
-
-
-# --------------------------------------------------------------------------- time
-
-
-def _offset(before: float, reply: Any, after: float) -> float:
-    seconds, micros = int(reply[0]), int(reply[1])
-    server_ms = seconds * 1000.0 + micros / 1000.0
-    return server_ms - (before + after) * 500.0  # midpoint of the round trip, in ms
-
-
-async def server_time_offset_ms(client: redis.asyncio.Redis, samples: int = 3) -> float:
-    """Milliseconds to add to the local ``time.time()`` to get the server's clock.
-
-    Asks ``TIME`` ``samples`` times and keeps the sample with the shortest round
-    trip, taking the server time as read at its midpoint.
-    """
-    best: tuple[float, float] | None = None
-    for _ in range(max(1, samples)):
-        start = time.perf_counter()
-        before = time.time()
-        reply = await client.time()
-        after = time.time()
-        rtt = time.perf_counter() - start
-        if best is None or rtt < best[0]:
-            best = (rtt, _offset(before, reply, after))
-    assert best is not None
-    return best[1]
-
-
-def server_time_offset_ms_sync(client: redis.Redis, samples: int = 3) -> float:
-    """Sync twin of :func:`server_time_offset_ms`."""
-    best: tuple[float, float] | None = None
-    for _ in range(max(1, samples)):
-        start = time.perf_counter()
-        before = time.time()
-        reply = client.time()
-        after = time.time()
-        rtt = time.perf_counter() - start
-        if best is None or rtt < best[0]:
-            best = (rtt, _offset(before, reply, after))
-    assert best is not None
-    return best[1]
 
 
 _SYNC_CLASSES: dict[str, Any] = {

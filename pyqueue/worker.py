@@ -1047,6 +1047,20 @@ class _LockKeeper(threading.Thread):
             if worker._throttle.ok("cancel poll failed"):
                 logger.warning("worker %s: cancellation poll failed: %s", worker.name, exc)
 
+    def _guarded(self, what: str, plan: Plan[Any]) -> Any:
+        """Run ``plan`` on the thread's connection; on failure report it (at most
+        once per 5 s per kind), reconnect after a failover, and return None."""
+        worker = self.worker
+        try:
+            return worker._run_sync(plan)
+        except Exception as exc:
+            worker._emit_threadsafe("error", exc)
+            if needs_reconnect(exc) and worker._sync_client is not None:
+                worker._sync_client.connection_pool.disconnect()
+            if worker._throttle.ok(f"{what} failed"):
+                logger.warning("worker %s: %s failed: %s", worker.name, what, exc)
+            return None
+
     def _renew(self) -> None:
         worker = self.worker
         ids, tokens = worker._snapshot_tokens()
@@ -1054,15 +1068,10 @@ class _LockKeeper(threading.Thread):
             return
         plan = _ops.simple("extendLocks", worker.keys, worker.clock, op="extend_locks",
                            ids=ids, tokens=tokens, lockMs=worker.lock_ms)
-        try:
-            lost = [S.text(i) for i in worker._run_sync(plan)]
-        except Exception as exc:
-            worker._emit_threadsafe("error", exc)
-            if needs_reconnect(exc) and worker._sync_client is not None:
-                worker._sync_client.connection_pool.disconnect()
-            if worker._throttle.ok("lock renewal failed"):
-                logger.warning("worker %s: lock renewal failed: %s", worker.name, exc)
+        reply = self._guarded("lock renewal", plan)
+        if reply is None:
             return
+        lost = [S.text(i) for i in reply]
         # A job whose finish was sent meanwhile is no longer held: not a loss.
         held = dict(zip(ids, tokens, strict=True))
         with worker._tokens_lock:
@@ -1080,15 +1089,7 @@ class _LockKeeper(threading.Thread):
         plan = _ops.simple("moveStalledJobsToWait", worker.keys, worker.clock,
                            op="stalled_check", maxStalled=worker.max_stalled_count,
                            intervalMs=worker.stalled_ms)
-        try:
-            reply = worker._run_sync(plan)
-        except Exception as exc:
-            worker._emit_threadsafe("error", exc)
-            if needs_reconnect(exc) and worker._sync_client is not None:
-                worker._sync_client.connection_pool.disconnect()
-            if worker._throttle.ok("stalled check failed"):
-                logger.warning("worker %s: stalled check failed: %s", worker.name, exc)
-            return
+        reply = self._guarded("stalled check", plan)
         if reply:
             for job_id in reply[0]:
                 worker._emit_threadsafe("stalled", S.text(job_id))

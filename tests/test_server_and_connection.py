@@ -31,11 +31,8 @@ from pyqueue._server import (
 from pyqueue.connection import (
     async_client,
     blocking_async_client,
-    blocking_sync_client,
     mask_url,
     resolve_url,
-    server_time_offset_ms,
-    server_time_offset_ms_sync,
     sync_client,
 )
 from pyqueue.errors import ConfigurationError, EmbeddedRedisUnavailable, RedisConnectionError
@@ -503,27 +500,6 @@ async def test_async_client_from_url_takes_clients_and_rejects_the_wrong_kind(
         async_client(redis_client)  # type: ignore[arg-type]
 
 
-def test_blocking_sync_client_has_no_read_timeout_and_its_own_connection(
-    redis_url: str, queue_name: str
-) -> None:
-    # A main client with a read timeout shorter than the blocking wait below.
-    main = redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + "/3", socket_timeout=0.2)
-    blocking = blocking_sync_client(main)
-    try:
-        assert blocking.connection_pool is not main.connection_pool
-        assert blocking.connection_pool.max_connections == 1
-        assert blocking.connection_pool.connection_kwargs["socket_timeout"] is None
-        assert blocking.client_id() != main.client_id()
-        assert blocking.bzpopmin(f"{queue_name}:nothing", timeout=0.5) is None
-        main.zadd(f"{queue_name}:z", {"job": 1})  # same database as the main client
-        assert blocking.bzpopmin(f"{queue_name}:z", timeout=1) == (
-            f"{queue_name}:z".encode(), b"job", 1.0,
-        )
-    finally:
-        blocking.close()
-        main.close()
-
-
 async def test_blocking_async_client_has_no_read_timeout_and_its_own_connection(
     redis_url: str, queue_name: str
 ) -> None:
@@ -542,15 +518,3 @@ async def test_blocking_async_client_has_no_read_timeout_and_its_own_connection(
     finally:
         await blocking.aclose()
         await main.aclose()
-
-
-def test_server_time_offset_is_small_on_loopback(redis_client: redis.Redis) -> None:
-    assert abs(server_time_offset_ms_sync(redis_client)) < 1000
-
-
-async def test_async_server_time_offset_is_small_on_loopback(redis_url: str) -> None:
-    client, _ = async_client(redis_url)
-    try:
-        assert abs(await server_time_offset_ms(client)) < 1000
-    finally:
-        await client.aclose()
