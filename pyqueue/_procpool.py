@@ -102,9 +102,15 @@ def _write_frame(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _child_main(read_fd: int, write_fd: int, config: dict[str, Any]) -> None:
-    """The child's loop: run jobs sent as JSON frames, answer with JSON frames."""
+def _child_main(read_fd: int, write_fd: int) -> None:
+    """The child's loop: read its settings (the first frame: they hold the Redis
+    password, so they never go on a command line), then run jobs sent as JSON
+    frames and answer with JSON frames."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    first = _read_frame(read_fd)
+    if first is None:
+        return
+    config = json.loads(first)
     for entry in reversed(config.get("path", [])):  # find the processor as the parent did
         if entry not in sys.path:
             sys.path.insert(0, entry)
@@ -149,12 +155,12 @@ class _Child:
         to_child_r, self.to_child = os.pipe()
         self.from_child, from_child_w = os.pipe()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pyqueue._procchild", str(to_child_r), str(from_child_w),
-             json.dumps(config)],
+            [sys.executable, "-m", "pyqueue._procchild", str(to_child_r), str(from_child_w)],
             pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL,
         )
         os.close(to_child_r)
         os.close(from_child_w)
+        _write_frame(self.to_child, json.dumps(config).encode())
         self.buffer = b""
 
     def kill(self) -> None:

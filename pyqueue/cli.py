@@ -27,7 +27,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import redis
+
 from . import __version__
+from ._plan import translate
 from .connection import mask_url, resolve_url
 from .errors import PyQueueError
 from .queue import Queue
@@ -337,6 +340,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
     except PyQueueError as exc:
         print(f"pyqueue {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except redis.exceptions.RedisError as exc:  # a direct client call: same clean message
+        print(f"pyqueue {args.command}: {translate(exc)}", file=sys.stderr)
         return 1
     return 2  # pragma: no cover - argparse rejects unknown commands
 

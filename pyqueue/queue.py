@@ -15,7 +15,7 @@ import redis.asyncio
 
 from . import _ops, _schedule
 from ._keys import QueueKeys, validate_prefix, validate_queue_name
-from ._plan import Plan, run_async, run_sync
+from ._plan import Plan, cmd, run_async, run_sync, single
 from ._resp import PipelinedConnection, SyncConnection, options_from
 from .connection import SOCKET_TIMEOUT, async_client, sync_client
 from .errors import InvalidJobOptionsError
@@ -265,12 +265,12 @@ class Queue:
 
     def get_deduplication_job_id(self, dedup_id: str) -> str | None:
         """The id of the job that holds deduplication id ``dedup_id``, if any."""
-        value = self.client.get(self._core.keys.dedup(dedup_id))
+        value = self._run(single(cmd("GET", self._core.keys.dedup(dedup_id))))
         return None if value is None else _text(value)
 
     def remove_deduplication_key(self, dedup_id: str) -> bool:
         """Release deduplication id ``dedup_id`` now (the next add with it is accepted)."""
-        return bool(self.client.delete(self._core.keys.dedup(dedup_id)))
+        return bool(self._run(single(cmd("DEL", self._core.keys.dedup(dedup_id)))))
 
     def get_job_state(self, job_id: str) -> str:
         """``waiting``, ``prioritized``, ``delayed``, ``active``, ``completed``,
@@ -393,12 +393,12 @@ class Queue:
     def rate_limit(self, duration: Duration) -> None:
         """Stop every worker of the queue from taking jobs for ``duration`` seconds."""
         ms = duration_ms(duration, "duration", allow_zero=False)
-        self.client.set(self._core.keys.limiter, 2**53 - 1, px=ms)
+        self._run(single(cmd("SET", self._core.keys.limiter, 2**53 - 1, "PX", ms)))
 
     def get_rate_limit_ttl(self) -> float:
         """Seconds until the queue's rate limit lets jobs start again (0 when it
         is not limited now)."""
-        return _ttl_seconds(self.client.pttl(self._core.keys.limiter))
+        return _ttl_seconds(self._run(single(cmd("PTTL", self._core.keys.limiter))))
 
     def close(self) -> None:
         """Release the connection (if pyqueue created it)."""
@@ -469,12 +469,12 @@ class AsyncQueue:
 
     async def get_deduplication_job_id(self, dedup_id: str) -> str | None:
         """The id of the job that holds deduplication id ``dedup_id``, if any."""
-        value = await self.client.get(self._core.keys.dedup(dedup_id))
+        value = await self._run(single(cmd("GET", self._core.keys.dedup(dedup_id))))
         return None if value is None else _text(value)
 
     async def remove_deduplication_key(self, dedup_id: str) -> bool:
         """Release deduplication id ``dedup_id`` now."""
-        return bool(await self.client.delete(self._core.keys.dedup(dedup_id)))
+        return bool(await self._run(single(cmd("DEL", self._core.keys.dedup(dedup_id)))))
 
     async def get_job_state(self, job_id: str) -> str:
         """The job's state in BullMQ's words (see ``Queue.get_job_state``)."""
@@ -581,11 +581,11 @@ class AsyncQueue:
     async def rate_limit(self, duration: Duration) -> None:
         """Stop every worker of the queue from taking jobs for ``duration`` seconds."""
         ms = duration_ms(duration, "duration", allow_zero=False)
-        await self.client.set(self._core.keys.limiter, 2**53 - 1, px=ms)
+        await self._run(single(cmd("SET", self._core.keys.limiter, 2**53 - 1, "PX", ms)))
 
     async def get_rate_limit_ttl(self) -> float:
         """Seconds until the rate limit lets jobs start again (0 when not limited)."""
-        return _ttl_seconds(await self.client.pttl(self._core.keys.limiter))
+        return _ttl_seconds(await self._run(single(cmd("PTTL", self._core.keys.limiter))))
 
     async def close(self) -> None:
         """Release the connection (if pyqueue created it)."""
