@@ -99,16 +99,21 @@ def normalize_state(state: str) -> str:
 
 # --- adding -------------------------------------------------------------------
 
-def _add_call(keys: QueueKeys, now: int, job: EncodedJob, me: int | None) -> Any:
-    return S.call("addJob", keys, now, me=me, id=job.job_id, name=job.name, data=job.data,
-                  opts=job.opts, delay=job.delay_ms, priority=job.priority, lifo=job.lifo,
-                  deid=job.dedup_id, dettl=job.dedup_ttl_ms, dmode=job.dedup_mode,
-                  gid=job.group)
+def _job_params(job: EncodedJob) -> dict[str, Any]:
+    params = {"id": job.job_id, "name": job.name, "data": job.data, "opts": job.opts,
+              "delay": job.delay_ms, "priority": job.priority, "lifo": job.lifo,
+              "deid": job.dedup_id, "dettl": job.dedup_ttl_ms, "dmode": job.dedup_mode,
+              "gid": job.group}
+    return {k: v for k, v in params.items() if v is not None}
+
+
+#: Jobs per addJob call in add_bulk (one script call adds a whole chunk).
+ADD_CHUNK = 1000
 
 
 def add_jobs(keys: QueueKeys, clock: Clock,
              jobs: Sequence[EncodedJob]) -> Plan[list[tuple[str, int, int, dict[str, str] | None]]]:
-    """Add jobs in one round trip.
+    """Add jobs in one round trip (one script call per 1,000 jobs).
 
     Returns ``(job_id, status, timestamp, existing_fields)`` per job;
     ``existing_fields`` is the stored hash when the add returned an existing
@@ -116,7 +121,15 @@ def add_jobs(keys: QueueKeys, clock: Clock,
     """
     yield from clock.sync()
     now = clock.now_ms()
-    replies = yield [_add_call(keys, now, job, clock.max_events) for job in jobs]
+    if len(jobs) == 1:
+        (reply,) = yield [S.call("addJob", keys, now, me=clock.max_events,
+                                 **_job_params(jobs[0]))]
+        replies = [reply]
+    else:
+        chunks = yield [S.call("addJob", keys, now, me=clock.max_events,
+                               jobs=[_job_params(job) for job in jobs[i:i + ADD_CHUNK]])
+                        for i in range(0, len(jobs), ADD_CHUNK)]
+        replies = [reply for chunk in chunks for reply in chunk]
     results = [(S.text(r[0]), int(r[1])) for r in replies]
     existing = [job_id for job_id, status in results if status != 1]
     hashes: dict[str, dict[str, str]] = {}

@@ -232,13 +232,20 @@ class PipelinedConnection:
     def _send(self, protocol: _Protocol, commands: Sequence[Any]) -> Any:
         loop = asyncio.get_running_loop()
         now = time.monotonic()
+        idle = not self._waiters and not self._flush_scheduled
         futures = []
         for command in commands:
             future: asyncio.Future[Any] = loop.create_future()
             self._waiters.append((future, now))
             futures.append(future)
             self._buffer.append(encode_command(command))
-        if not self._flush_scheduled:
+        if idle and protocol.transport is not None and not protocol.transport.is_closing():
+            # Nothing else in flight (a lone producer): send now rather than one
+            # loop turn later. Concurrent callers still share one write below.
+            data = b"".join(self._buffer)
+            self._buffer.clear()
+            protocol.transport.write(data)
+        elif not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush, protocol)
         if len(futures) == 1:

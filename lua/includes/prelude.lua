@@ -44,8 +44,14 @@ local function isPaused()
   return redis.call('HEXISTS', kMeta, 'paused') == 1
 end
 
--- Wake one blocked worker: jobs are ready now.
+-- Wake one blocked worker: jobs are ready now. A batch (add_bulk) sets
+-- deferMark and marks once at its end instead of once per job.
+local deferMark, markPending = false, false
 local function markReady()
+  if deferMark then
+    markPending = true
+    return
+  end
   local m = redis.call('HMGET', kMeta, 'paused', 'concurrency')
   if m[1] then return end
   if m[2] and redis.call('LLEN', kActive) >= tonumber(m[2]) then return end
