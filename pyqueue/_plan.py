@@ -58,7 +58,7 @@ class Command:
         assert self.script is not None
         return ("EVALSHA", self.script.sha, *self.args)
 
-    def eval(self) -> tuple[Any, ...]:
+    def eval_words(self) -> tuple[Any, ...]:
         assert self.script is not None
         return ("EVAL", self.script.source, *self.args)
 
@@ -144,7 +144,7 @@ def _execute_sync(client: redis.Redis | SyncConnection, batch: Batch) -> list[An
         got = client.execute_batch(batch)
         redo = [i for i, reply in enumerate(got) if _is_noscript(reply)]
         if redo:
-            again = client.execute_batch([Command(batch[i].eval()) for i in redo])
+            again = client.execute_batch([Command(batch[i].eval_words()) for i in redo])
             for i, reply in zip(redo, again, strict=True):
                 got[i] = reply
         _raise_first_error(got)
@@ -155,14 +155,14 @@ def _execute_sync(client: redis.Redis | SyncConnection, batch: Batch) -> list[An
         try:
             return [execute(*command.words())]
         except rexc.NoScriptError:
-            return [execute(*command.eval())]
+            return [execute(*command.eval_words())]
     pipe: Any = client.pipeline(transaction=False)
     for command in batch:
         pipe.execute_command(*command.words())
     replies: list[Any] = pipe.execute(raise_on_error=False)
     retry = [i for i, reply in enumerate(replies) if _is_noscript(reply)]
     for i in retry:
-        replies[i] = execute(*batch[i].eval())
+        replies[i] = execute(*batch[i].eval_words())
     _raise_first_error(replies)
     return replies
 
@@ -173,7 +173,7 @@ async def _execute_async(client: redis.asyncio.Redis | PipelinedConnection,
         got = await client.execute_batch(batch)
         redo = [i for i, reply in enumerate(got) if _is_noscript(reply)]
         if redo:
-            again = await client.execute_batch([Command(batch[i].eval()) for i in redo])
+            again = await client.execute_batch([Command(batch[i].eval_words()) for i in redo])
             for i, reply in zip(redo, again, strict=True):
                 got[i] = reply
         _raise_first_error(got)
@@ -184,14 +184,14 @@ async def _execute_async(client: redis.asyncio.Redis | PipelinedConnection,
         try:
             return [await execute(*command.words())]
         except rexc.NoScriptError:
-            return [await execute(*command.eval())]
+            return [await execute(*command.eval_words())]
     pipe: Any = client.pipeline(transaction=False)
     for command in batch:
         pipe.execute_command(*command.words())
     replies: list[Any] = await pipe.execute(raise_on_error=False)
     retry = [i for i, reply in enumerate(replies) if _is_noscript(reply)]
     for i in retry:
-        replies[i] = await execute(*batch[i].eval())
+        replies[i] = await execute(*batch[i].eval_words())
     _raise_first_error(replies)
     return replies
 
