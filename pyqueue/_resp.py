@@ -310,6 +310,21 @@ class PipelinedConnection:
             protocol.transport.abort()
         self._fail(rexc.ConnectionError("connection reset"))
 
+    def __del__(self) -> None:
+        # An AsyncQueue dropped without close(): close the socket, quietly.
+        protocol = self._protocol
+        if protocol is not None and protocol.transport is not None:
+            transport = protocol.transport
+            with contextlib.suppress(Exception):
+                transport.abort()
+            # Its loop may be closed already, when abort() cannot run: close the
+            # raw socket (asyncio's private attribute; best effort at GC time).
+            raw = getattr(transport, "_sock", None)
+            if raw is not None:
+                with contextlib.suppress(Exception):
+                    raw.close()
+                    transport._sock = None  # type: ignore[attr-defined]
+
     async def aclose(self) -> None:
         """Close the connection; pending commands fail."""
         self._closed = True

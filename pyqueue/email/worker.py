@@ -233,3 +233,4 @@ class EmailWorker(Worker):
         """Close the worker (see ``Worker.close``) and its SMTP connections."""
         await super().close(force)
         await self.sender.close()
+        await self._dlq.close()
