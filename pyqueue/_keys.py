@@ -97,10 +97,6 @@ class QueueKeys:
         return self.key("active")
 
     @property
-    def prioritized(self) -> str:
-        return self.key("prioritized")
-
-    @property
     def delayed(self) -> str:
         return self.key("delayed")
 
@@ -111,10 +107,6 @@ class QueueKeys:
     @property
     def failed(self) -> str:
         return self.key("failed")
-
-    @property
-    def waiting_children(self) -> str:
-        return self.key("waiting-children")
 
     @property
     def meta(self) -> str:
@@ -135,10 +127,6 @@ class QueueKeys:
     @property
     def limiter(self) -> str:
         return self.key("limiter")
-
-    @property
-    def id_counter(self) -> str:
-        return self.key("id")
 
     def all(self, *suffixes: str) -> list[str]:
         """The keys for ``suffixes`` in order (all queue keys when none are given)."""

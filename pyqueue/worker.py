@@ -492,8 +492,7 @@ class Worker:
             self._loop.call_soon_threadsafe(fn, *args)
 
     def _emit_threadsafe(self, event: str, *args: Any) -> None:
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._emit, event, *args)
+        self._loop_call(self._emit, event, *args)
 
     def _on_progress(self, job: Job, value: Any) -> None:
         self._emit("progress", job, value)

@@ -81,10 +81,6 @@ local function takeNext()
   return nil
 end
 
-local function nextDelayedDue()
-  return nextDue()
-end
-
 local function fetchJobs()
   groupsInUse = redis.call('EXISTS', gk('ready'), gk('delayed'), gk('limited')) > 0
   promoteDueDelayed()
@@ -160,7 +156,7 @@ local function fetchJobs()
       emit('drained')
     end
   else
-    reply[2] = nextDelayedDue()  -- only an idle worker needs to know
+    reply[2] = nextDue()  -- only an idle worker needs to know
   end
   return reply
 end
