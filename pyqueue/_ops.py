@@ -13,7 +13,7 @@ from typing import Any
 
 from . import _scripts as S
 from ._keys import QueueKeys
-from ._plan import Plan, cmd
+from ._plan import Command, Plan, cmd
 from .errors import InvalidJobOptionsError
 from .options import EncodedJob
 
@@ -55,14 +55,18 @@ class Clock:
             return self.fixed_ms
         return int(time.time() * 1000 + self.offset_ms)
 
+    def fresh(self) -> bool:
+        """True when the offset was measured recently (``sync`` would do nothing)."""
+        return self.synced_at is not None and \
+            time.monotonic() - self.synced_at < CLOCK_RESYNC_SECONDS
+
     def sync(self) -> Plan[None]:
         """Measure the offset to the server clock if it is stale (one TIME call).
 
         The first sync also registers the queue in ``meta`` as BullMQ does when
         a Queue or Worker is created (``opts.maxLenEvents``, ``version``).
         """
-        if self.synced_at is not None and time.monotonic() - self.synced_at < \
-                CLOCK_RESYNC_SECONDS:
+        if self.fresh():
             return
         batch = [cmd("TIME")]
         if self.synced_at is None and self.meta_key is not None:
@@ -100,11 +104,25 @@ def normalize_state(state: str) -> str:
 # --- adding -------------------------------------------------------------------
 
 def _job_params(job: EncodedJob) -> dict[str, Any]:
-    params = {"id": job.job_id, "name": job.name, "data": job.data, "opts": job.opts,
-              "delay": job.delay_ms, "priority": job.priority, "lifo": job.lifo,
-              "deid": job.dedup_id, "dettl": job.dedup_ttl_ms, "dmode": job.dedup_mode,
-              "gid": job.group}
-    return {k: v for k, v in params.items() if v is not None}
+    options = job.options
+    params = {"id": options.job_id, "name": job.name, "data": job.data, "opts": options.opts,
+              "delay": options.delay_ms, "priority": options.priority}
+    if options.lifo:
+        params["lifo"] = True
+    if options.dedup_id is not None:
+        params["deid"] = options.dedup_id
+        params["dettl"] = options.dedup_ttl_ms
+        if options.dedup_mode is not None:
+            params["dmode"] = options.dedup_mode
+    if options.group is not None:
+        params["gid"] = options.group
+    return params
+
+
+def add_command(keys: QueueKeys, clock: Clock, now: int, job: EncodedJob) -> Command:
+    """The addJob call for one job (the clock must be fresh: see ``Clock.sync``).
+    Its reply is ``[job_id, status]`` (see lua/addJob.lua)."""
+    return S.call("addJob", keys, now, me=clock.max_events, **_job_params(job))
 
 
 #: Jobs per addJob call in add_bulk (one script call adds a whole chunk).
@@ -122,8 +140,7 @@ def add_jobs(keys: QueueKeys, clock: Clock,
     yield from clock.sync()
     now = clock.now_ms()
     if len(jobs) == 1:
-        (reply,) = yield [S.call("addJob", keys, now, me=clock.max_events,
-                                 **_job_params(jobs[0]))]
+        (reply,) = yield [add_command(keys, clock, now, jobs[0])]
         replies = [reply]
     else:
         chunks = yield [S.call("addJob", keys, now, me=clock.max_events,

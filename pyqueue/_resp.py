@@ -48,7 +48,11 @@ _HANDLED = {
     "himport_registry", "maint_notifications_pool_handler", "maint_notifications_config",
     "orig_host_address", "orig_socket_timeout", "orig_socket_connect_timeout",
     "lib_name", "lib_version", "socket_type", "cache", "cache_config", "event_dispatcher",
+    "driver_info", "legacy_responses", "socket_read_size",
 }
+#: Settings understood only when unset: a credential provider or a custom
+#: connect function means the client does something these connections do not.
+_UNSET_ONLY = ("credential_provider", "redis_connect_func")
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,8 @@ def options_from(client: redis.asyncio.Redis | redis.Redis,
     uses something these connections do not support (then keep using redis-py)."""
     pool = client.connection_pool
     kwargs: dict[str, Any] = dict(pool.connection_kwargs)
+    if any(kwargs.pop(name, None) is not None for name in _UNSET_ONLY):
+        return None
     if set(kwargs) - _HANDLED or kwargs.get("protocol") not in (None, 2, "2"):
         return None
     if kwargs.get("cache") is not None:
@@ -129,10 +135,6 @@ def _error(reply: Exception) -> Exception:
     parse: Any = BaseParser.parse_error  # untyped upstream
     error: Exception = parse(str(reply))
     return error
-
-
-async def _one(future: asyncio.Future[Any]) -> list[Any]:
-    return [await future]
 
 
 class _Protocol(asyncio.Protocol):
@@ -205,7 +207,7 @@ class PipelinedConnection:
         if opts.client_name:
             handshake.append(("CLIENT", "SETNAME", opts.client_name))
         if handshake:
-            replies = await self._send(protocol, handshake)
+            replies = await asyncio.gather(*self._send(protocol, handshake))
             for reply in replies:
                 if isinstance(reply, Exception):
                     assert protocol.transport is not None
@@ -229,10 +231,11 @@ class PipelinedConnection:
             return protocol
         return await asyncio.shield(self._connecting)
 
-    def _send(self, protocol: _Protocol, commands: Sequence[Any]) -> Any:
+    def _send(self, protocol: _Protocol, commands: Sequence[Any],
+              immediate: bool = False) -> list[asyncio.Future[Any]]:
         loop = asyncio.get_running_loop()
         now = time.monotonic()
-        idle = not self._waiters and not self._flush_scheduled
+        idle = immediate or (not self._waiters and not self._flush_scheduled)
         futures = []
         for command in commands:
             future: asyncio.Future[Any] = loop.create_future()
@@ -248,9 +251,7 @@ class PipelinedConnection:
         elif not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush, protocol)
-        if len(futures) == 1:
-            return _one(futures[0])
-        return asyncio.gather(*futures)
+        return futures
 
     def _flush(self, protocol: _Protocol) -> None:
         self._flush_scheduled = False
@@ -263,6 +264,22 @@ class PipelinedConnection:
             return
         protocol.transport.write(data)
 
+    def send_one(self, command: Any, immediate: bool = False) -> asyncio.Future[Any] | None:
+        """Send one command and return a future of its reply (an error reply
+        is its result, as an exception object); ``None`` when not connected
+        (then use :meth:`execute_batch`, which connects).
+
+        ``immediate`` writes it before returning (after anything still
+        buffered), for a caller with more work to do in this loop iteration
+        (the worker finishing jobs in chunks): Redis starts on the command
+        while Python goes on, instead of when the iteration ends.
+        """
+        protocol = self._protocol
+        if protocol is None or self._closed or protocol.transport is None \
+                or protocol.transport.is_closing():
+            return None
+        return self._send(protocol, (command,), immediate)[0]
+
     async def execute_batch(self, commands: Sequence[Any]) -> list[Any]:
         """Send ``commands`` and return their replies in order.
 
@@ -270,7 +287,10 @@ class PipelinedConnection:
         not raised; a connection failure raises ``ConnectionError``.
         """
         protocol = await self._ensure()
-        replies: list[Any] = await self._send(protocol, commands)
+        futures = self._send(protocol, commands)
+        if len(futures) == 1:
+            return [await futures[0]]
+        replies: list[Any] = await asyncio.gather(*futures)
         return replies
 
     def _fail(self, exc: Exception) -> None:

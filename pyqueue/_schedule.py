@@ -107,13 +107,13 @@ def upsert_params(scheduler_id: object, *, pattern: object = None,
     encoded = encode_job(name, template.get("data", {}), opts,
                          max_payload_bytes=max_payload_bytes)
     # As BullMQ: the hash holds `data` and `opts` only when the template has them.
-    stored_opts = dict(encoded.raw_opts)
+    stored_opts = dict(encoded.options.raw_opts)
     if "attempts" not in opts:
         stored_opts.pop("attempts", None)
     params.update(name=encoded.name,
                   data=encoded.data if template.get("data") not in (None, {}) else None,
                   opts=json.dumps(stored_opts, separators=(",", ":")) if stored_opts else None,
-                  gid=encoded.group, repeat=json.dumps(repeat), immediately=immediately)
+                  gid=encoded.options.group, repeat=json.dumps(repeat), immediately=immediately)
     return params
 
 

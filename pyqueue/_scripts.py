@@ -130,7 +130,8 @@ def pairs_to_dict(flat: list[Any] | dict[Any, Any]) -> dict[str, str]:
     if isinstance(flat, dict):
         return {text(k): text(v) for k, v in flat.items()}
     if flat and isinstance(flat[0], str):  # decoded by the connection already
-        return dict(zip(flat[::2], map(text, flat[1::2]), strict=True))
+        values = iter(flat)  # hash fields and values are all bulk strings
+        return dict(zip(values, values, strict=True))
     return {text(flat[i]): text(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
 
 
@@ -142,5 +143,7 @@ def decode_fetch(reply: list[Any]) -> tuple[int, int, list[tuple[str, str, dict[
     if not reply:
         return FETCH_OK, 0, []
     status, number = int(reply[0]), int(reply[1])
+    if len(reply) > 2 and isinstance(reply[2][0], str):  # decoded by the connection
+        return status, number, [(j[0], j[1], pairs_to_dict(j[2])) for j in reply[2:]]
     jobs = [(text(j[0]), text(j[1]), pairs_to_dict(j[2])) for j in reply[2:]]
     return status, number, jobs

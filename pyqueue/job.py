@@ -45,7 +45,9 @@ class Binding:
     run_blocking: Runner | None = None
 
 
-_LAZY = ("progress", "return_value", "stacktrace", "timestamp", "processed_on", "finished_on")
+_UNSET: Any = object()
+_LAZY = ("opts", "progress", "return_value", "stacktrace", "timestamp", "processed_on",
+         "finished_on", "attempts_started", "stalled_counter", "delay", "priority")
 
 
 def _ms_to_datetime(value: str | None) -> datetime | None:
@@ -80,40 +82,29 @@ class Job:
     """
 
     def __init__(self, binding: Binding, job_id: str, fields: dict[str, str],
-                 token: str | None = None,
-                 decoded: tuple[Any, dict[str, Any]] | None = None) -> None:
+                 token: str | None = None, data: Any = _UNSET) -> None:
         self._binding = binding
         self._token = token
         self.cancel_reason: str | None = None
         self.cancel_remove = False
         self.id = job_id
         self.queue_name = binding.keys.name
-        self._load(fields, decoded)
+        self._load(fields, data)
 
-    def _load(self, fields: dict[str, str],
-              decoded: tuple[Any, dict[str, Any]] | None = None) -> None:
+    def _load(self, fields: dict[str, str], data: Any = _UNSET) -> None:
         for name in _LAZY:  # computed again from the new fields on first use
             self.__dict__.pop(name, None)
         self.fields = fields
         self.name = fields.get("name", "")
         #: Why the stored job cannot be processed (data or opts not valid JSON).
         self.corruption: str | None = None
-        if decoded is not None:  # the producer's own objects: no need to parse
-            self.data: Any = decoded[0]
-            opts: Any = decoded[1]
-        else:
+        if data is not _UNSET:  # the producer's own job: valid, nothing to parse
+            self.data: Any = data
+        else:  # read from Redis: check it now
             self.data = self._json("data", {})
-            opts = self._json("opts", {})
-        if not isinstance(opts, dict):
-            self.corruption = self.corruption or "corrupt job: field 'opts' is not a JSON object"
-            opts = {}
-        self.opts: dict[str, Any] = opts
+            self.opts = self._decode_opts()
         self.failed_reason: str | None = fields.get("failedReason")
         self.attempts_made = _int(fields.get("atm"))
-        self.attempts_started = _int(fields.get("ats"))
-        self.stalled_counter = _int(fields.get("stc"))
-        self.delay = _int(fields.get("delay")) / 1000
-        self.priority = _int(fields.get("priority"))
         self.processed_by: str | None = fields.get("pb")
         self.deferred_failure: str | None = fields.get("defa")
         self.scheduler_id: str | None = fields.get("rjk")
@@ -130,7 +121,39 @@ class Job:
                 self.corruption = f"corrupt job: field {field!r} is not valid JSON ({exc})"
             return value
 
+    def _decode_opts(self) -> dict[str, Any]:
+        opts = self._json("opts", {})
+        if not isinstance(opts, dict):
+            self.corruption = self.corruption or "corrupt job: field 'opts' is not a JSON object"
+            return {}
+        return opts
+
+    @cached_property
+    def opts(self) -> dict[str, Any]:
+        """The stored options in BullMQ's encoding (camelCase, ms)."""
+        return self._decode_opts()
+
     # Fields most processors never read are decoded on first use.
+    @cached_property
+    def attempts_started(self) -> int:
+        """How many times the job was started (moved to active)."""
+        return _int(self.fields.get("ats"))
+
+    @cached_property
+    def stalled_counter(self) -> int:
+        """How many times the job was found stalled and moved back."""
+        return _int(self.fields.get("stc"))
+
+    @cached_property
+    def delay(self) -> float:
+        """The job's delay in seconds (0 when it was not delayed)."""
+        return _int(self.fields.get("delay")) / 1000
+
+    @cached_property
+    def priority(self) -> int:
+        """The job's priority (0 = none; lower numbers run first)."""
+        return _int(self.fields.get("priority"))
+
     @cached_property
     def progress(self) -> Any:
         """The job's progress (a number or any JSON value; 0 when unset)."""

@@ -164,13 +164,26 @@ def validate_group(group: object, option: str = "group") -> str:
     return utf8_text(group, option, InvalidJobOptionsError)
 
 
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def encode_json(value: object, what: str) -> str:
     """Compact JSON, refusing what JSON cannot hold (NaN, sets, objects)."""
+    return _encode_json(value, what)[0]
+
+
+def _encode_json(value: object, what: str) -> tuple[str, int]:
+    """``encode_json`` and the size of the text in UTF-8 bytes."""
     try:
-        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text = _JSON.encode(value)
     except (TypeError, ValueError) as exc:
         raise InvalidJobDataError(f"{what} must be JSON-serialisable: {exc}") from exc
-    return utf8_text(text, what, InvalidJobDataError)
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise InvalidJobDataError(f"{what} must be valid Unicode text: {exc.reason} at "
+                                  f"position {exc.start} of {text!r}") from None
+    return text, size
 
 
 @dataclass(frozen=True)
@@ -224,22 +237,32 @@ def retention_from_opts(value: object) -> Retention | None:
     return None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
+class EncodedOptions:
+    """Validated job options in BullMQ's encoding, and what the add script
+    needs from them. A queue encodes its defaults once and reuses this for
+    every job added without options of its own."""
+
+    opts: str
+    job_id: str = ""
+    delay_ms: int = 0
+    priority: int = 0
+    lifo: bool = False
+    dedup_id: str | None = None
+    dedup_ttl_ms: int = 0
+    dedup_mode: str | None = None
+    group: str | None = None
+    #: ``opts`` before JSON encoding; shared, never to be mutated.
+    raw_opts: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
 class EncodedJob:
     """A validated job ready for the add script."""
 
     name: str
     data: str
-    opts: str
-    job_id: str
-    delay_ms: int
-    priority: int
-    lifo: bool
-    dedup_id: str | None = None
-    dedup_ttl_ms: int = 0
-    dedup_mode: str | None = None
-    group: str | None = None
-    raw_opts: dict[str, Any] = field(default_factory=dict)
+    options: EncodedOptions
     value: Any = None  # the data as given (``data`` holds its JSON)
 
 
@@ -250,14 +273,27 @@ def merge_options(defaults: Mapping[str, Any] | None, opts: Mapping[str, Any]) -
     return merged
 
 
-def encode_job(name: object, data: object, opts: Mapping[str, Any],
+def encode_job(name: object, data: object, opts: Mapping[str, Any] | EncodedOptions,
                *, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> EncodedJob:
-    """Validate ``name``, ``data`` and ``opts`` and encode them for Redis."""
+    """Validate ``name``, ``data`` and ``opts`` (or take options encoded
+    already) and encode them for Redis."""
     if not isinstance(name, str):
         raise InvalidJobOptionsError(
             f"job name must be a str, got {type(name).__name__}: {name!r}"
         )
     utf8_text(name, "job name", InvalidJobOptionsError)
+    options = opts if isinstance(opts, EncodedOptions) else encode_options(opts)
+    data_json, size = _encode_json(data, "data")
+    if size > max_payload_bytes:
+        raise PayloadTooLargeError(
+            f"data is {size} bytes encoded, over the limit of {max_payload_bytes} bytes "
+            "(max_payload_bytes)"
+        )
+    return EncodedJob(name, data_json, options, data)
+
+
+def encode_options(opts: Mapping[str, Any]) -> EncodedOptions:
+    """Validate job options and encode them in BullMQ's format."""
     unknown = set(opts) - KNOWN_OPTIONS
     if "repeat" in unknown:
         raise InvalidJobOptionsError(
@@ -267,14 +303,6 @@ def encode_job(name: object, data: object, opts: Mapping[str, Any],
         raise InvalidJobOptionsError(
             f"unknown job option(s) {sorted(unknown)}; known: {sorted(KNOWN_OPTIONS)}"
         )
-    data_json = encode_json(data, "data")
-    size = len(data_json.encode())
-    if size > max_payload_bytes:
-        raise PayloadTooLargeError(
-            f"data is {size} bytes encoded, over the limit of {max_payload_bytes} bytes "
-            "(max_payload_bytes)"
-        )
-
     out: dict[str, Any] = {}
     attempts = 0  # BullMQ stores 0 when unset; it means one attempt
     if opts.get("attempts") is not None:
@@ -347,9 +375,7 @@ def encode_job(name: object, data: object, opts: Mapping[str, Any],
     if opts.get("keep_logs") is not None:
         out["kl"] = _int(opts["keep_logs"], "keep_logs", minimum=1)
     out["attempts"] = attempts
-    return EncodedJob(
-        name=name,
-        data=data_json,
+    return EncodedOptions(
         opts=encode_json(out, "opts"),
         job_id=job_id,
         delay_ms=delay_ms,
@@ -360,7 +386,6 @@ def encode_job(name: object, data: object, opts: Mapping[str, Any],
         dedup_mode=dedup_mode,
         group=group,
         raw_opts=out,
-        value=data,
     )
 
 

@@ -12,10 +12,11 @@ from typing import Any
 
 import redis
 import redis.asyncio
+import redis.exceptions as rexc
 
 from . import _ops, _schedule
 from ._keys import QueueKeys, validate_prefix, validate_queue_name
-from ._plan import Plan, cmd, run_async, run_sync, single
+from ._plan import Plan, cmd, run_async, run_sync, single, translate
 from ._resp import PipelinedConnection, SyncConnection, options_from
 from .connection import SOCKET_TIMEOUT, async_client, sync_client
 from .errors import InvalidJobOptionsError
@@ -26,6 +27,7 @@ from .options import (
     EncodedJob,
     duration_ms,
     encode_job,
+    encode_options,
     merge_options,
     validate_group,
 )
@@ -63,13 +65,14 @@ class _QueueCore:
                 f"max_payload_bytes must be a positive int, got {max_payload_bytes!r}"
             )
         self.max_payload_bytes = max_payload_bytes
-        # Validate the defaults now, so a bad default fails at construction.
-        if self.default_job_options:
-            encode_job("default", None, self.default_job_options)
+        # Validated now, so a bad default fails at construction; encoded once
+        # for every job added without options of its own.
+        self._default_options = encode_options(self.default_job_options)
 
     def encode(self, name: str, data: Any, opts: Mapping[str, Any]) -> EncodedJob:
-        return encode_job(name, data, merge_options(self.default_job_options, opts),
-                          max_payload_bytes=self.max_payload_bytes)
+        options = encode_options(merge_options(self.default_job_options, opts)) if opts \
+            else self._default_options
+        return encode_job(name, data, options, max_payload_bytes=self.max_payload_bytes)
 
     def encode_bulk(self, jobs: Sequence[Mapping[str, Any]]) -> list[EncodedJob]:
         if not isinstance(jobs, Sequence) or isinstance(jobs, str | bytes):
@@ -97,14 +100,20 @@ class _QueueCore:
         for job, (job_id, _status, now, existing) in zip(jobs, results, strict=True):
             if existing is not None:
                 out.append(Job(binding, job_id, existing))
-                continue
-            fields = {"name": job.name, "data": job.data, "opts": job.opts,
-                      "timestamp": str(now), "delay": str(job.delay_ms),
-                      "priority": str(job.priority)}
-            if job.group is not None:
-                fields["gid"] = job.group
-            out.append(Job(binding, job_id, fields, decoded=(job.value, job.raw_opts)))
+            else:
+                out.append(self.new_job(job, job_id, now, binding))
         return out
+
+    @staticmethod
+    def new_job(job: EncodedJob, job_id: str, now: int, binding: Binding) -> Job:
+        """The ``Job`` just written by an add, from what was sent."""
+        options = job.options
+        fields = {"name": job.name, "data": job.data, "opts": options.opts,
+                  "timestamp": str(now), "delay": str(options.delay_ms),
+                  "priority": str(options.priority)}
+        if options.group is not None:
+            fields["gid"] = options.group
+        return Job(binding, job_id, fields, data=job.value)
 
     def get_job_plan(self, job_id: str, binding: Binding) -> Plan[Job | None]:
         fields = yield from _ops.get_job_hash(self.keys, str(job_id))
@@ -453,8 +462,31 @@ class AsyncQueue:
         """Add a job; returns it (the existing one for a taken ``job_id``)."""
         if opts.get("repeat") is not None:
             return await self._run(self._core.repeat_plan(name, data, opts, self._binding))  # type: ignore[no-any-return]
-        encoded = self._core.encode(name, data, opts)
-        return (await self._run(self._core.add_plan([encoded], self._binding)))[0]  # type: ignore[no-any-return]
+        core = self._core
+        encoded = core.encode(name, data, opts)
+        fast = self._fast
+        if fast is not None and core.clock.fresh():
+            # The common case, without the plan machinery: one script call.
+            now = core.clock.now_ms()
+            sent = fast.send_one(_ops.add_command(core.keys, core.clock, now, encoded))
+            if sent is not None:
+                try:
+                    reply = await sent
+                except rexc.RedisError as exc:
+                    raise translate(exc) from exc
+                if not isinstance(reply, rexc.NoScriptError):  # else not run: use the plan
+                    if isinstance(reply, Exception):
+                        error = translate(reply)
+                        if error is reply:
+                            raise reply
+                        raise error from reply
+                    job_id, status = str(reply[0]), int(reply[1])
+                    if status == 1:
+                        return core.new_job(encoded, job_id, now, self._binding)
+                    # The job existed (custom id) or deduplicated: return that one.
+                    fields = await self._run(_ops.get_job_hash(core.keys, job_id))
+                    return Job(self._binding, job_id, fields or {})
+        return (await self._run(core.add_plan([encoded], self._binding)))[0]  # type: ignore[no-any-return]
 
     async def add_bulk(self, jobs: Sequence[Mapping[str, Any]]) -> list[Job]:
         """Add many jobs in one round trip: ``[{"name", "data", "opts"}, ...]``."""

@@ -18,6 +18,7 @@ import asyncio
 import base64
 import contextlib
 import contextvars
+import functools
 import inspect
 import json
 import logging
@@ -29,18 +30,20 @@ import threading
 import time
 import traceback
 import uuid
+from asyncio import Future
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import redis
 import redis.asyncio
+import redis.exceptions as rexc
 
 from . import _ops, _schedule
 from . import _scripts as S
 from . import backoff as _backoff
 from ._keys import QueueKeys, validate_prefix, validate_queue_name
-from ._plan import Plan, needs_reconnect, run_async, run_sync, translate
+from ._plan import Command, Plan, needs_reconnect, run_async, run_sync, translate
 from ._procpool import ProcessorError, ProcessPool, connection_settings, import_path
 from ._resp import PipelinedConnection, options_from
 from .connection import SOCKET_TIMEOUT, async_client, blocking_async_client, sync_twin
@@ -75,6 +78,8 @@ EVENTS = ("active", "progress", "completed", "failed", "stalled", "error", "drai
 STACKTRACE_LIMIT = 10
 #: Seconds past a BZPOPMIN timeout after which its connection counts as hung.
 BLOCK_MARGIN = 5.0
+#: A worker at full concurrency keeps about this many finish calls in flight.
+FINISH_CHUNKS = 2
 #: Seconds between heartbeats published for ``pyqueue health``.
 HEARTBEAT_SECONDS = 5.0
 
@@ -213,6 +218,9 @@ class Worker:
         self._current: dict[str, tuple[Job, asyncio.Task[Any]]] = {}
         self._finishes: list[tuple[dict[str, Any], asyncio.Future[tuple[int, NextJob]]]] = []
         self._finish_scheduled = False
+        #: Finishes per script call: a chunk is sent as soon as it is full, so
+        #: a few are in flight at once (see _flush_finishes).
+        self._finish_chunk = max(1, -(-self.concurrency // FINISH_CHUNKS))
         self._senders: set[asyncio.Future[None]] = set()
         self._fetch_seq = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -681,7 +689,7 @@ class Worker:
         self._current[job.id] = (job, task)
         try:
             result = await self._invoke(job)
-            value = encode_json(result, "return value")
+            value = "null" if result is None else encode_json(result, "return value")
         except asyncio.CancelledError:
             if job.cancel_reason is None:
                 raise  # shutdown, not a cancellation of this job
@@ -743,7 +751,7 @@ class Worker:
                 result = await asyncio.wait_for(call, timeout)
             except asyncio.TimeoutError:
                 raise JobTimeoutError(f"job {job.id} timed out after {timeout} s") from None
-        if inspect.isawaitable(result):
+        if result is not None and inspect.isawaitable(result):
             result = await result
         return result
 
@@ -789,14 +797,24 @@ class Worker:
             if self._tokens.get(job.id) == job.lock_token:
                 del self._tokens[job.id]
 
-    def _finish_plan(self, items: list[dict[str, Any]]) -> Plan[tuple[list[int], Any]]:
+    def _finish_command(self, items: list[dict[str, Any]]) -> tuple[Command, bool]:
+        """The moveToFinished call for ``items`` (with a fetch of as many next
+        jobs unless closing); the clock must be fresh."""
         fetch = not self._closing
         params: dict[str, Any] = {"items": items}
         if fetch:
             params.update(fetch=True, **self._fetch_params(len(items)))
-        yield from self.clock.sync()
         params["me"] = self.clock.max_events
-        (reply,) = yield [S.call("moveToFinished", self.keys, self.clock.now_ms(), **params)]
+        return S.call("moveToFinished", self.keys, self.clock.now_ms(), **params), fetch
+
+    def _finish_plan(self, items: list[dict[str, Any]]) -> Plan[tuple[list[int], Any]]:
+        yield from self.clock.sync()
+        command, fetch = self._finish_command(items)
+        (reply,) = yield [command]
+        return self._decode_finish(reply, fetch)
+
+    @staticmethod
+    def _decode_finish(reply: Any, fetch: bool) -> tuple[list[int], Any]:
         codes = [int(code) for code in reply[0]]
         return codes, (S.decode_fetch(reply[1]) if fetch else None)
 
@@ -813,7 +831,9 @@ class Worker:
         future: asyncio.Future[tuple[int, NextJob]] = \
             asyncio.get_running_loop().create_future()
         self._finishes.append(({"id": job.id, "lockToken": job.lock_token, **params}, future))
-        if not self._finish_scheduled:
+        if len(self._finishes) >= self._finish_chunk:
+            self._flush_finishes()  # Redis starts on this chunk while the rest run
+        elif not self._finish_scheduled:
             self._finish_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush_finishes)
         try:
@@ -837,22 +857,67 @@ class Worker:
     def _flush_finishes(self) -> None:
         self._finish_scheduled = False
         batch, self._finishes = self._finishes, []
-        if batch:
-            task = asyncio.ensure_future(self._send_finishes(batch))
-            self._senders.add(task)
-            task.add_done_callback(self._senders.discard)
+        if not batch:
+            return
+        # The call is written now (not when this loop iteration ends), so that
+        # with many slots finishing at once Redis works on one chunk while
+        # Python runs the next: the two overlap instead of taking turns. Its
+        # reply is handed out by a callback: no task to wake in between.
+        fast = self._fast
+        if fast is not None and self.clock.fresh():
+            command, fetch = self._finish_command([item for item, _ in batch])
+            sent = fast.send_one(command, immediate=True)
+            if sent is not None:
+                sent.add_done_callback(functools.partial(self._finish_replied, batch, fetch))
+                return
+        self._finish_in_task(batch)
+
+    def _finish_in_task(self, batch: list[tuple[dict[str, Any], Future[tuple[int, NextJob]]]],
+                        ) -> None:
+        """The general path: run the finish plan (clock sync, connecting,
+        reloading a flushed script) in a task."""
+        task = asyncio.ensure_future(self._send_finishes(batch))
+        self._senders.add(task)
+        task.add_done_callback(self._senders.discard)
+
+    def _finish_replied(self, batch: list[tuple[dict[str, Any], Future[tuple[int, NextJob]]]],
+                        fetch: bool, sent: Future[Any]) -> None:
+        try:
+            reply = sent.result()
+            if isinstance(reply, rexc.NoScriptError):  # not run: the plan reloads it
+                self._finish_in_task(batch)
+                return
+            if isinstance(reply, Exception):
+                raise reply
+            result = self._decode_finish(reply, fetch)
+        except Exception as exc:
+            error = translate(exc) if isinstance(exc, rexc.RedisError) else exc
+            self._fail_finishes(batch, error)
+            return
+        self._hand_out(batch, result)
+
+    @staticmethod
+    def _fail_finishes(batch: list[tuple[dict[str, Any], Future[tuple[int, NextJob]]]],
+                       exc: BaseException) -> None:
+        for _, future in batch:
+            if not future.done():
+                future.set_exception(exc)
 
     async def _send_finishes(
-            self, batch: list[tuple[dict[str, Any], asyncio.Future[tuple[int, NextJob]]]],
+            self, batch: list[tuple[dict[str, Any], Future[tuple[int, NextJob]]]],
     ) -> None:
         """One script call for a batch of finishes, and as many next jobs."""
         try:
-            codes, fetched = await self._run(self._finish_plan([item for item, _ in batch]))
+            result = await self._run(self._finish_plan([item for item, _ in batch]))
         except Exception as exc:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+            self._fail_finishes(batch, exc)
             return
+        self._hand_out(batch, result)
+
+    def _hand_out(self, batch: list[tuple[dict[str, Any], Future[tuple[int, NextJob]]]],
+                  result: tuple[list[int], Any]) -> None:
+        """Give each finishing slot its outcome and its next job."""
+        codes, fetched = result
         jobs = list(fetched[2]) if fetched is not None else []
         if jobs:
             self.last_fetch_at = time.time()

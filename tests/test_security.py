@@ -244,6 +244,43 @@ async def test_acl_user_and_db_number_end_to_end(acl_server: RedisServer,
         db0.close()
 
 
+async def test_clients_built_by_keyword_log_in_and_land_in_their_db(
+        acl_server: RedisServer, queue_name: str) -> None:
+    """A redis-py client made with keywords (not from a URL) carries settings a
+    URL never sets (driver info, a read size, an unset credential provider):
+    pyqueue still takes its user, password and db for its own connections; a
+    client with a credential provider is used as it is (redis-py logs in)."""
+    port = acl_server.port
+    by_keyword = redis.asyncio.Redis(host="127.0.0.1", port=port, db=4, username=USER,
+                                     password=PASSWORD)
+    provider = redis.asyncio.Redis(
+        host="127.0.0.1", port=port, db=4,
+        credential_provider=redis.UsernamePasswordCredentialProvider(USER, PASSWORD))
+    sync_by_keyword = redis.Redis(host="127.0.0.1", port=port, db=4, username=USER,
+                                  password=PASSWORD)
+    fast = AsyncQueue(queue_name, connection=by_keyword)
+    via_redis_py = AsyncQueue(queue_name, connection=provider)
+    sync_fast = Queue(queue_name, connection=sync_by_keyword)
+    db4 = admin(port, db=4)
+    try:
+        assert fast._fast is not None and sync_fast._fast is not None
+        assert via_redis_py._fast is None
+        jobs = [await fast.add("a", {"n": 1}), await via_redis_py.add("b", {"n": 2}),
+                sync_fast.add("c", {"n": 3})]
+        prefix = f"bull:{queue_name}:"
+        assert db4.exists(*(f"{prefix}{job.id}" for job in jobs)) == 3
+        assert await fast.get_job_counts("waiting") == {"waiting": 3}
+    finally:
+        await fast.close()
+        await via_redis_py.close()
+        sync_fast.close()
+        for client in (by_keyword, provider):
+            await client.aclose()
+        sync_by_keyword.close()
+        db4.delete(*db4.scan_iter(match=f"bull:{queue_name}:*"))
+        db4.close()
+
+
 def test_default_user_is_really_off(acl_server: RedisServer) -> None:
     """The premise of the ACL test: without the user name nothing works."""
     client = redis.Redis(host="127.0.0.1", port=acl_server.port, password=PASSWORD,
