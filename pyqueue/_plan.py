@@ -37,7 +37,7 @@ class Script:
     sha: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Command:
     """One Redis command or script call.
 

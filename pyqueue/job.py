@@ -89,11 +89,15 @@ class Job:
         self.cancel_remove = False
         self.id = job_id
         self.queue_name = binding.keys.name
-        self._load(fields, data)
+        self._set_fields(fields, data)
 
-    def _load(self, fields: dict[str, str], data: Any = _UNSET) -> None:
+    def _load(self, fields: dict[str, str]) -> None:
+        """Take fresh fields read from Redis."""
         for name in _LAZY:  # computed again from the new fields on first use
             self.__dict__.pop(name, None)
+        self._set_fields(fields, _UNSET)
+
+    def _set_fields(self, fields: dict[str, str], data: Any) -> None:
         self.fields = fields
         self.name = fields.get("name", "")
         #: Why the stored job cannot be processed (data or opts not valid JSON).
