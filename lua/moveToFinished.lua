@@ -1,7 +1,7 @@
 --[[
   moveToFinished: complete or finally fail active jobs (a batch: the worker
-  sends every finish of one event-loop turn in one call), then hand out the
-  next jobs in the same call (fetch-next).
+  sends its finishes in chunks of up to half its concurrency), then hand out
+  the next jobs in the same call (fetch-next).
 
   KEYS, ARGV[1..2]: see includes/prelude.lua.
   ARGV[3] params:

@@ -821,8 +821,9 @@ class Worker:
     async def _finish(self, job: Job, **params: Any) -> tuple[bool, NextJob]:
         """Finish ``job`` (and fetch the next one); returns (accepted, next job).
 
-        Finishes issued in the same event-loop turn go to Redis in one script
-        call (see :meth:`_send_finishes`). ``accepted`` is False when Redis
+        Finishes go to Redis in chunks, one script call each: a chunk is sent
+        when it holds ``_finish_chunk`` finishes or when the event-loop turn
+        ends (see :meth:`_flush_finishes`). ``accepted`` is False when Redis
         refused the write (the lock was lost: another worker owns the job
         now) or Redis could not be reached (the job stays active and the
         stalled check hands it out again).

@@ -779,6 +779,28 @@ async def test_global_concurrency_limits_active_jobs(
     assert sorted(proc.done) == sorted(j.id for j in jobs)
 
 
+async def test_adds_and_finishes_survive_a_script_flush(
+        anyq: Q, redis_client: redis.Redis, queue_name: str, redis_url: str) -> None:
+    """After SCRIPT FLUSH (or a Redis restart) the scripts are loaded again
+    without the caller noticing: each add writes its job exactly once, and a
+    worker's batched finishes (sent the moment a chunk fills) complete."""
+    first = await call(anyq.add("before", {"n": 0}))
+    redis_client.script_flush()
+    second = await call(anyq.add("after", {"n": 1}))
+    assert redis_client.llen(k(queue_name, "wait")) == 2
+    assert redis_client.get(k(queue_name, "id")) == b"2", "an add ran twice"
+    assert (first.id, second.id) == ("1", "2")
+    async with worker(queue_name, redis_url, Holder(), concurrency=4):
+        await await_until(lambda: redis_client.zcard(k(queue_name, "completed")) == 2,
+                          what="the first two jobs completed")
+        redis_client.script_flush()
+        more = [await call(anyq.add("more", {"n": i})) for i in range(8)]
+        await await_until(lambda: redis_client.zcard(k(queue_name, "completed")) == 10,
+                          what="every job completed after the flush")
+    assert redis_client.zcard(k(queue_name, "failed")) == 0
+    assert {j.id for j in more} == {str(i) for i in range(3, 11)}
+
+
 async def test_queue_context_managers_and_names(redis_url: str, queue_name: str) -> None:
     with Queue(queue_name, connection=redis_url) as q:
         assert q.name == queue_name
