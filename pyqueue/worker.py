@@ -891,6 +891,9 @@ class Worker:
             if isinstance(reply, Exception):
                 raise reply
             result = self._decode_finish(reply, fetch)
+        except asyncio.CancelledError:  # no slot may wait forever
+            self._fail_finishes(batch, RedisConnectionError("the finish call was cancelled"))
+            return
         except Exception as exc:
             error = translate(exc) if isinstance(exc, rexc.RedisError) else exc
             self._fail_finishes(batch, error)
