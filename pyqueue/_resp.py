@@ -243,8 +243,9 @@ class PipelinedConnection:
             futures.append(future)
             self._buffer.append(encode_command(command))
         if idle and protocol.transport is not None and not protocol.transport.is_closing():
-            # Nothing else in flight (a lone producer): send now rather than one
-            # loop turn later. Concurrent callers still share one write below.
+            # Nothing else in flight (a lone producer), or the caller asked for
+            # it: send now rather than one loop turn later. Concurrent callers
+            # otherwise share one write at the end of the turn (below).
             data = b"".join(self._buffer)
             self._buffer.clear()
             protocol.transport.write(data)
