@@ -109,6 +109,16 @@ def needs_reconnect(exc: BaseException) -> bool:
     return False
 
 
+def raise_error_reply(reply: Any) -> Any:
+    """A reply taken from the connection directly (not through a plan runner),
+    treated as the runners treat it: an error reply is raised as pyqueue's
+    exception, except ``NoScriptError``, which is returned (the script did
+    not run; send it again through a plan, which reloads it)."""
+    if isinstance(reply, rexc.RedisError) and not _is_noscript(reply):
+        raise translate(reply) from reply
+    return reply
+
+
 def _is_noscript(reply: Any) -> bool:
     return isinstance(reply, rexc.NoScriptError)
 

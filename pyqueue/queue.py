@@ -16,7 +16,7 @@ import redis.exceptions as rexc
 
 from . import _ops, _schedule
 from ._keys import QueueKeys, validate_prefix, validate_queue_name
-from ._plan import Plan, cmd, run_async, run_sync, single, translate
+from ._plan import Plan, cmd, raise_error_reply, run_async, run_sync, single, translate
 from ._resp import PipelinedConnection, SyncConnection, options_from
 from .connection import SOCKET_TIMEOUT, async_client, sync_client
 from .errors import InvalidJobOptionsError
@@ -472,14 +472,10 @@ class AsyncQueue:
             if sent is not None:
                 try:
                     reply = await sent
-                except rexc.RedisError as exc:
+                except rexc.RedisError as exc:  # the connection failed
                     raise translate(exc) from exc
+                reply = raise_error_reply(reply)
                 if not isinstance(reply, rexc.NoScriptError):  # else not run: use the plan
-                    if isinstance(reply, Exception):
-                        error = translate(reply)
-                        if error is reply:
-                            raise reply
-                        raise error from reply
                     job_id, status = str(reply[0]), int(reply[1])
                     if status == 1:
                         return core.new_job(encoded, job_id, now, self._binding)

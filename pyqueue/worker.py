@@ -43,7 +43,15 @@ from . import _ops, _schedule
 from . import _scripts as S
 from . import backoff as _backoff
 from ._keys import QueueKeys, validate_prefix, validate_queue_name
-from ._plan import Command, Plan, needs_reconnect, run_async, run_sync, translate
+from ._plan import (
+    Command,
+    Plan,
+    needs_reconnect,
+    raise_error_reply,
+    run_async,
+    run_sync,
+    translate,
+)
 from ._procpool import ProcessorError, ProcessPool, connection_settings, import_path
 from ._resp import PipelinedConnection, options_from
 from .connection import SOCKET_TIMEOUT, async_client, blocking_async_client, sync_twin
@@ -73,6 +81,9 @@ logger = logging.getLogger("pyqueue.worker")
 
 Processor = Callable[[Job], Any]
 NextJob = tuple[str, str, dict[str, str]] | None
+#: Finishes waiting for their script call: (item sent to moveToFinished,
+#: future of (code, next job) for the slot that finished it).
+Finishes = list[tuple[dict[str, Any], Future[tuple[int, NextJob]]]]
 EVENTS = ("active", "progress", "completed", "failed", "stalled", "error", "drained",
           "closed", "lock_lost")
 STACKTRACE_LIMIT = 10
@@ -216,7 +227,7 @@ class Worker:
         self._tokens_lock = threading.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._current: dict[str, tuple[Job, asyncio.Task[Any]]] = {}
-        self._finishes: list[tuple[dict[str, Any], asyncio.Future[tuple[int, NextJob]]]] = []
+        self._finishes: Finishes = []
         self._finish_scheduled = False
         #: Finishes per script call: a chunk is sent as soon as it is full, so
         #: a few are in flight at once (see _flush_finishes).
@@ -873,43 +884,36 @@ class Worker:
                 return
         self._finish_in_task(batch)
 
-    def _finish_in_task(self, batch: list[tuple[dict[str, Any], Future[tuple[int, NextJob]]]],
-                        ) -> None:
+    def _finish_in_task(self, batch: Finishes) -> None:
         """The general path: run the finish plan (clock sync, connecting,
         reloading a flushed script) in a task."""
         task = asyncio.ensure_future(self._send_finishes(batch))
         self._senders.add(task)
         task.add_done_callback(self._senders.discard)
 
-    def _finish_replied(self, batch: list[tuple[dict[str, Any], Future[tuple[int, NextJob]]]],
-                        fetch: bool, sent: Future[Any]) -> None:
+    def _finish_replied(self, batch: Finishes, fetch: bool, sent: Future[Any]) -> None:
         try:
-            reply = sent.result()
+            reply = raise_error_reply(sent.result())
             if isinstance(reply, rexc.NoScriptError):  # not run: the plan reloads it
                 self._finish_in_task(batch)
                 return
-            if isinstance(reply, Exception):
-                raise reply
             result = self._decode_finish(reply, fetch)
         except asyncio.CancelledError:  # no slot may wait forever
             self._fail_finishes(batch, RedisConnectionError("the finish call was cancelled"))
             return
-        except Exception as exc:
+        except Exception as exc:  # the connection failed, or an error reply
             error = translate(exc) if isinstance(exc, rexc.RedisError) else exc
             self._fail_finishes(batch, error)
             return
         self._hand_out(batch, result)
 
     @staticmethod
-    def _fail_finishes(batch: list[tuple[dict[str, Any], Future[tuple[int, NextJob]]]],
-                       exc: BaseException) -> None:
+    def _fail_finishes(batch: Finishes, exc: BaseException) -> None:
         for _, future in batch:
             if not future.done():
                 future.set_exception(exc)
 
-    async def _send_finishes(
-            self, batch: list[tuple[dict[str, Any], Future[tuple[int, NextJob]]]],
-    ) -> None:
+    async def _send_finishes(self, batch: Finishes) -> None:
         """One script call for a batch of finishes, and as many next jobs."""
         try:
             result = await self._run(self._finish_plan([item for item, _ in batch]))
@@ -918,8 +922,7 @@ class Worker:
             return
         self._hand_out(batch, result)
 
-    def _hand_out(self, batch: list[tuple[dict[str, Any], Future[tuple[int, NextJob]]]],
-                  result: tuple[list[int], Any]) -> None:
+    def _hand_out(self, batch: Finishes, result: tuple[list[int], Any]) -> None:
         """Give each finishing slot its outcome and its next job."""
         codes, fetched = result
         jobs = list(fetched[2]) if fetched is not None else []
