@@ -11,13 +11,29 @@ with ``XREAD BLOCK`` on a connection of its own::
 Reading starts at new events (``last_event_id="$"``); pass ``"0"`` to read
 the retained history, or the ``id`` of the last event you handled to resume
 after a restart without missing or repeating anything.
+
+Failures: the first contact with Redis (``start()``, ``async with``, or the
+first iteration) raises :class:`RedisConnectionError` when Redis does not
+answer within ``socket_timeout``. After that the reader never dies of a
+dropped or hung connection: it logs a rate-limited warning, reconnects with
+a bounded exponential backoff and resumes after the last event it handed
+out, so no event is skipped or repeated.
+
+Gaps: the stream is capped, so a reader that falls further behind than the
+cap loses events. Every read is pipelined behind an ``XINFO STREAM`` (one
+round trip, and Redis runs both back to back), which tells whether entries
+after the last handled id were trimmed; if so the reader yields a ``gap``
+event before the next events and logs a warning.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
+import random
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,19 +44,36 @@ from . import _scripts as S
 from ._keys import QueueKeys, validate_prefix, validate_queue_name
 from ._ops import decode_json
 from ._plan import translate
-from .connection import async_client, blocking_async_client
-from .errors import RedisConnectionError
+from .connection import async_client, blocking_async_client, mask_url
+from .errors import ConfigurationError, RedisConnectionError
 
 logger = logging.getLogger("pyqueue.events")
 
 _JSON_FIELDS = {"returnvalue", "data"}
+
+#: Entries fetched per read.
+BATCH = 100
+#: Reconnect backoff: first pause and cap, in seconds (each pause is jittered
+#: down to half its value).
+BACKOFF_MIN = 0.1
+BACKOFF_MAX = 5.0
+#: At most one connection warning per this many seconds.
+WARN_INTERVAL = 5.0
+
+#: The name of the event a reader yields when it fell behind the stream's cap.
+GAP = "gap"
 
 
 @dataclass(frozen=True)
 class Event:
     """One event: ``name`` (added, waiting, active, progress, completed, failed, ...),
     ``job_id`` (``None`` for queue-wide events), the other fields in ``data``
-    (``returnvalue`` and progress ``data`` decoded from JSON), and the stream ``id``."""
+    (``returnvalue`` and progress ``data`` decoded from JSON), and the stream ``id``.
+
+    A ``gap`` event (written by no one: the reader reports with it that trimmed
+    events were lost) has ``job_id=None``, ``data={"missed_after": id,
+    "resumed_at": id, "approx_missed": int | None}`` and as ``id`` the
+    ``missed_after`` id, so persisting it as a resume point changes nothing."""
 
     name: str
     job_id: str | None
@@ -59,23 +92,92 @@ def parse_entry(entry_id: Any, fields: Any) -> Event:
     return Event(name, job_id, data, S.text(entry_id))
 
 
+def _stream_id(value: str) -> tuple[int, int]:
+    ms, _, seq = value.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _is_after(a: str, b: str) -> bool:
+    """Whether stream id ``a`` is greater than ``b``."""
+    return _stream_id(a) > _stream_id(b)
+
+
+def describe_client(client: redis.asyncio.Redis) -> str:
+    """Where ``client`` points, as a URL without its password."""
+    kwargs = client.connection_pool.connection_kwargs
+    db = kwargs.get("db", 0)
+    if kwargs.get("path"):
+        url = f"unix://{kwargs['path']}?db={db}"
+    else:
+        scheme = "rediss" if "SSL" in client.connection_pool.connection_class.__name__ \
+            else "redis"
+        user = kwargs.get("username") or ""
+        auth = f"{user}:***@" if kwargs.get("password") else (f"{user}@" if user else "")
+        url = f"{scheme}://{auth}{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{db}"
+    return mask_url(url)
+
+
+def _entries(reply: Any) -> list[Event]:
+    events: list[Event] = []
+    streams = reply.items() if isinstance(reply, dict) else (reply or [])
+    for item in streams:
+        entries = item[1]
+        if isinstance(entries, list) and entries and isinstance(entries[0], list) \
+                and len(entries) == 1 and isinstance(entries[0][0], list):
+            entries = entries[0]
+        events.extend(parse_entry(entry_id, fields) for entry_id, fields in entries)
+    return events
+
+
+def _info(reply: Any) -> dict[str, Any] | None:
+    """``XINFO STREAM`` as a dict with text keys (values as received), or
+    ``None`` (no stream yet: an error reply)."""
+    if isinstance(reply, dict):
+        return {S.text(k): v for k, v in reply.items()}
+    if isinstance(reply, list):
+        return {S.text(k): v for k, v in zip(reply[::2], reply[1::2], strict=True)}
+    return None
+
+
 class QueueEvents:
     """Follows a queue's events stream. Iterate it, or register callbacks with
-    :meth:`on` and ``await run()``/``start()``."""
+    :meth:`on` and ``await run()``/``start()``.
+
+    ``block_ms`` is how long one ``XREAD`` waits for new events;
+    ``socket_timeout`` (seconds) bounds the other calls and how long past
+    ``block_ms`` a read may take before the connection counts as dead and is
+    replaced."""
 
     def __init__(self, name: str, *, connection: str | redis.asyncio.Redis | None = None,
                  prefix: str = "bull", last_event_id: str = "$",
-                 block_ms: int = 5000) -> None:
+                 block_ms: int = 5000, socket_timeout: float = 5.0) -> None:
+        if isinstance(block_ms, bool) or not isinstance(block_ms, int) or block_ms <= 0:
+            raise ConfigurationError(f"block_ms must be a positive int, got {block_ms!r}")
+        if isinstance(socket_timeout, bool) or not isinstance(socket_timeout, int | float) \
+                or not socket_timeout > 0:
+            raise ConfigurationError(
+                f"socket_timeout must be a positive number of seconds, got {socket_timeout!r}")
+        if not isinstance(last_event_id, str) or not last_event_id:
+            raise ConfigurationError(
+                f"last_event_id must be '$', '0' or a stream id, got {last_event_id!r}")
         self.keys = QueueKeys(validate_prefix(prefix), validate_queue_name(name))
         self.name = name
         self.client, self._owns_client = async_client(connection)
+        self._where = describe_client(self.client)
         self._reader: redis.asyncio.Redis | None = None
-        self.last_event_id = last_event_id
+        self.last_event_id = "0-0" if last_event_id == "0" else last_event_id
         self.block_ms = block_ms
+        self.socket_timeout = float(socket_timeout)
+        # How many entries were ever added to the stream up to and including
+        # ``last_event_id`` (None: not known), to count the events of a gap.
+        self._index: int | None = None
+        self._started = False
         self._listeners: dict[str, list[Callable[..., Any]]] = {}
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._closing = asyncio.Event()
         self._pending: set[asyncio.Future[Any]] = set()
+        self._warned_at = -1e9
 
     def on(self, name: str, callback: Callable[[Event], Any]) -> QueueEvents:
         """Call ``callback(event)`` for events named ``name`` (``"*"`` for all)."""
@@ -83,47 +185,168 @@ class QueueEvents:
         return self
 
     async def __aiter__(self) -> AsyncIterator[Event]:
+        await self._resolve_start()
         while not self._closed:
-            for event in await self._read():
+            for event in await self._next_batch():
                 # The cursor moves past an event only once it is handed out, so
                 # resuming from ``last_event_id`` after a break loses nothing.
                 self.last_event_id = event.id
                 yield event
 
-    async def _resolve_start(self) -> None:
-        """Pin ``"$"`` to the newest event id now, so later events are not missed."""
+    # -- connection
+
+    def _reader_client(self) -> redis.asyncio.Redis:
         if self._reader is None:
-            self._reader = blocking_async_client(self.client)
-        if self.last_event_id == "$":
-            try:
-                head = await self._reader.xrevrange(self.keys.events, count=1)
-            except Exception as exc:
+            reader = blocking_async_client(self.client)
+            # One read timeout serves both: a non-blocking call answers well
+            # within it, and XREAD BLOCK returns by ``block_ms`` at the latest.
+            # Past it the link is dead and redis-py drops the connection.
+            kwargs = reader.connection_pool.connection_kwargs
+            kwargs["socket_timeout"] = self.block_ms / 1000 + self.socket_timeout
+            if kwargs.get("socket_connect_timeout") is None:
+                kwargs["socket_connect_timeout"] = self.socket_timeout
+            self._reader = reader
+        return self._reader
+
+    async def _drop_connection(self) -> None:
+        if self._reader is not None:
+            with contextlib.suppress(Exception):
+                await self._reader.connection_pool.disconnect()
+
+    async def _resolve_start(self) -> None:
+        """First contact: pin ``"$"`` to the newest event id now (so later events
+        are not missed). Raises :class:`RedisConnectionError` when Redis does not
+        answer within ``socket_timeout``."""
+        if self._started:
+            return
+        reader = self._reader_client()
+        try:
+            reply = await asyncio.wait_for(
+                reader.xinfo_stream(self.keys.events),
+                self.socket_timeout)
+        except redis.exceptions.ResponseError as exc:
+            if "no such key" not in str(exc):
                 raise translate(exc) from exc
-            self.last_event_id = S.text(head[0][0]) if head else "0-0"
+            reply = None
+        except asyncio.TimeoutError:
+            await self._drop_connection()
+            raise RedisConnectionError(
+                f"QueueEvents {self.name}: no answer from {self._where} within "
+                f"{self.socket_timeout}s") from None
+        except Exception as exc:
+            await self._drop_connection()
+            raise translate(exc) from exc
+        info = _info(reply)
+        if self.last_event_id == "$":
+            if info is None:
+                self.last_event_id, self._index = "0-0", 0
+            else:
+                self.last_event_id = S.text(info["last-generated-id"])
+                added = info.get("entries-added")
+                self._index = int(added) if added is not None else None
+        self._started = True
+
+    # -- reading
+
+    async def _next_batch(self) -> list[Event]:
+        """The next events, reconnecting (with backoff) for as long as it takes."""
+        failures = 0
+        while not self._closed:
+            try:
+                events = await self._read()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the reader must never die: report, back off, go on
+                if self._closed:
+                    break
+                failures += 1
+                self._warn(failures, exc)
+                await self._drop_connection()
+                pause = min(BACKOFF_MIN * 2 ** (failures - 1), BACKOFF_MAX)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(),
+                                           pause * random.uniform(0.5, 1.0))
+                continue
+            if failures:
+                logger.info("QueueEvents %s: reading %s again after %d failed attempts",
+                               self.name, self._where, failures)
+            return events
+        return []
+
+    def _warn(self, failures: int, exc: BaseException) -> None:
+        now = time.monotonic()
+        if now - self._warned_at < WARN_INTERVAL:
+            return
+        self._warned_at = now
+        logger.warning(
+            "QueueEvents %s: reading the events stream at %s failed (attempt %d): %s: %s; "
+            "reconnecting and resuming after event %s", self.name, self._where, failures,
+            type(exc).__name__, _masked(exc), self.last_event_id)
 
     async def _read(self) -> list[Event]:
-        await self._resolve_start()
-        assert self._reader is not None
+        prev = self.last_event_id
+        pipe = self._reader_client().pipeline(transaction=False)
+        pipe.xinfo_stream(self.keys.events)
+        pipe.xread({self.keys.events: prev}, count=BATCH, block=self.block_ms)
         try:
-            # No read timeout on this connection (it blocks on purpose); a hung
-            # one is cancelled past the block time plus a margin.
-            reply = await asyncio.wait_for(
-                self._reader.xread({self.keys.events: self.last_event_id}, count=100,
-                                   block=self.block_ms),
-                self.block_ms / 1000 + 5)
-        except asyncio.TimeoutError as exc:
-            raise RedisConnectionError("events stream read hung past its block time") from exc
+            info_reply, reply = await pipe.execute(raise_on_error=False)
         except Exception as exc:
             raise translate(exc) from exc
-        events: list[Event] = []
-        streams = reply.items() if isinstance(reply, dict) else (reply or [])
-        for item in streams:
-            entries = item[1]
-            if isinstance(entries, list) and entries and isinstance(entries[0], list) \
-                    and len(entries) == 1 and isinstance(entries[0][0], list):
-                entries = entries[0]
-            events.extend(parse_entry(entry_id, fields) for entry_id, fields in entries)
-        return events
+        if isinstance(reply, Exception):
+            raise translate(reply) from reply
+        info = _info(info_reply)
+        events = _entries(reply)
+        gap = self._gap(prev, info, events)
+        self._count(prev, info, events, gap is not None)
+        return [gap, *events] if gap is not None else events
+
+    def _gap(self, prev: str, info: dict[str, Any] | None,
+             events: list[Event]) -> Event | None:
+        """A ``gap`` event when entries after ``prev`` were trimmed unread.
+
+        ``info`` was taken just before the read, with nothing in between: when
+        entries were there to read, ``XREAD`` returned at once after it. The
+        count is exact when the reader knows the position of ``prev`` in the
+        stream (it started at ``"$"`` or ``"0"``, or has caught up once)."""
+        if info is None or (prev == "0-0" and self._index != 0):
+            return None  # reading "everything retained": nothing to miss
+        first = info.get("first-entry")
+        first_id = S.text(first[0]) if isinstance(first, list | tuple) and first else None
+        missed: int | None = None
+        added = info.get("entries-added")  # Redis >= 7
+        if added is not None and self._index is not None:
+            # Entries ever added, minus those still there, minus those up to ours.
+            missed = int(added) - int(info.get("length", 0)) - self._index
+        # The oldest entry is past ours: trimmed up to it. Without a count, a
+        # trim that ended exactly at our entry is reported too.
+        if first_id is None or not _is_after(first_id, prev) \
+                or (missed is not None and missed <= 0):
+            return None
+        approx = missed if missed is not None and missed > 0 else None
+        resumed_at = events[0].id if events else first_id
+        logger.warning(
+            "QueueEvents %s: fell behind the capped events stream: %s events after %s were "
+            "trimmed before they were read (resuming at %s); raise the cap "
+            "(opts.maxLenEvents, see docs/events.md) or read faster", self.name,
+            approx if approx is not None else "some", prev, resumed_at)
+        return Event(GAP, None, {"missed_after": prev, "resumed_at": resumed_at,
+                                 "approx_missed": approx}, prev)
+
+    def _count(self, prev: str, info: dict[str, Any] | None, events: list[Event],
+               gap: bool) -> None:
+        """Keep ``_index`` (entries ever added up to the last event read)."""
+        info = info or {}
+        added = info.get("entries-added")
+        if added is not None and events and \
+                events[-1].id == S.text(info.get("last-generated-id", b"")):
+            self._index = int(added)  # read up to the end: exact
+        elif added is not None and events and (gap or (prev == "0-0" and self._index is None)):
+            # Read from the oldest retained entry on.
+            self._index = int(added) - int(info.get("length", 0)) + len(events)
+        elif self._index is not None:
+            self._index += len(events)
+
+    # -- callbacks
 
     def _dispatch(self, event: Event) -> None:
         for callback in self._listeners.get(event.name, []) + self._listeners.get("*", []):
@@ -144,14 +367,22 @@ class QueueEvents:
 
     async def start(self) -> None:
         """Run the dispatcher in the background (events from now on, or from
-        ``last_event_id``)."""
+        ``last_event_id``). Raises :class:`RedisConnectionError` if Redis does
+        not answer the first call; later failures are retried."""
         if self._task is None:
             await self._resolve_start()
             self._task = asyncio.create_task(self.run())
+            self._task.add_done_callback(self._run_ended)
+
+    def _run_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("QueueEvents %s: the dispatcher stopped", self.name,
+                         exc_info=task.exception())
 
     async def close(self) -> None:
         """Stop reading and release connections."""
         self._closed = True
+        self._closing.set()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -166,3 +397,8 @@ class QueueEvents:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+def _masked(exc: BaseException) -> str:
+    """An exception's text with any URL password masked."""
+    return mask_url(str(exc))
