@@ -3,7 +3,7 @@
 ``connection=`` accepts a URL (``redis://``, ``rediss://``, ``unix://``), a
 ready ``redis.Redis`` / ``redis.asyncio.Redis`` client, or ``None``, which
 means ``$PYQUEUE_REDIS_URL``, else ``$REDIS_URL``, else the embedded server
-(:func:`pyqueue._server.embedded_url`).
+(:func:`pyqueue._embedded.embedded_url`).
 
 Clients that pyqueue creates from a URL use raw bytes
 (``decode_responses=False``), TCP keepalive (not for ``unix://``), a 5 s
@@ -141,7 +141,7 @@ def resolve_url(connection: str | None) -> str:
             value = os.environ.get(var)
             if value:
                 return _validate_url(value, f"${var}")
-        from ._server import embedded_url
+        from ._embedded import embedded_url
 
         return embedded_url()
     if not isinstance(connection, str):

@@ -16,7 +16,7 @@ from uuid import uuid4
 import pytest
 import redis
 
-from pyqueue._server import RedisServer
+from pyqueue.testing import RedisServer
 
 TEST_URL_ENV = "PYQUEUE_TEST_REDIS_URL"
 

