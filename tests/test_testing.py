@@ -148,3 +148,14 @@ def test_plugin_can_be_turned_off(tmp_path: Path) -> None:
     result = run_user_suite(tmp_path, "-p", "no:pyqueue")
     assert result.returncode != 0
     assert "fixture 'pyqueue_queue' not found" in result.stdout
+
+
+@pytest.mark.parametrize("autoload", [True, False])
+def test_plugin_loads_with_dash_p_pyqueue_testing(tmp_path: Path, autoload: bool) -> None:
+    """``pytest -p pyqueue.testing`` gives the fixtures with plugin autoloading
+    off, and does not clash with the entry point when it is on."""
+    extra = {} if autoload else {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    args = ["-p", "pyqueue.testing"] + ([] if autoload else ["-p", "pytest_asyncio.plugin"])
+    result = run_user_suite(tmp_path, *args, env_extra=extra)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout

@@ -13,7 +13,9 @@
 * A pytest plugin, :mod:`pyqueue.testing.plugin`, registered automatically
   when pyqueue is installed (``pytest11`` entry point), with the fixtures
   ``pyqueue_redis_url`` (session), ``pyqueue_queue`` and
-  ``pyqueue_async_queue``. Importing this package does not import pytest.
+  ``pyqueue_async_queue``. ``pytest -p pyqueue.testing`` loads it too (for
+  runs with plugin autoloading disabled). Importing this package does not
+  import pytest.
 
 ``run_until_idle`` (run a real worker until the queue is idle) is not here
 yet: it needs ``Worker.run(burst=True)``.
@@ -21,6 +23,18 @@ yet: it needs ``Worker.run(burst=True)``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from .server import RedisServer
 
 __all__ = ["RedisServer"]
+
+
+def pytest_configure(config: Any) -> None:
+    """Called only when this package is loaded as a pytest plugin (``-p
+    pyqueue.testing``): register the fixtures' plugin unless the entry point
+    already did."""
+    from . import plugin
+
+    if not config.pluginmanager.is_registered(plugin):
+        config.pluginmanager.register(plugin)
