@@ -33,6 +33,7 @@ import contextlib
 import inspect
 import logging
 import random
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -59,6 +60,8 @@ BACKOFF_MIN = 0.1
 BACKOFF_MAX = 5.0
 #: At most one connection warning per this many seconds.
 WARN_INTERVAL = 5.0
+
+_STREAM_ID = re.compile(r"[0-9]{1,20}(-[0-9]{1,20})?")
 
 #: The name of the event a reader yields when it fell behind the stream's cap.
 GAP = "gap"
@@ -157,7 +160,8 @@ class QueueEvents:
                 or not socket_timeout > 0:
             raise ConfigurationError(
                 f"socket_timeout must be a positive number of seconds, got {socket_timeout!r}")
-        if not isinstance(last_event_id, str) or not last_event_id:
+        if not isinstance(last_event_id, str) or not (
+                last_event_id == "$" or _STREAM_ID.fullmatch(last_event_id)):
             raise ConfigurationError(
                 f"last_event_id must be '$', '0' or a stream id, got {last_event_id!r}")
         self.keys = QueueKeys(validate_prefix(prefix), validate_queue_name(name))

@@ -171,7 +171,8 @@ async def test_a_hung_link_is_detected_and_replaced(fresh_redis: RedisServer,
 
 @pytest.mark.parametrize("kwargs", [{"block_ms": 0}, {"block_ms": -1}, {"block_ms": 1.5},
                                     {"socket_timeout": 0}, {"socket_timeout": "1"},
-                                    {"last_event_id": ""}])
+                                    {"last_event_id": ""}, {"last_event_id": "abc"},
+                                    {"last_event_id": "1-x"}, {"last_event_id": 5}])
 def test_bad_settings_raise_a_typed_error(kwargs: dict[str, Any], redis_url: str) -> None:
     with pytest.raises(ConfigurationError):
         QueueEvents("q", connection=redis_url, **kwargs)
