@@ -105,7 +105,7 @@ def _is_after(a: str, b: str) -> bool:
     return _stream_id(a) > _stream_id(b)
 
 
-def describe_client(client: redis.asyncio.Redis) -> str:
+def _describe_client(client: redis.asyncio.Redis) -> str:
     """Where ``client`` points, as a URL without its password."""
     kwargs = client.connection_pool.connection_kwargs
     db = kwargs.get("db", 0)
@@ -167,7 +167,7 @@ class QueueEvents:
         self.keys = QueueKeys(validate_prefix(prefix), validate_queue_name(name))
         self.name = name
         self.client, self._owns_client = async_client(connection)
-        self._where = describe_client(self.client)
+        self._where = _describe_client(self.client)
         self._reader: redis.asyncio.Redis | None = None
         self.last_event_id = "0-0" if last_event_id == "0" else last_event_id
         self.block_ms = block_ms
