@@ -135,3 +135,35 @@ def _read_until(proc: subprocess.Popen[str], text: str) -> str:
             raise AssertionError(f"never printed {text!r}; got:\n{seen.decode()}")
         seen += chunk
     return seen.decode()
+
+
+#: Example scripts that say how to run them with $REDIS_URL (the others are
+#: modules for `pyqueue worker` or an app server, imported below instead).
+EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.py")
+                  if "Run:  REDIS_URL=" in p.read_text())
+MODULES = ["worker_module", "email_worker"]
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_example_runs(example: str, redis_url: str, tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / example)], cwd=ROOT,
+                          env=_env(redis_url, tmp_path / "home"), capture_output=True,
+                          text=True, timeout=TIMEOUT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_worker_example_module_imports(module: str, redis_url: str, tmp_path: Path) -> None:
+    code = f"import examples.{module} as m; print(type(m.worker).__name__)"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT,
+                          env=_env(redis_url, tmp_path / "home"), capture_output=True,
+                          text=True, timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("Worker")
+
+
+def test_examples_are_all_covered() -> None:
+    names = {p.stem for p in (ROOT / "examples").glob("*.py")} - {"__init__"}
+    assert names - {e.removesuffix(".py") for e in EXAMPLES} - set(MODULES) == {
+        "email_fastapi_app"}  # needs fastapi, which pyqueue does not depend on
