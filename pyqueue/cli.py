@@ -10,6 +10,7 @@
     pyqueue health QUEUE               are the queue's workers consuming? (exit 0/1)
     pyqueue email suppress|dlq ...     the email worker's suppression list and dead letters
     pyqueue embedded [--stop]          the embedded Redis server's URL (or stop it)
+    pyqueue bench [ARGS]               the benchmarks of a source checkout
 
 Every command takes ``--redis URL`` (default: ``$PYQUEUE_REDIS_URL``,
 ``$REDIS_URL``, else the embedded server) and ``--prefix``. Exit status: 0
@@ -130,7 +131,8 @@ def _load_target(spec: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name is None or not module_name.startswith(exc.name):
+        missing = exc.name or ""
+        if missing != module_name and not module_name.startswith(missing + "."):
             raise  # the module exists but imports something missing: show where
         raise UsageError(f"cannot import {module_name!r}: no module named {exc.name!r} "
                          "(run from the directory that holds it, or install it)") from None

@@ -98,3 +98,13 @@ def test_worker_module_with_a_broken_import_shows_where(redis_url: str,
                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert done.returncode != 0
     assert "nosuch_dependency_xyz" in done.stderr and "broken_app.py" in done.stderr
+
+
+def test_worker_module_importing_a_missing_module_with_a_similar_name_shows_where(
+        redis_url: str, tmp_path: Path) -> None:
+    (tmp_path / "appmod.py").write_text("import app\n")  # "appmod" starts with "app"
+    done = subprocess.run([sys.executable, "-m", "pyqueue.cli", "worker", "appmod:w",
+                           "--queue", "q", "--redis", redis_url],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode != 0
+    assert "appmod.py" in done.stderr, done.stderr
