@@ -108,3 +108,16 @@ def test_worker_module_importing_a_missing_module_with_a_similar_name_shows_wher
                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert done.returncode != 0
     assert "appmod.py" in done.stderr, done.stderr
+
+
+def test_read_only_commands_leave_a_bullmq_queue_untouched(
+        redis_url: str, redis_client: redis.Redis, queue_name: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    meta = f"bull:{queue_name}:meta"
+    redis_client.hset(meta, mapping={"opts.maxLenEvents": 10000, "version": "bullmq:6.7.0"})
+    before = {k: redis_client.dump(k) for k in _keys(redis_client, queue_name)}
+    for argv in (["info", queue_name], ["info"], ["jobs", queue_name, "failed"],
+                 ["jobs", queue_name, "waiting", "--json"], ["health", queue_name]):
+        run([*argv, "--redis", redis_url])
+    capsys.readouterr()
+    assert {k: redis_client.dump(k) for k in _keys(redis_client, queue_name)} == before
