@@ -386,6 +386,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "dashboard":
             print("pyqueue dashboard: not available in this version", file=sys.stderr)
             return 2
+        target = None
+        if args.command == "worker" and args.processes <= 1:
+            logging.basicConfig(level=args.log_level.upper(),
+                                format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+            target = _load_target(args.target)  # a typo fails before any server starts
         url = resolve_url(args.redis)
         if args.command == "email":
             from .email.cli import run as run_email
@@ -396,9 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "worker" and args.processes > 1:
             return _run_processes(argv, args.processes)
         if args.command == "worker":
-            logging.basicConfig(level=args.log_level.upper(),
-                                format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-            worker = _worker_from(_load_target(args.target), args, url)
+            worker = _worker_from(target, args, url)
             print(f"pyqueue worker: queue {worker.name!r} on {mask_url(url)}, "
                   f"concurrency {worker.concurrency}; Ctrl-C to stop", file=sys.stderr)
             worker.run()

@@ -6,6 +6,7 @@ stderr checked), or in a subprocess where a traceback could leak.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -121,3 +122,19 @@ def test_read_only_commands_leave_a_bullmq_queue_untouched(
         run([*argv, "--redis", redis_url])
     capsys.readouterr()
     assert {k: redis_client.dump(k) for k in _keys(redis_client, queue_name)} == before
+
+
+def test_worker_typo_starts_no_embedded_server(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("REDIS_URL", "PYQUEUE_REDIS_URL")}
+    env["PYQUEUE_HOME"] = str(tmp_path / "home")
+    try:
+        done = subprocess.run([sys.executable, "-m", "pyqueue.cli", "worker", "nosuch_xyz:w",
+                               "--queue", "q"], capture_output=True, text=True, timeout=60,
+                              cwd=tmp_path, env=env)
+        assert done.returncode == 2, done.stderr
+        assert not (tmp_path / "home").exists()
+    finally:
+        if (tmp_path / "home").exists():  # the bug is back: stop what it started
+            subprocess.run([sys.executable, "-m", "pyqueue.cli", "embedded", "--stop"],
+                           env=env, timeout=60, check=False)
