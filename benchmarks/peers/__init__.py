@@ -63,7 +63,7 @@ PEERS: list[Peer] = [
         note="bullmq 6.7.0 + ioredis 5.11.1 (benchmarks/node/package.json)",
     ),
     Peer(
-        "pyqueue", "pyqueue", "python", module="pyqueue", dist="pyqueue",
+        "pyqueue", "pyqueue", "python", module="pyqueue", dist="pyqueue-redis",
         install="pip install -e .",
         rates={"add_single": 2000, "add_bulk": 5000, "c1": 2000, "c10": 2500, "c100": 4000},
         note="AsyncQueue producer; asyncio Worker with an async def processor",

@@ -1,7 +1,7 @@
 """``pyqueue.email``: the reference consumer, an email-sending worker.
 
-Install with ``pip install 'pyqueue[email]'`` (``aiosmtplib``,
-``email-validator``; ``pyqueue[templates]`` adds Jinja2).
+Install with ``pip install 'pyqueue-redis[email]'`` (``aiosmtplib``,
+``email-validator``; ``pyqueue-redis[templates]`` adds Jinja2).
 
 Produce with :func:`enqueue_email`, consume with :class:`EmailWorker`::
 

@@ -69,18 +69,27 @@ def _free_port() -> int:
         return port
 
 
-async def run_email_demo(url: str, out: TextIO, *,
-                         queue_name: str | None = None) -> dict[str, int]:
-    """Run the email demo against Redis at ``url``; returns counts: ``sent``
-    (messages the SMTP server accepted), ``completed``, ``failed``,
-    ``suppressed``, ``retried``, ``dead_lettered``, ``replayed``."""
+def _smtp_controller() -> Any:
+    """aiosmtpd's ``Controller`` class (a test SMTP server: the ``demo`` extra, not ``email``)."""
     try:
         from aiosmtpd.controller import Controller
-    except ImportError:  # pragma: no cover - aiosmtpd is a dev/demo dependency
-        raise ImportError("the email demo needs aiosmtpd: pip install aiosmtpd") from None
+    except ImportError:
+        raise ImportError("the email demo needs aiosmtpd (a local SMTP server): "
+                          "pip install 'pyqueue-redis[demo]'") from None
+    return Controller
 
+
+async def run_email_demo(url: str, out: TextIO, *, queue_name: str | None = None,
+                         start: float | None = None) -> dict[str, int]:
+    """Run the email demo against Redis at ``url``; returns counts: ``sent``
+    (messages the SMTP server accepted), ``completed``, ``failed``,
+    ``suppressed``, ``retried``, ``dead_lettered``, ``replayed``.
+
+    ``start`` is the ``time.monotonic()`` the narration's clock counts from
+    (default: now). Raises ImportError when aiosmtpd is not installed."""
+    Controller = _smtp_controller()
     name = queue_name or f"demo-email-{uuid.uuid4().hex[:6]}"
-    start = time.monotonic()
+    start = time.monotonic() if start is None else start
 
     def say(text: str) -> None:
         out.write(f"[{time.monotonic() - start:6.2f}s] {text}\n")

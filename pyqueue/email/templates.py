@@ -1,4 +1,4 @@
-"""Jinja2 templates for mail (optional: ``pip install 'pyqueue[templates]'``).
+"""Jinja2 templates for mail (optional: ``pip install 'pyqueue-redis[templates]'``).
 
 A template named ``otp`` has up to three parts: ``subject``, ``html`` and
 ``text``. Give them as files in a directory (``otp.subject.txt``,
@@ -26,7 +26,8 @@ def _jinja() -> Any:
     try:
         import jinja2
     except ImportError:  # pragma: no cover - exercised only without the extra
-        raise ImportError("mail templates need Jinja2: pip install 'pyqueue[templates]'") from None
+        raise ImportError("mail templates need Jinja2: "
+                          "pip install 'pyqueue-redis[templates]'") from None
     return jinja2
 
 
