@@ -13,6 +13,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.pyqueue-setup
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  # The distribution was called "pyqueue" before 0.2 (a name taken on PyPI):
+  # drop that old editable install so only pyqueue-redis owns the package.
+  if .venv/bin/python -m pip show --quiet pyqueue >/dev/null 2>&1; then
+    .venv/bin/python -m pip uninstall --quiet --yes pyqueue
+  fi
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev,embedded,bench]"
   touch "$stamp"
 fi
