@@ -222,6 +222,9 @@ class _Protocol(asyncio.Protocol):
         self.reader = hiredis.Reader(replyError=rexc.ResponseError, encoding="utf-8",
                                      errors="replace")
         self.transport: asyncio.Transport | None = None
+        #: Why the connection ended, when it said so (Redis's refusal, a peer
+        #: that is not Redis): the error for commands sent to it afterwards.
+        self.failure: RedisConnectionError | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -234,19 +237,21 @@ class _Protocol(asyncio.Protocol):
             try:
                 reply = self.reader.gets()
             except hiredis.ProtocolError as exc:
-                self.owner._abort(self, _not_redis(self.owner.options, exc))
+                self.failure = _not_redis(self.owner.options, exc)
+                self.owner._abort(self, self.failure)
                 return
             if reply is False:
                 return
-            if not waiters:  # pragma: no cover - the server sent more than asked
-                continue
-            future, _ = waiters.popleft()
             if isinstance(reply, rexc.ResponseError):
                 reply = _error(reply)
                 if isinstance(reply, rexc.MaxClientsReachedError):
-                    waiters.appendleft((future, 0.0))
-                    self.owner._abort(self, _refused(self.owner.options, reply))
+                    # Sent on accept, maybe before any command: the reason to give.
+                    self.failure = _refused(self.owner.options, reply)
+                    self.owner._abort(self, self.failure)
                     return
+            if not waiters:  # pragma: no cover - the server sent more than asked
+                continue
+            future, _ = waiters.popleft()
             if not future.done():
                 future.set_result(reply)
 
@@ -289,6 +294,8 @@ class PipelinedConnection:
         except OSError as exc:
             raise RedisConnectionError(
                 f"cannot connect to Redis at {opts.address}: {exc}") from exc
+        if protocol.failure is not None:  # refused at once (max clients)
+            raise protocol.failure
         handshake = _handshake(opts)
         if not handshake:
             return protocol
@@ -372,7 +379,7 @@ class PipelinedConnection:
         data = b"".join(self._buffer)
         self._buffer.clear()
         if protocol.transport is None or protocol.transport.is_closing():
-            self._fail(RedisConnectionError(
+            self._fail(protocol.failure or RedisConnectionError(
                 f"connection to Redis at {self.options.address} lost" + MAY_HAVE_BEEN_APPLIED))
             return
         protocol.transport.write(data)
@@ -431,10 +438,13 @@ class PipelinedConnection:
             self._fail(exc)
 
     def _lost(self, protocol: _Protocol, exc: Exception | None) -> None:
+        handshake = protocol is self._handshaking
         if not self._owns(protocol):
             return
         detail = f" ({exc})" if exc else " (closed by the server)"
         self._fail(RedisConnectionError(
+            f"connection to Redis at {self.options.address} lost during the handshake{detail}"
+            if handshake else
             f"connection to Redis at {self.options.address} lost{detail}"
             + MAY_HAVE_BEEN_APPLIED))
 
