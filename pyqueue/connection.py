@@ -7,7 +7,8 @@ means ``$PYQUEUE_REDIS_URL``, else ``$REDIS_URL``, else the embedded server
 
 Clients that pyqueue creates from a URL use raw bytes
 (``decode_responses=False``), TCP keepalive (not for ``unix://``), a 5 s
-connect timeout, a :data:`SOCKET_TIMEOUT` read timeout (so a hung connection
+connect timeout (pyqueue's own connections also bound their handshake,
+AUTH/SELECT/CLIENT SETNAME, by it), a :data:`SOCKET_TIMEOUT` read timeout (so a hung connection
 is noticed), a health check after 30 s idle, and no retry on timeout: pyqueue's own loops
 decide what to retry. Options in the URL's query string
 (``?socket_timeout=...``) override these. A ``rediss://`` URL verifies the
