@@ -1,0 +1,75 @@
+"""The worker's connections to Redis (four kinds, each for one purpose) and their reset after a
+failover.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+import redis.asyncio
+
+from .._plan import needs_reconnect
+from .._resp import PipelinedConnection, options_from
+from ..connection import SOCKET_TIMEOUT, blocking_async_client, sync_twin
+
+logger = logging.getLogger("pyqueue.worker")
+
+
+class Connections:
+    """What a running worker holds:
+
+    - ``client``: the redis-py asyncio client it was given (or made from the
+      URL): a pool for control commands (``rate_limit``, the eviction check,
+      close), job calls that block (``XREAD``), and the per-job commands when
+      the pipelined connection is off or not possible;
+    - ``fast``: one auto-pipelined connection shared by all slots for the
+      per-job commands (fetch, finish, progress, retry);
+    - ``blocking``: a client of its own for ``BZPOPMIN`` on the queue's
+      marker (a blocked connection cannot carry anything else);
+    - ``sync``: a redis-py sync client for the maintenance thread (lock
+      renewal, stalled check, cancellations, heartbeat) and for the job calls
+      of ``def`` processors in threads.
+    """
+
+    def __init__(self, client: redis.asyncio.Redis, owns_client: bool) -> None:
+        self.client = client
+        self.owns_client = owns_client
+        self.blocking: redis.asyncio.Redis | None = None
+        self.fast: PipelinedConnection | None = None
+        self.sync: redis.Redis | None = None
+
+    def open(self, client_name: str, pipelined: bool) -> redis.Redis:
+        """Create the worker's own connections (they connect on first use);
+        returns the sync client."""
+        self.blocking = blocking_async_client(self.client, client_name=client_name)
+        options = options_from(self.client) if pipelined else None
+        if options is not None:
+            self.fast = PipelinedConnection(options, timeout=SOCKET_TIMEOUT)
+        self.sync = sync_twin(self.client)
+        return self.sync
+
+    async def reset_if_failover(self, name: str, exc: BaseException) -> None:
+        """After a failover the old primary answers READONLY (or unblocks us with
+        UNBLOCKED): drop every connection so the next command reaches the new one."""
+        if not needs_reconnect(exc):
+            return
+        logger.warning("worker %s: Redis is no longer a writable primary; reconnecting", name)
+        if self.fast is not None:
+            await self.fast.reset()
+        for client in (self.client, self.blocking):
+            if client is not None:
+                await client.connection_pool.disconnect()
+        if self.sync is not None:
+            self.sync.connection_pool.disconnect()
+
+    async def close(self) -> None:
+        """Close the worker's own connections (and the client if it made it)."""
+        if self.blocking is not None:
+            await self.blocking.aclose()
+        if self.fast is not None:
+            await self.fast.aclose()
+        if self.sync is not None:
+            self.sync.close()
+        if self.owns_client:
+            await self.client.aclose()
