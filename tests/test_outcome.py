@@ -130,3 +130,21 @@ def test_registered_strategy_wins_over_the_workers() -> None:
     register_backoff_strategy("outcome-test-linear", lambda made, exc, job: made)
     job = FakeJob(attempts_made=1, attempts=3, opts={"backoff": {"type": "outcome-test-linear"}})
     assert decide(job, ValueError("x"), strategy=lambda *a: 100).delay_ms == 2000
+
+
+def test_exception_chains_are_walked_once_even_when_they_loop() -> None:
+    import redis.exceptions as rexc
+
+    from pyqueue.worker._connections import chain, is_failover
+
+    first = ValueError("a")
+    second = rexc.ResponseError("WRONGTYPE wrong kind of value")
+    first.__cause__ = second
+    second.__cause__ = first  # a loop, as `raise translate(e) from e` can make
+    second.__context__ = second
+    assert chain(first) == [first, second]
+    assert is_failover(first) is False
+    readonly = rexc.ResponseError("READONLY You can't write against a read only replica.")
+    readonly.__context__ = first
+    first.__context__ = readonly
+    assert is_failover(first) is True

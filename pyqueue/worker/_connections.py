@@ -8,12 +8,40 @@ import logging
 
 import redis
 import redis.asyncio
+import redis.exceptions as rexc
 
-from .._plan import needs_reconnect
 from .._resp import PipelinedConnection, options_from
 from ..connection import SOCKET_TIMEOUT, blocking_async_client, sync_twin
 
 logger = logging.getLogger("pyqueue.worker")
+
+
+def chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from or during (``__cause__``,
+    ``__context__``), each once: a chain may loop back on itself."""
+    seen: set[int] = set()
+    out: list[BaseException] = []
+    todo: list[BaseException] = [exc]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        out.append(current)
+        todo.extend(e for e in (current.__context__, current.__cause__) if e is not None)
+    return out
+
+
+def is_failover(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception in its chain) says the server stopped being
+    a writable primary (READONLY, UNBLOCKED): the connections must be dropped."""
+    for link in chain(exc):
+        if isinstance(link, rexc.ReadOnlyError):
+            return True
+        if isinstance(link, rexc.ResponseError) and (
+                "READONLY" in str(link) or str(link).startswith("UNBLOCKED")):
+            return True
+    return False
 
 
 class Connections:
@@ -52,7 +80,7 @@ class Connections:
     async def reset_if_failover(self, name: str, exc: BaseException) -> None:
         """After a failover the old primary answers READONLY (or unblocks us with
         UNBLOCKED): drop every connection so the next command reaches the new one."""
-        if not needs_reconnect(exc):
+        if not is_failover(exc):
             return
         logger.warning("worker %s: Redis is no longer a writable primary; reconnecting", name)
         if self.fast is not None:

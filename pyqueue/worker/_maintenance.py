@@ -20,7 +20,8 @@ import redis
 from .. import _ops
 from .. import _scripts as S
 from .._keys import QueueKeys
-from .._plan import Plan, needs_reconnect, run_sync
+from .._plan import Plan, run_sync
+from ._connections import is_failover
 from ._report import Reporter
 from ._tokens import LockTokens
 
@@ -91,7 +92,7 @@ class SyncRunner:
         try:
             return run_sync(self.client, plan)
         except Exception as exc:
-            if needs_reconnect(exc):
+            if is_failover(exc):
                 self.client.connection_pool.disconnect()
             self._reporter.report_threadsafe(f"{what} failed", exc)
             return None
