@@ -25,7 +25,8 @@ from __future__ import annotations
 from ._events import EVENTS, WorkerEvent
 from ._finish import FINISH_CHUNKS, Finishes, NextJob
 from ._jobs import STACKTRACE_LIMIT
-from ._worker import HEARTBEAT_SECONDS, Processor, Worker
+from ._maintenance import HEARTBEAT_SECONDS
+from ._worker import Processor, Worker
 from .hooks import WorkerHooks
 
 __all__ = [

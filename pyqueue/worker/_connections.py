@@ -10,8 +10,10 @@ import redis
 import redis.asyncio
 import redis.exceptions as rexc
 
+from .._plan import translate
 from .._resp import PipelinedConnection, options_from
 from ..connection import SOCKET_TIMEOUT, blocking_async_client, sync_twin
+from ..errors import RedisStateError
 
 logger = logging.getLogger("pyqueue.worker")
 
@@ -76,6 +78,26 @@ class Connections:
             self.fast = PipelinedConnection(options, timeout=SOCKET_TIMEOUT)
         self.sync = sync_twin(self.client)
         return self.sync
+
+    async def check_eviction_policy(self, name: str, require: bool) -> None:
+        """Warn (or refuse with ``RedisStateError`` when ``require``) when Redis may
+        evict keys: an evicted job hash or lock is a lost or duplicated job."""
+        try:
+            reply = await self.client.config_get("maxmemory-policy")
+        except redis.exceptions.ResponseError:
+            return  # CONFIG is disabled (managed Redis): nothing to check
+        except redis.exceptions.RedisError as exc:
+            raise translate(exc) from exc
+        policy = next(iter(reply.values()), None) if reply else None
+        if isinstance(policy, bytes):
+            policy = policy.decode()
+        if policy is None or policy == "noeviction":
+            return
+        message = (f"Redis maxmemory-policy is {policy!r}, not 'noeviction': under memory "
+                   "pressure Redis may evict job data and locks, losing or repeating jobs")
+        if require:
+            raise RedisStateError(message)
+        logger.warning("worker %s: %s", name, message)
 
     async def reset_if_failover(self, name: str, exc: BaseException) -> None:
         """After a failover the old primary answers READONLY (or unblocks us with

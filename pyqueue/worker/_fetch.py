@@ -43,6 +43,25 @@ def idle_plan(keys: QueueKeys, clock: _ops.Clock) -> Plan[bool]:
     return all(int(n) == 0 for n in replies[:-1]) and int(replies[-1][0]) == 0
 
 
+class FetchParams:
+    """The parameters of a fetch of ``n`` jobs: a new lock token each time (the
+    worker id and a sequence number), the lock duration, the worker's limiter."""
+
+    def __init__(self, worker_id: str, lock_ms: int, worker_name: str | None,
+                 clock: _ops.Clock, limiter: tuple[int, int] | None) -> None:
+        self._id, self._lock_ms, self._name = worker_id, lock_ms, worker_name
+        self._clock, self._limiter = clock, limiter
+        self._seq = 0
+
+    def __call__(self, n: int) -> dict[str, Any]:
+        self._seq += 1
+        params: dict[str, Any] = {"token": f"{self._id}:{self._seq}", "lockMs": self._lock_ms,
+                                  "n": n, "wname": self._name, "me": self._clock.max_events}
+        if self._limiter is not None:
+            params["lmax"], params["ldur"] = self._limiter
+        return params
+
+
 class FetchLoop:
     """The worker's main loop (one task): fetch for free slots, spawn them, and
     wait for the marker (``BZPOPMIN``) when nothing is ready. It never dies:

@@ -29,6 +29,10 @@ logger = logging.getLogger("pyqueue.worker")
 
 #: Longest pause, in seconds, after repeated unexpected errors of one task.
 MAX_BACKOFF = 10.0
+#: Seconds between heartbeats published for ``pyqueue health``.
+HEARTBEAT_SECONDS = 5.0
+#: Seconds between checks that the event loop is not blocked.
+LAG_CHECK_SECONDS = 0.25
 
 
 @dataclass
@@ -159,6 +163,24 @@ class PollCancellations:
             if job_id in held:
                 reason, remove = self._client.hmget(self._keys.job(job_id), ["pqcx", "pqcxrm"])
                 self._on_cancel(job_id, S.text(reason) if reason else "cancelled", bool(remove))
+
+
+def worker_tasks(runner: SyncRunner, keys: QueueKeys, clock: _ops.Clock, tokens: LockTokens,
+                 *, lock_ms: int, stalled_ms: int, max_stalled: int, cancel_poll: float,
+                 heartbeat: Callable[[], None], lag: Callable[[], None],
+                 on_stalled: Callable[[str], None], on_lost: Callable[[str], None],
+                 on_cancel: Callable[[str, str, bool], None]) -> list[Periodic]:
+    """A worker's periodic tasks, each given what it needs."""
+    return [
+        Periodic("stalled check", stalled_ms / 1000,
+                 CheckStalled(runner, keys, clock, max_stalled, stalled_ms, on_stalled)),
+        Periodic("lock renewal", lock_ms / 2000,
+                 RenewLocks(runner, keys, clock, tokens, lock_ms, on_lost), delay_first=True),
+        Periodic("cancellation poll", cancel_poll,
+                 PollCancellations(runner.client, keys, tokens, on_cancel)),
+        Periodic("heartbeat", HEARTBEAT_SECONDS, heartbeat),
+        Periodic("loop check", LAG_CHECK_SECONDS, lag),
+    ]
 
 
 class Heartbeat:

@@ -51,6 +51,25 @@ class Slots:
                 continue
         return []
 
+    async def wait(self, grace: float, force: asyncio.Event) -> set[asyncio.Task[None]]:
+        """Wait up to ``grace`` seconds for the slots to end (less once ``force`` is
+        set); returns the slots still running."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        forced = asyncio.ensure_future(force.wait())
+        try:
+            pending: set[Any] = set(self.tasks)
+            while pending and not force.is_set():
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                _, pending = await asyncio.wait(pending | {forced}, timeout=left,
+                                                return_when=asyncio.FIRST_COMPLETED)
+                pending.discard(forced)
+            return {task for task in self.tasks if not task.done()}
+        finally:
+            forced.cancel()
+
     def _slot_done(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
         self.wake.set()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import inspect
 import logging
 import os
@@ -22,35 +21,23 @@ import redis.asyncio
 from .. import _ops
 from .. import backoff as _backoff
 from .._keys import QueueKeys, validate_prefix, validate_queue_name
-from .._plan import Plan, run_async, run_sync, translate
 from .._procpool import import_path
 from ..connection import async_client
-from ..errors import ConfigurationError, InvalidJobOptionsError, RedisStateError
-from ..job import Binding, Job
+from ..errors import ConfigurationError, InvalidJobOptionsError
+from ..job import Job
 from ..options import Duration, duration_ms
-from . import _maintenance as M
 from ._connections import Connections
 from ._events import HookSet, LocalEvents, WorkerEvent
-from ._executors import AsyncExecutor, Executor, ProcessExecutor, ThreadExecutor
-from ._fetch import FetchLoop
-from ._finish import FinishBatcher
 from ._joblog import JobLogHook
-from ._jobs import JobRunner, Status
-from ._lag import LagCheck, LoopBeat
 from ._options import validate_options
 from ._report import LogThrottle, Reporter
+from ._runtime import Identity, Runtime
 from ._signals import run_until_signal
-from ._slots import Slots
-from ._tokens import LockTokens
 from .hooks import WorkerHooks
 
 logger = logging.getLogger("pyqueue.worker")
 
 Processor = Callable[[Job], Any]
-#: Seconds between heartbeats published for ``pyqueue health``.
-HEARTBEAT_SECONDS = 5.0
-#: Seconds between checks that the event loop is not blocked.
-LAG_CHECK_SECONDS = 0.25
 
 
 class Worker:
@@ -143,38 +130,14 @@ class Worker:
         self._hooks = HookSet(self.name, all_hooks)
         client, owns_client = async_client(connection)
         self._conns = Connections(client, owns_client)
-        self._reporter = Reporter(self.name, self._events, LogThrottle())
-        self._status = Status()
-        self._slots = Slots(self.concurrency, LockTokens(), self._reporter)
-        self._fetch_seq = 0
-        self._closing = False
-        self._fetch = FetchLoop(
-            name=self.name, keys=self.keys, clock=self.clock, slots=self._slots,
-            status=self._status, connections=self._conns, events=self._events,
-            hooks=self._hooks, reporter=self._reporter, run=self._run,
-            fetch_params=self._fetch_params, closing=lambda: self._closing,
-            drain_delay=self.drain_delay)
-        self._batcher = FinishBatcher(
-            self.keys, self.clock, self.concurrency, fast=lambda: self._conns.fast,
-            run=self._run, fetch_params=self._fetch_params, closing=lambda: self._closing,
-            on_fetched=self._fetch.fetched, spawn=self._slots.spawn)
-        self._jobs = JobRunner(
-            keys=self.keys, clock=self.clock, options=opts, slots=self._slots,
-            batcher=self._batcher, events=self._events, hooks=self._hooks,
-            reporter=self._reporter, status=self._status, run=self._run,
-            reset=lambda exc: self._conns.reset_if_failover(self.name, exc),
-            is_async=self._is_async)
-        self._slots.process = self._jobs.process
-        self._jobs.binding = Binding(self.keys, self.clock, self._run, is_async=True,
-                                     on_progress=self._on_progress,
-                                     run_blocking=self._run_blocking)
-        self._beat = LoopBeat()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._main: asyncio.Task[None] | None = None
+        self._rt = Runtime(Identity(self.name, self.prefix, self.keys, self.id, worker_name),
+                           self.clock, opts, self._conns, self._events, self._hooks,
+                           Reporter(self.name, self._events, LogThrottle()), self._target(),
+                           self._is_async)
+        self._status = self._rt.status
         self._starting: asyncio.Future[None] | None = None
         self._stopping: asyncio.Future[None] | None = None
-        self._keeper: M.MaintenanceThread | None = None
-        self._executor: Executor | None = None
+        self._closing = False
         self._closed = asyncio.Event()
         self._force = asyncio.Event()
         self._running = False
@@ -227,7 +190,7 @@ class Worker:
     @property
     def active_count(self) -> int:
         """Jobs being processed by this worker now."""
-        return len(self._slots.tokens)
+        return len(self._rt.slots.tokens)
 
     def health(self) -> dict[str, Any]:
         """Whether this worker is actually consuming, not only whether Redis answers.
@@ -261,7 +224,7 @@ class Worker:
         if self._closing:
             return
         if burst:
-            self._fetch.burst = True
+            self._rt.fetch.burst = True
         if self._starting is None:
             self._starting = asyncio.ensure_future(self._start())
             self._starting.add_done_callback(self._start_done)
@@ -272,64 +235,17 @@ class Worker:
             self._starting = None  # let a later start() try again
 
     async def _start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._events.loop = self._loop
-        await self._check_eviction_policy()
+        self._events.loop = asyncio.get_running_loop()
+        await self._conns.check_eviction_policy(self.name, self.require_noeviction)
         self._running = True
-        self._status.state = "running"
-        sync = self._conns.open(self._client_name(), self.pipelined)
-        if not self._is_async:
-            self._jobs.binding = Binding(self.keys, self.clock, self._run_sync, is_async=False,
-                                         on_progress=self._on_progress_threadsafe)
-        self._executor = self._jobs.executor = self._make_executor()
-        self._beat.start(self._loop)
-        self._keeper = M.MaintenanceThread(self.name, self._maintenance(sync), self._reporter)
-        self._keeper.start()
-        self._main = asyncio.create_task(self._main_loop(), name=f"pyqueue-worker-{self.name}")
+        await self._rt.start(client_name=self._client_name(), pipelined=self.pipelined,
+                             cancel_poll=self.cancel_poll_interval, health=self.health,
+                             on_idle=self._burst_done)
         if self._hooks.on_worker_start:
             self._hooks.call(self._hooks.on_worker_start, self)
 
-    def _make_executor(self) -> Executor:
-        target = self._target()
-        if self._is_async:
-            return AsyncExecutor(target)
-        if self.execution == "process":
-            return ProcessExecutor(target, self.concurrency, self.prefix, self.name,
-                                   self._conns.client)
-        return ThreadExecutor(target, self.concurrency, self.name)
-
-    def _maintenance(self, sync: redis.Redis) -> list[M.Periodic]:
-        """The maintenance thread's tasks, each given what it needs."""
-        runner = M.SyncRunner(sync, self._reporter)
-        tokens, keys, clock, events = self._slots.tokens, self.keys, self.clock, self._events
-        return [
-            M.Periodic("stalled check", self.stalled_ms / 1000, M.CheckStalled(
-                runner, keys, clock, self.max_stalled_count, self.stalled_ms,
-                lambda job_id: events.call_soon(self._stalled, job_id))),
-            M.Periodic("lock renewal", self.lock_ms / 2000, M.RenewLocks(
-                runner, keys, clock, tokens, self.lock_ms, self._lock_lost), delay_first=True),
-            M.Periodic("cancellation poll", self.cancel_poll_interval, M.PollCancellations(
-                sync, keys, tokens, lambda *a: events.call_soon(self._jobs.cancel_local, *a))),
-            M.Periodic("heartbeat", HEARTBEAT_SECONDS, M.Heartbeat(sync, keys, self.id,
-                                                                   self.health)),
-            M.Periodic("loop check", LAG_CHECK_SECONDS, LagCheck(self.name, self._beat,
-                                                                 self._slots.running)),
-        ]
-
-    def _stalled(self, job_id: str) -> None:
-        self._events.emit("stalled", job_id)
-        if self._hooks.on_stalled:
-            self._hooks.call(self._hooks.on_stalled, job_id)
-
-    def _lock_lost(self, job_id: str) -> None:
-        """From the maintenance thread: a renewal found ``job_id``'s lock gone."""
-        self._events.emit_threadsafe("lock_lost", job_id, None)
-        self._reporter.warn("lock lost", f"lost the lock on job {job_id}")
-
-    async def _main_loop(self) -> None:
-        await self._fetch.run()
-        if not self._closing:  # burst mode found the queue idle
-            self._stopping = asyncio.ensure_future(self.close())
+    def _burst_done(self) -> None:
+        self._stopping = asyncio.ensure_future(self.close())
 
     def _autostart_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -337,26 +253,6 @@ class Worker:
             assert exc is not None
             self._events.emit("error", exc)
             logger.error("worker %s: could not start: %s", self.name, exc)
-
-    async def _check_eviction_policy(self) -> None:
-        """Warn (or refuse, with ``require_noeviction``) when Redis may evict keys:
-        an evicted job hash or lock is a lost or duplicated job."""
-        try:
-            reply = await self._conns.client.config_get("maxmemory-policy")
-        except redis.exceptions.ResponseError:
-            return  # CONFIG is disabled (managed Redis): nothing to check
-        except redis.exceptions.RedisError as exc:
-            raise translate(exc) from exc
-        policy = next(iter(reply.values()), None) if reply else None
-        if isinstance(policy, bytes):
-            policy = policy.decode()
-        if policy is None or policy == "noeviction":
-            return
-        message = (f"Redis maxmemory-policy is {policy!r}, not 'noeviction': under memory "
-                   "pressure Redis may evict job data and locks, losing or repeating jobs")
-        if self.require_noeviction:
-            raise RedisStateError(message)
-        logger.warning("worker %s: %s", self.name, message)
 
     async def wait_closed(self) -> None:
         """Wait until the worker has closed."""
@@ -371,53 +267,12 @@ class Worker:
             await self._closed.wait()
             return
         self._closing = True
-        self._status.state = "closing"
-        self._slots.wake.set()
-        if self._main is not None:
-            self._main.cancel()
-            await asyncio.gather(self._main, return_exceptions=True)
-        if self._slots.tasks:
-            pending = await self._wait_active(0 if force else self.shutdown_grace)
-            if pending:
-                await self._jobs.release_active()
-                for task in pending:
-                    task.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
-        if self._keeper is not None:
-            self._keeper.stop()
-            await asyncio.get_running_loop().run_in_executor(None, self._keeper.join, 5)
-            with contextlib.suppress(Exception):
-                await self.client.zrem(self.keys.key("pq:workers"), self.id)
-                await self.client.hdel(self.keys.key("pq:workerinfo"), self.id)
-        self._beat.stop()
-        if self._executor is not None:
-            self._executor.close()
-        await self._conns.close()
+        await self._rt.stop(0 if force else self.shutdown_grace, self._force)
         self._running = False
-        self._status.state = "closed"
         self._closed.set()
         self._events.emit("closed")
         if self._hooks.on_worker_stop:
             self._hooks.call(self._hooks.on_worker_stop, self)
-
-    async def _wait_active(self, grace: float) -> set[asyncio.Task[None]]:
-        """Wait up to ``grace`` seconds for active jobs (less if forced); returns
-        the slots still running."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace
-        forced = asyncio.ensure_future(self._force.wait())
-        try:
-            pending: set[Any] = set(self._slots.tasks)
-            while pending and not self._force.is_set():
-                left = deadline - loop.time()
-                if left <= 0:
-                    break
-                _, pending = await asyncio.wait(pending | {forced}, timeout=left,
-                                                return_when=asyncio.FIRST_COMPLETED)
-                pending.discard(forced)
-            return {task for task in self._slots.tasks if not task.done()}
-        finally:
-            forced.cancel()
 
     def run(self, burst: bool = False) -> None:
         """Run until SIGINT or SIGTERM, then shut down gracefully (a second signal
@@ -437,7 +292,7 @@ class Worker:
                 "use 'await worker.start()' (and 'await worker.close()') or "
                 "'async with Worker(...) as worker:' instead")
         if burst:
-            self._fetch.burst = True
+            self._rt.fetch.burst = True
         asyncio.run(run_until_signal(self))
 
     def rate_limit(self, duration: Duration) -> Any:
@@ -450,7 +305,7 @@ class Worker:
         """
         ms = duration_ms(duration, "duration", allow_zero=False)
         try:
-            in_loop = asyncio.get_running_loop() is self._loop
+            in_loop = asyncio.get_running_loop() is self._rt.loop
         except RuntimeError:
             in_loop = False
         sync = self._conns.sync
@@ -485,27 +340,7 @@ class Worker:
     def _target(self) -> Callable[[Job], Any]:
         return self._processor if self._processor is not None else self.process
 
-    async def _run(self, plan: Plan[Any]) -> Any:
-        return await run_async(self._conns.fast or self._conns.client, plan)
-
-    async def _run_blocking(self, plan: Plan[Any]) -> Any:
-        return await run_async(self._conns.client, plan)
-
-    def _run_sync(self, plan: Plan[Any]) -> Any:
-        assert self._conns.sync is not None
-        return run_sync(self._conns.sync, plan)
-
-    def _on_progress(self, job: Job, value: Any) -> None:
-        self._events.emit("progress", job, value)
-
-    def _on_progress_threadsafe(self, job: Job, value: Any) -> None:
-        self._events.emit_threadsafe("progress", job, value)
-
-    def _fetch_params(self, n: int) -> dict[str, Any]:
-        self._fetch_seq += 1
-        params: dict[str, Any] = {"token": f"{self.id}:{self._fetch_seq}", "lockMs": self.lock_ms,
-                                  "n": n, "wname": self.worker_name,
-                                  "me": self.clock.max_events}
-        if self.options.limiter is not None:
-            params["lmax"], params["ldur"] = self.options.limiter
-        return params
+    @property
+    def _loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the worker runs on (None before start)."""
+        return self._rt.loop
