@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .. import backoff as _backoff
+from .._procpool import import_path
 from ..errors import InvalidJobOptionsError
 from ..options import Duration, Retention, duration_ms, parse_retention
 
@@ -83,3 +85,16 @@ def validate_options(
             f"execution must be 'thread' or 'process', got {execution!r}")
     return WorkerOptions(concurrency, limits, lock_ms, stalled_ms, max_stalled_count,
                          keep_complete, keep_fail, backoff_strategy, grace, drain, execution)
+
+
+def check_target(target: Callable[..., Any], execution: str) -> bool:
+    """Whether the processor is ``async def``; with ``execution="process"`` it must
+    be a ``def`` that imports by name (checked now, not at the first job)."""
+    is_async = inspect.iscoroutinefunction(target)
+    if execution == "process":
+        if is_async:
+            raise InvalidJobOptionsError(
+                "execution='process' runs def processors; an async processor runs on "
+                "the event loop")
+        import_path(target)
+    return is_async

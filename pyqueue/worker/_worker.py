@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import inspect
 import logging
 import os
 import socket
@@ -21,7 +20,6 @@ import redis.asyncio
 from .. import _ops
 from .. import backoff as _backoff
 from .._keys import QueueKeys, validate_prefix, validate_queue_name
-from .._procpool import import_path
 from ..connection import async_client
 from ..errors import ConfigurationError, InvalidJobOptionsError
 from ..job import Job
@@ -29,7 +27,7 @@ from ..options import Duration, duration_ms
 from ._connections import Connections
 from ._events import HookSet, LocalEvents, WorkerEvent
 from ._joblog import JobLogHook
-from ._options import validate_options
+from ._options import check_target, validate_options
 from ._report import LogThrottle, Reporter
 from ._runtime import Identity, Runtime
 from ._signals import run_until_signal
@@ -118,13 +116,7 @@ class Worker:
         self.require_noeviction = require_noeviction
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.clock = _ops.Clock(meta_key=self.keys.meta)
-        self._is_async = inspect.iscoroutinefunction(self._target())
-        if execution == "process":
-            if self._is_async:
-                raise InvalidJobOptionsError(
-                    "execution='process' runs def processors; an async processor runs on "
-                    "the event loop")
-            import_path(self._target())  # fail now, not at the first job
+        self._is_async = check_target(self._target(), execution)
         self._events = LocalEvents(self.name)
         all_hooks = [*hooks, JobLogHook(self.name)] if log_jobs else list(hooks)
         self._hooks = HookSet(self.name, all_hooks)
