@@ -37,7 +37,7 @@ from .events import Event, QueueEvents
 from .job import Job
 from .queue import AsyncQueue, Queue
 from .states import JobState
-from .worker import Worker
+from .worker import Worker, WorkerHooks
 
 __version__ = "0.1.0"
 
@@ -71,6 +71,7 @@ __all__ = [
     "RedisStateError",
     "UnrecoverableError",
     "Worker",
+    "WorkerHooks",
     "__version__",
     "register_backoff_strategy",
 ]

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
+from ._duration import duration_ms
 from .errors import InvalidJobOptionsError
 
 #: ``(attempts_made, error, job) -> seconds`` (``None`` or negative: no retry).
@@ -45,8 +46,6 @@ def registered(name: str) -> BackoffStrategy | None:
 
 def encode(value: object) -> dict[str, Any]:
     """Validate a ``backoff`` option and encode it as BullMQ stores it (ms)."""
-    from .options import duration_ms  # local: options imports this module
-
     if isinstance(value, int | float | timedelta) and not isinstance(value, bool):
         return {"type": "fixed", "delay": duration_ms(value, "backoff")}
     if not isinstance(value, Mapping):

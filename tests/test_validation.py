@@ -531,7 +531,8 @@ def test_public_names_are_pinned() -> None:
         "JobNotFoundError", "JobState", "JobStateError", "JobTimeoutError",
         "PayloadTooLargeError", "ProcessingSignal", "PyQueueError", "Queue", "QueueBusyError",
         "QueueEvents", "RateLimitError", "RedisConnectionError", "RedisStateError",
-        "UnrecoverableError", "Worker", "__version__", "register_backoff_strategy",
+        "UnrecoverableError", "Worker", "WorkerHooks", "__version__",
+        "register_backoff_strategy",
     ])
     for name in pyqueue.__all__:
         assert hasattr(pyqueue, name), name

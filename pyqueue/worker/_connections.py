@@ -1,0 +1,125 @@
+"""The worker's connections to Redis (four kinds, each for one purpose) and their reset after a
+failover.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+import redis.asyncio
+import redis.exceptions as rexc
+
+from .._plan import translate
+from .._resp import PipelinedConnection, options_from
+from ..connection import SOCKET_TIMEOUT, blocking_async_client, sync_twin
+from ..errors import RedisStateError
+
+logger = logging.getLogger("pyqueue.worker")
+
+
+def chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from or during (``__cause__``,
+    ``__context__``), each once: a chain may loop back on itself."""
+    seen: set[int] = set()
+    out: list[BaseException] = []
+    todo: list[BaseException] = [exc]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        out.append(current)
+        todo.extend(e for e in (current.__context__, current.__cause__) if e is not None)
+    return out
+
+
+def is_failover(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception in its chain) says the server stopped being
+    a writable primary (READONLY, UNBLOCKED): the connections must be dropped."""
+    for link in chain(exc):
+        if isinstance(link, rexc.ReadOnlyError):
+            return True
+        if isinstance(link, rexc.ResponseError) and (
+                "READONLY" in str(link) or str(link).startswith("UNBLOCKED")):
+            return True
+    return False
+
+
+class Connections:
+    """What a running worker holds:
+
+    - ``client``: the redis-py asyncio client it was given (or made from the
+      URL): a pool for control commands (``rate_limit``, the eviction check,
+      close), job calls that block (``XREAD``), and the per-job commands when
+      the pipelined connection is off or not possible;
+    - ``fast``: one auto-pipelined connection shared by all slots for the
+      per-job commands (fetch, finish, progress, retry);
+    - ``blocking``: a client of its own for ``BZPOPMIN`` on the queue's
+      marker (a blocked connection cannot carry anything else);
+    - ``sync``: a redis-py sync client for the maintenance thread (lock
+      renewal, stalled check, cancellations, heartbeat) and for the job calls
+      of ``def`` processors in threads.
+    """
+
+    def __init__(self, client: redis.asyncio.Redis, owns_client: bool) -> None:
+        self.client = client
+        self.owns_client = owns_client
+        self.blocking: redis.asyncio.Redis | None = None
+        self.fast: PipelinedConnection | None = None
+        self.sync: redis.Redis | None = None
+
+    def open(self, client_name: str, pipelined: bool) -> redis.Redis:
+        """Create the worker's own connections (they connect on first use);
+        returns the sync client."""
+        self.blocking = blocking_async_client(self.client, client_name=client_name)
+        options = options_from(self.client) if pipelined else None
+        if options is not None:
+            self.fast = PipelinedConnection(options, timeout=SOCKET_TIMEOUT)
+        self.sync = sync_twin(self.client)
+        return self.sync
+
+    async def check_eviction_policy(self, name: str, require: bool) -> None:
+        """Warn (or refuse with ``RedisStateError`` when ``require``) when Redis may
+        evict keys: an evicted job hash or lock is a lost or duplicated job."""
+        try:
+            reply = await self.client.config_get("maxmemory-policy")
+        except redis.exceptions.ResponseError:
+            return  # CONFIG is disabled (managed Redis): nothing to check
+        except redis.exceptions.RedisError as exc:
+            raise translate(exc) from exc
+        policy = next(iter(reply.values()), None) if reply else None
+        if isinstance(policy, bytes):
+            policy = policy.decode()
+        if policy is None or policy == "noeviction":
+            return
+        message = (f"Redis maxmemory-policy is {policy!r}, not 'noeviction': under memory "
+                   "pressure Redis may evict job data and locks, losing or repeating jobs")
+        if require:
+            raise RedisStateError(message)
+        logger.warning("worker %s: %s", name, message)
+
+    async def reset_if_failover(self, name: str, exc: BaseException) -> None:
+        """After a failover the old primary answers READONLY (or unblocks us with
+        UNBLOCKED): drop every connection so the next command reaches the new one."""
+        if not is_failover(exc):
+            return
+        logger.warning("worker %s: Redis is no longer a writable primary; reconnecting", name)
+        if self.fast is not None:
+            await self.fast.reset()
+        for client in (self.client, self.blocking):
+            if client is not None:
+                await client.connection_pool.disconnect()
+        if self.sync is not None:
+            self.sync.connection_pool.disconnect()
+
+    async def close(self) -> None:
+        """Close the worker's own connections (and the client if it made it)."""
+        if self.blocking is not None:
+            await self.blocking.aclose()
+        if self.fast is not None:
+            await self.fast.aclose()
+        if self.sync is not None:
+            self.sync.close()
+        if self.owns_client:
+            await self.client.aclose()

@@ -1,0 +1,110 @@
+"""Where a processor runs (the event loop, a thread pool or child processes), behind one protocol
+with timeout and cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+import redis.asyncio
+
+from .._procpool import ProcessPool, connection_settings
+from ..errors import JobTimeoutError
+from ..job import Job
+
+Target = Callable[[Job], Any]
+
+
+class Executor(Protocol):
+    """Runs a processor on a job."""
+
+    #: Whether cancelling the job's task stops the processor's work (a thread
+    #: cannot be stopped; a coroutine or a child process can).
+    interruptible: bool
+
+    async def call(self, job: Job) -> Awaitable[Any]:
+        """Start ``job`` (waiting for a free place if needed, untimed); returns the
+        awaitable of its result, which the job's timeout applies to."""
+        ...
+
+    def close(self) -> None:
+        """Release the threads or processes (running work is not waited for)."""
+        ...
+
+
+class AsyncExecutor:
+    """An ``async def`` processor, run on the worker's event loop."""
+
+    interruptible = True
+
+    def __init__(self, target: Target) -> None:
+        self._target = target
+
+    async def call(self, job: Job) -> Awaitable[Any]:
+        result: Awaitable[Any] = self._target(job)
+        return result
+
+    def close(self) -> None:
+        return None
+
+
+class ThreadExecutor:
+    """A ``def`` processor, run in a pool of ``size`` threads with the caller's
+    context variables copied in."""
+
+    interruptible = False
+
+    def __init__(self, target: Target, size: int, name: str) -> None:
+        self._target = target
+        self._pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix=f"pyqueue-{name}")
+
+    async def call(self, job: Job) -> Awaitable[Any]:
+        ctx = contextvars.copy_context()
+        return asyncio.get_running_loop().run_in_executor(self._pool, ctx.run,
+                                                          self._target, job)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class ProcessExecutor:
+    """A ``def`` processor, run in child processes that a cancellation kills."""
+
+    interruptible = True
+
+    def __init__(self, target: Target, size: int, prefix: str, queue: str,
+                 client: redis.asyncio.Redis) -> None:
+        pool = client.connection_pool
+        kind = {"UnixDomainSocketConnection": "unix", "SSLConnection": "ssl"}.get(
+            pool.connection_class.__name__, "tcp")
+        self._pool = ProcessPool(target, size, prefix, queue,
+                                 connection_settings(dict(pool.connection_kwargs), kind))
+
+    async def call(self, job: Job) -> Awaitable[Any]:
+        child = await self._pool.acquire()  # not timed: a child may be starting
+        return self._pool.run(child, job.id, job.fields, job.lock_token)
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+async def invoke(executor: Executor, job: Job) -> Any:
+    """Run ``job`` on ``executor`` within the job's ``timeout`` (``JobTimeoutError``).
+    A ``def`` processor that returns an awaitable has it awaited."""
+    call = await executor.call(job)
+    timeout = job.timeout
+    if timeout is None:
+        result = await call
+    else:
+        try:
+            result = await asyncio.wait_for(call, timeout)
+        except asyncio.TimeoutError:
+            raise JobTimeoutError(f"job {job.id} timed out after {timeout} s") from None
+    if result is not None and inspect.isawaitable(result):
+        result = await result
+    return result

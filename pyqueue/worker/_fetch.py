@@ -1,0 +1,182 @@
+"""The fetch loop: fills free slots with one fetch call, blocks on the queue's marker when idle,
+and backs off on any error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from .. import _ops
+from .. import _scripts as S
+from .._keys import QueueKeys
+from .._plan import Plan, cmd
+from ._connections import Connections
+from ._events import HookSet, LocalEvents
+from ._jobs import Status
+from ._report import Reporter
+from ._slots import Slots
+
+#: Seconds past a BZPOPMIN timeout after which its connection counts as hung.
+BLOCK_MARGIN = 5.0
+#: Longest pause, in seconds, between attempts while Redis keeps failing.
+MAX_BACKOFF = 5.0
+
+
+def next_backoff(previous: float) -> float:
+    """The next pause after a failure: doubling from 0.1 s up to :data:`MAX_BACKOFF`."""
+    return min(max(previous * 2, 0.1), MAX_BACKOFF)
+
+
+def idle_plan(keys: QueueKeys, clock: _ops.Clock) -> Plan[bool]:
+    """Whether the queue has no job waiting, active, prioritized, grouped and
+    ready, or delayed and due (``burst`` mode stops then)."""
+    yield from clock.sync()
+    due = (clock.now_ms() + 1) * 4096 - 1
+    replies = yield [cmd("LLEN", keys.wait), cmd("LLEN", keys.active),
+                     cmd("ZCARD", keys.key("prioritized")), cmd("ZCOUNT", keys.delayed, 0, due),
+                     S.call("groupCounts", keys, 0, perGroup=False)]
+    return all(int(n) == 0 for n in replies[:-1]) and int(replies[-1][0]) == 0
+
+
+class FetchParams:
+    """The parameters of a fetch of ``n`` jobs: a new lock token each time (the
+    worker id and a sequence number), the lock duration, the worker's limiter."""
+
+    def __init__(self, worker_id: str, lock_ms: int, worker_name: str | None,
+                 clock: _ops.Clock, limiter: tuple[int, int] | None) -> None:
+        self._id, self._lock_ms, self._name = worker_id, lock_ms, worker_name
+        self._clock, self._limiter = clock, limiter
+        self._seq = 0
+
+    def __call__(self, n: int) -> dict[str, Any]:
+        self._seq += 1
+        params: dict[str, Any] = {"token": f"{self._id}:{self._seq}", "lockMs": self._lock_ms,
+                                  "n": n, "wname": self._name, "me": self._clock.max_events}
+        if self._limiter is not None:
+            params["lmax"], params["ldur"] = self._limiter
+        return params
+
+
+class FetchLoop:
+    """The worker's main loop (one task): fetch for free slots, spawn them, and
+    wait for the marker (``BZPOPMIN``) when nothing is ready. It never dies:
+    every error is reported and followed by a bounded, jittered backoff."""
+
+    def __init__(self, *, name: str, keys: QueueKeys, clock: _ops.Clock, slots: Slots,
+                 status: Status, connections: Connections, events: LocalEvents,
+                 hooks: HookSet, reporter: Reporter,
+                 run: Callable[[Plan[Any]], Coroutine[Any, Any, Any]],
+                 fetch_params: Callable[[int], dict[str, Any]],
+                 closing: Callable[[], bool], drain_delay: float) -> None:
+        self._name, self._keys, self._clock, self._slots = name, keys, clock, slots
+        self._status, self._connections, self._events = status, connections, events
+        self._hooks, self._reporter, self._run = hooks, reporter, run
+        self._fetch_params, self._closing, self._drain_delay = fetch_params, closing, drain_delay
+        self.burst = False
+
+    def fetched(self, jobs: list[tuple[str, str, dict[str, str]]]) -> None:
+        """Bookkeeping for jobs taken from Redis (by a fetch or with a finish)."""
+        self._status.last_fetch_at = time.time()
+        self._status.had_jobs = True
+        if self._hooks.on_fetch:
+            self._hooks.call(self._hooks.on_fetch, [job[0] for job in jobs])
+
+    async def run(self) -> None:
+        """Loop until the worker closes (or, in burst mode, the queue is idle)."""
+        backoff = 0.0
+        while not self._closing():
+            try:
+                done = await self._step()
+                backoff = 0.0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the loop must never die: report, back off, go on
+                self._status.state = "reconnecting"
+                self._reporter.report("fetch failed", exc)
+                await self._reset(exc)
+                backoff = next_backoff(backoff)
+                await self.sleep(backoff * random.uniform(0.5, 1.0))
+                continue
+            if done:
+                return
+
+    async def _step(self) -> bool:
+        """One turn: fetch, then spawn or wait. True when burst mode is done."""
+        slots = self._slots
+        free = slots.free
+        if free <= 0:
+            slots.wake.clear()
+            await slots.wake.wait()
+            return False
+        status, number, jobs = await self._run(self._fetch_plan(free))
+        self._status.state = "running"
+        self._status.last_fetch_at = time.time()
+        self._status.last_ok = time.monotonic()
+        if jobs:
+            self.fetched(jobs)
+            for job_id, token, fields in jobs:
+                slots.spawn(job_id, token, fields)
+            return False
+        if self._status.had_jobs and not slots.tasks:
+            self._status.had_jobs = False
+            self._events.emit("drained")
+        if self.burst and not slots.tasks and await self._run(idle_plan(self._keys, self._clock)):
+            return True
+        if status == S.FETCH_RATE_LIMITED:
+            await self.sleep(number / 1000)
+            return False
+        timeout = self._drain_delay
+        if status == S.FETCH_OK and number > 0:
+            timeout = min(timeout, max((number - self._clock.now_ms()) / 1000, 0.0))
+        if self.burst:
+            timeout = min(timeout, 0.5)  # look again soon: other workers' jobs may end
+        if timeout > 0:
+            await self._block(timeout)
+        return False
+
+    def _fetch_plan(self, n: int) -> Plan[Any]:
+        yield from self._clock.sync()
+        (reply,) = yield [S.call("moveToActive", self._keys, self._clock.now_ms(),
+                                 **self._fetch_params(n))]
+        return S.decode_fetch(reply)
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``, or less if a slot ends or the worker closes."""
+        self._slots.wake.clear()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._slots.wake.wait(), timeout=seconds)
+
+    async def _block(self, timeout: float) -> None:
+        """Wait for the marker (jobs ready) for at most ``timeout`` seconds."""
+        blocking = self._connections.blocking
+        assert blocking is not None
+        timeout = max(timeout, 0.01)
+        try:
+            # The blocking connection has no read timeout (the wait is the
+            # point), so a hung or blackholed connection is caught here: past
+            # the block timeout plus a margin, the command is cancelled, which
+            # drops that connection, and the next call reconnects.
+            await asyncio.wait_for(blocking.bzpopmin(self._keys.marker, timeout=timeout),
+                                   timeout + BLOCK_MARGIN)
+            self._status.last_ok = time.monotonic()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # any error: report, pause, and fetch again
+            self._status.state = "reconnecting"
+            self._reporter.report("blocking wait failed", exc)
+            await self._reset(exc)
+            await self.sleep(0.5)
+
+    async def _reset(self, exc: BaseException) -> None:
+        """Drop the connections after a failover; a failure here is only reported."""
+        try:
+            await self._connections.reset_if_failover(self._name, exc)
+        except asyncio.CancelledError:
+            raise
+        except Exception as reset_exc:
+            self._reporter.report("reconnecting failed", reset_exc)
