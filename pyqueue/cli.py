@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=None, help="jobs processed at once")
     p.add_argument("--processes", type=int, default=1,
                    help="run N worker processes (default 1); signals go to all of them")
+    p.add_argument("--burst", action="store_true",
+                   help="stop once no job is waiting, active or due (for scripts and tests)")
     p.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
     _common(p)
 
@@ -404,7 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             worker = _worker_from(target, args, url)
             print(f"pyqueue worker: queue {worker.name!r} on {mask_url(url)}, "
                   f"concurrency {worker.concurrency}; Ctrl-C to stop", file=sys.stderr)
-            worker.run()
+            worker.run(burst=args.burst)
             return 0
         if args.command == "info":
             return _info(args, url)
