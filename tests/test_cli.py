@@ -138,3 +138,19 @@ def test_worker_typo_starts_no_embedded_server(tmp_path: Path) -> None:
         if (tmp_path / "home").exists():  # the bug is back: stop what it started
             subprocess.run([sys.executable, "-m", "pyqueue.cli", "embedded", "--stop"],
                            env=env, timeout=60, check=False)
+
+
+def test_worker_burst_processes_the_waiting_jobs_and_exits(redis_url: str,
+                                                          queue_name: str) -> None:
+    with Queue(queue_name, connection=redis_url) as q:
+        ids = [q.add("resize", {"path": "/img/a.png", "width": w}).id for w in (10, 20, 30)]
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-m", "pyqueue.cli", "worker", "examples.worker_module:resize",
+         "--queue", queue_name, "--redis", redis_url, "--burst"],
+        cwd=root, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(root)})
+    assert done.returncode == 0, done.stderr
+    with Queue(queue_name, connection=redis_url) as q:
+        assert [q.get_job_state(i) for i in ids] == ["completed"] * 3
+    assert done.stderr.count("completed") >= 3  # one INFO line per job
