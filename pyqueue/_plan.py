@@ -30,7 +30,7 @@ import asyncio
 import re
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import redis
 import redis.asyncio
@@ -402,12 +402,17 @@ def sync_transport(client: redis.Redis | SyncConnection | SyncTransport) -> Sync
 
 def async_transport(client: redis.asyncio.Redis | PipelinedConnection
                     | AsyncTransport) -> AsyncTransport:
-    """The transport for an asyncio client."""
+    """The transport for an asyncio client (a transport is returned as it is)."""
+    if type(client) in _ASYNC_TRANSPORTS:  # the common case first: one check
+        return cast(AsyncTransport, client)
     if isinstance(client, PipelinedConnection):
         return PipelinedTransport(client)
     if isinstance(client, redis.asyncio.Redis):
         return RedisAsyncTransport(client)
     return client
+
+
+_ASYNC_TRANSPORTS = frozenset({PipelinedTransport, RedisAsyncTransport})
 
 
 # --- runners --------------------------------------------------------------------

@@ -127,8 +127,18 @@ class _QueueCore(Generic[J]):
         return out
 
     def add_one_plan(self, job: EncodedJob, binding: Binding) -> Plan[J]:
-        (added,) = yield from self.add_plan([job], binding)
-        return added
+        """``add``: one script call (the hot path of producers, so one generator)."""
+        clock = self.clock
+        if not clock.fresh():
+            yield from clock.sync()
+        now = clock.now_ms()
+        (reply,) = yield [_ops.add_command(self.keys, clock, now, job)]
+        job_id = _text(reply[0])
+        if int(reply[1]) == 1:
+            return self.new_job(job, job_id, now, binding)
+        # The job existed (custom id) or was deduplicated: return that one.
+        fields = yield from _ops.get_job_hash(self.keys, job_id)
+        return self.job_class(binding, job_id, fields or {})
 
     def new_job(self, job: EncodedJob, job_id: str, now: int, binding: Binding) -> J:
         """The ``Job`` just written by an add, from what was sent."""
