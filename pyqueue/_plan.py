@@ -135,12 +135,14 @@ def error_code(exc: BaseException) -> str | None:
     if not isinstance(exc, rexc.ResponseError):
         return None
     text = str(exc)
+    inner = _SCRIPT_ERROR.search(text)
+    if inner is not None:  # an error inside a script (Redis < 7 wraps it in ERR)
+        return inner.group(1)
     code = text.split(" ", 1)[0]
-    if code == "ERR":
-        inner = _SCRIPT_ERROR.search(text)
-        if inner is not None:
-            return inner.group(1)
-    return code if code.isupper() else None
+    if code.isupper():
+        return code
+    # redis-py cuts "ERR " off the messages it parses; other codes it keeps.
+    return "ERR" if type(exc) is rexc.ResponseError else None
 
 
 def translate(exc: BaseException) -> RedisError:
