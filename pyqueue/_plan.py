@@ -30,7 +30,7 @@ import asyncio
 import re
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar
 
 import redis
 import redis.asyncio
@@ -405,16 +405,13 @@ def sync_transport(client: redis.Redis | SyncConnection | SyncTransport) -> Sync
 def async_transport(client: redis.asyncio.Redis | PipelinedConnection
                     | AsyncTransport) -> AsyncTransport:
     """The transport for an asyncio client (a transport is returned as it is)."""
-    if type(client) in _ASYNC_TRANSPORTS:  # the common case first: one check
-        return cast(AsyncTransport, client)
+    if isinstance(client, PipelinedTransport | RedisAsyncTransport):  # the common case
+        return client
     if isinstance(client, PipelinedConnection):
         return PipelinedTransport(client)
     if isinstance(client, redis.asyncio.Redis):
         return RedisAsyncTransport(client)
     return client
-
-
-_ASYNC_TRANSPORTS = frozenset({PipelinedTransport, RedisAsyncTransport})
 
 
 # --- runners --------------------------------------------------------------------
@@ -456,17 +453,21 @@ async def run_async(client: redis.asyncio.Redis | PipelinedConnection | AsyncTra
     beyond the connection's own (see :func:`start_async` for callers that want
     a future and no coroutine at all).
     """
-    transport = async_transport(client)
+    transport = client if isinstance(client, PipelinedTransport) else async_transport(client)
+    submit = transport.submit
     try:
         batch = next(plan)
         while True:
             try:
-                got = await transport.submit(batch)
+                got = await submit(batch)
                 if len(batch) == 1:
+                    if not isinstance(got, BaseException):  # all is well: settle() says so
+                        batch = plan.send([got])
+                        continue
                     got = [got]
                 outcome = settle(batch, got)
                 if type(outcome) is Redo:
-                    again = await transport.submit(outcome.commands(batch))
+                    again = await submit(outcome.commands(batch))
                     if len(outcome.indices) == 1:
                         again = [again]
                     outcome = settle(batch, _merge(got, outcome, again), redone=True)

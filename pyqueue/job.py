@@ -116,17 +116,25 @@ class JobBase:
         self.name = fields.get("name", "")
         #: Why the stored job cannot be processed (data or opts not valid JSON).
         self.corruption: str | None = None
-        if data is not _UNSET:  # the producer's own job: valid, nothing to parse
-            self.data: Any = data
-        else:  # read from Redis: check it now
-            self.data = self._json("data", {})
-            self.opts = self._decode_opts()
-        self.failed_reason: str | None = fields.get("failedReason")
-        self.attempts_made = _int(fields.get("atm"))
-        self.processed_by: str | None = fields.get("pb")
-        self.deferred_failure: str | None = fields.get("defa")
-        self.scheduler_id: str | None = fields.get("rjk")
         self.group: str | None = fields.get("gid")
+        if data is not _UNSET:
+            # The producer's own job, just added: valid, nothing to parse, and
+            # none of the fields a worker or a scheduler writes (adds are hot).
+            self.data: Any = data
+            self.failed_reason: str | None = None
+            self.attempts_made = 0
+            self.processed_by: str | None = None
+            self.deferred_failure: str | None = None
+            self.scheduler_id: str | None = None
+            return
+        # Read from Redis: check it now.
+        self.data = self._json("data", {})
+        self.opts = self._decode_opts()
+        self.failed_reason = fields.get("failedReason")
+        self.attempts_made = _int(fields.get("atm"))
+        self.processed_by = fields.get("pb")
+        self.deferred_failure = fields.get("defa")
+        self.scheduler_id = fields.get("rjk")
 
     def _json(self, field: str, default: Any) -> Any:
         value = self.fields.get(field)
