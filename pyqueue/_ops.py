@@ -137,7 +137,11 @@ def add_jobs(keys: QueueKeys, clock: Clock,
     ``existing_fields`` is the stored hash when the add returned an existing
     job (custom id taken, or deduplicated).
     """
-    yield from clock.sync()
+    try:
+        yield from clock.sync()
+    except RedisError as exc:  # before any add was sent: none was applied
+        exc.acknowledged_ids = []
+        raise
     now = clock.now_ms()
     if len(jobs) == 1:
         try:

@@ -42,11 +42,10 @@ from .options import (
     validate_group,
 )
 
-if TYPE_CHECKING:
-    if sys.version_info >= (3, 11):
-        from typing import Unpack
-    else:
-        from typing_extensions import Unpack
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+elif TYPE_CHECKING:  # Python 3.10: only type checkers need it (they ship typing_extensions)
+    from typing_extensions import Unpack
 
 T = TypeVar("T")
 J = TypeVar("J", bound=JobBase)

@@ -7,6 +7,8 @@ and ``needs_reconnect`` walked that one-link cycle forever.
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 import redis
 import redis.exceptions as rexc
@@ -184,3 +186,14 @@ def test_add_bulk_says_which_jobs_were_acknowledged(
         redis_client.delete(f"bull:{queue_name}:de:taken")
         assert [job.id for job in queue.add_bulk(jobs)] == ["job-a", "job-b", "job-c"]
         assert queue.get_job_counts("waiting")["waiting"] == 4
+
+
+@pytest.mark.parametrize("pipelined", [True, False])
+def test_add_bulk_with_redis_unreachable_acknowledges_nothing(pipelined: bool) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with Queue("unreachable", connection=f"redis://127.0.0.1:{port}/0",
+               pipelined=pipelined) as queue, pytest.raises(RedisConnectionError) as caught:
+        queue.add_bulk([{"name": "a"}, {"name": "b"}])
+    assert caught.value.acknowledged_ids == []
