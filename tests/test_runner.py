@@ -189,8 +189,9 @@ async def test_start_async_cancelled_abandons_the_plan() -> None:
     future = start_async(transport, plan())
     future.cancel()
     pending.set_result(None)
-    await asyncio.sleep(0)  # the done-callbacks run on the next loop turn
-    await asyncio.sleep(0)
+    deadline = loop.time() + 5
+    while not closed and loop.time() < deadline:  # the done-callback runs on a later turn
+        await asyncio.sleep(0)
     assert closed == [True]
     assert len(transport.batches) == 1
 
@@ -278,3 +279,22 @@ async def test_start_async_many_plans_share_the_pipelined_connection(
     futures = [start_async(fast, single_plan(cmd("INCR", f"{queue_name}:n")))
                for _ in range(50)]
     assert sorted(await asyncio.gather(*futures)) == list(range(1, 51))
+
+
+async def test_start_async_connects_a_new_pipelined_connection(redis_url: str,
+                                                               queue_name: str) -> None:
+    client = redis.asyncio.Redis.from_url(redis_url)
+    options = options_from(client)
+    assert options is not None
+    fast = PipelinedConnection(options)
+    try:
+        key = f"{queue_name}:fresh"
+        assert (await start_async(fast, plan_with_script(key)))[1:] == ["x", "v"]
+        fresh = PipelinedConnection(options)
+        try:
+            assert await start_async(fresh, single_plan(cmd("GET", key))) == "v"
+        finally:
+            await fresh.aclose()
+    finally:
+        await fast.aclose()
+        await client.aclose()
