@@ -29,12 +29,17 @@ from .errors import (
     PyQueueError,
     QueueBusyError,
     RateLimitError,
+    RedisBusyError,
     RedisConnectionError,
+    RedisDataError,
+    RedisError,
+    RedisReplyError,
     RedisStateError,
     UnrecoverableError,
 )
 from .events import Event, QueueEvents
-from .job import Job
+from .job import AsyncJob, Job
+from .options import AddOptions, BulkJob, JobOptions, RepeatOptions
 from .queue import AsyncQueue, Queue
 from .states import JobState
 from .worker import Worker, WorkerHooks
@@ -42,7 +47,10 @@ from .worker import Worker, WorkerHooks
 __version__ = "0.1.0"
 
 __all__ = [
+    "AddOptions",
+    "AsyncJob",
     "AsyncQueue",
+    "BulkJob",
     "ConfigurationError",
     "DelayedError",
     "EmbeddedRedisUnavailable",
@@ -57,6 +65,7 @@ __all__ = [
     "JobFailedError",
     "JobLockError",
     "JobNotFoundError",
+    "JobOptions",
     "JobState",
     "JobStateError",
     "JobTimeoutError",
@@ -67,8 +76,13 @@ __all__ = [
     "QueueBusyError",
     "QueueEvents",
     "RateLimitError",
+    "RedisBusyError",
     "RedisConnectionError",
+    "RedisDataError",
+    "RedisError",
+    "RedisReplyError",
     "RedisStateError",
+    "RepeatOptions",
     "UnrecoverableError",
     "Worker",
     "WorkerHooks",

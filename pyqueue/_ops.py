@@ -14,7 +14,7 @@ from typing import Any
 from . import _scripts as S
 from ._keys import QueueKeys
 from ._plan import Command, Plan, cmd
-from .errors import InvalidJobOptionsError
+from .errors import InvalidJobOptionsError, RedisError
 from .options import EncodedJob
 
 #: Public state names and where each lives.
@@ -137,15 +137,35 @@ def add_jobs(keys: QueueKeys, clock: Clock,
     ``existing_fields`` is the stored hash when the add returned an existing
     job (custom id taken, or deduplicated).
     """
-    yield from clock.sync()
+    try:
+        yield from clock.sync()
+    except RedisError as exc:  # before any add was sent: none was applied
+        exc.acknowledged_ids = []
+        raise
     now = clock.now_ms()
     if len(jobs) == 1:
-        (reply,) = yield [add_command(keys, clock, now, jobs[0])]
+        try:
+            (reply,) = yield [add_command(keys, clock, now, jobs[0])]
+        except RedisError as exc:
+            raise _partly_added(exc, [], 1, 1) from exc.__cause__
         replies = [reply]
     else:
-        chunks = yield [S.call("addJob", keys, now, me=clock.max_events,
-                               jobs=[_job_params(job) for job in jobs[i:i + ADD_CHUNK]])
-                        for i in range(0, len(jobs), ADD_CHUNK)]
+        calls = []
+        for i in range(0, len(jobs), ADD_CHUNK):
+            call = S.call("addJob", keys, now, me=clock.max_events,
+                          jobs=[_job_params(job) for job in jobs[i:i + ADD_CHUNK]])
+            call.errors_as_values = True  # see which chunks Redis confirmed
+            calls.append(call)
+        try:
+            chunks = yield calls
+        except RedisError as exc:  # no reply at all: nothing is known
+            raise _partly_added(exc, [], len(calls), len(calls)) from exc.__cause__
+        failed = [chunk for chunk in chunks if isinstance(chunk, RedisError)]
+        if failed:
+            acknowledged = [S.text(r[0]) for chunk in chunks
+                            if not isinstance(chunk, RedisError) for r in chunk]
+            raise _partly_added(failed[0], acknowledged, len(failed), len(calls)) \
+                from failed[0].__cause__
         replies = [reply for chunk in chunks for reply in chunk]
     results = [(S.text(r[0]), int(r[1])) for r in replies]
     existing = [job_id for job_id, status in results if status != 1]
@@ -156,6 +176,18 @@ def add_jobs(keys: QueueKeys, clock: Clock,
                                                                    strict=True)}
     return [(job_id, status, now, hashes.get(job_id) if status != 1 else None)
             for job_id, status in results]
+
+
+def _partly_added(error: RedisError, acknowledged: list[str], failed: int,
+                  chunks: int) -> RedisError:
+    """``error`` again (same class and code), saying what is known of the adds."""
+    done = f"{len(acknowledged)} job(s) were added; " if acknowledged else ""
+    again = type(error)(
+        f"add_bulk failed: {error}. {done}{failed} of {chunks} chunk(s) failed or went "
+        "unanswered and may or may not have been applied (give jobs a job_id to make a "
+        "retry safe); acknowledged_ids lists the jobs known to be added", error.code)
+    again.acknowledged_ids = acknowledged
+    return again
 
 
 # --- reading ------------------------------------------------------------------

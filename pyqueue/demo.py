@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from .errors import UnrecoverableError
-from .job import Job
+from .job import AsyncJob, Job
 from .queue import AsyncQueue
 from .worker import Worker
 
@@ -51,7 +51,7 @@ async def run_demo(url: str, out: TextIO, *, queue_name: str | None = None,
 
         tries: dict[str, int] = {}
 
-        async def process(job: Job) -> Any:
+        async def process(job: AsyncJob) -> Any:
             await job.update_progress(50)
             if job.name == "flaky-webhook":
                 tries[job.id] = tries.get(job.id, 0) + 1
@@ -88,7 +88,9 @@ async def run_demo(url: str, out: TextIO, *, queue_name: str | None = None,
             say(f"{what} {job.name:<15} id={job.id}: {exc}")
             check_done()
 
-        worker = Worker(name, process, connection=url, concurrency=2, autorun=False)
+        # Worker's processor type predates AsyncJob: async processors get one.
+        worker = Worker(name, cast(Any, process), connection=url, concurrency=2,
+                        autorun=False)
         worker.on("active", on_active).on("completed", on_completed).on("failed", on_failed)
         try:
             await worker.start()

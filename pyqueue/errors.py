@@ -9,9 +9,15 @@
     │   ├── InvalidJobOptionsError
     │   ├── InvalidJobDataError(ConfigurationError, TypeError)
     │   └── PayloadTooLargeError
-    ├── RedisConnectionError                  Redis unreachable, dropped, timed out
-    │   └── EmbeddedRedisUnavailable          no redis-server binary to start
-    ├── RedisStateError                       Redis refused a write (OOM, read-only replica)
+    ├── RedisError                            Redis failed or refused a command
+    │   ├── RedisConnectionError(ConnectionError)  transient: unreachable, dropped, timed out
+    │   │   ├── EmbeddedRedisUnavailable      no redis-server binary to start
+    │   │   └── RedisBusyError                transient: BUSY, LOADING, MASTERDOWN, TRYAGAIN,
+    │   │                                     CLUSTERDOWN; try again later
+    │   ├── RedisStateError                   Redis refused a write (OOM, READONLY, NOPERM,
+    │   │                                     MISCONF)
+    │   ├── RedisDataError                    WRONGTYPE: a queue key holds the wrong type
+    │   └── RedisReplyError                   any other error reply, with Redis's message
     ├── JobError                              an operation on one job failed
     │   ├── JobNotFoundError                  the job hash does not exist
     │   ├── JobLockError                      the caller's lock is missing or not its own
@@ -24,6 +30,11 @@
         ├── RateLimitError                    back to wait; the whole queue waits
         ├── JobTimeoutError                   the attempt ran past its ``timeout``
         └── JobCancelledError                 the job was cancelled (Queue.cancel_job)
+
+Every error reply from Redis becomes one of the ``RedisError`` classes (never
+a redis-py exception); ``code`` holds Redis's error code (``"WRONGTYPE"``,
+``"BUSY"``, ...) when there was one. ``add_bulk`` sets ``acknowledged_ids``
+on the error it raises (see :class:`RedisError`).
 
 Argument errors subclass :class:`ValueError` (or :class:`TypeError` for
 data of the wrong type), so ``except ValueError`` works as Python users
@@ -54,7 +65,11 @@ __all__ = [
     "PyQueueError",
     "QueueBusyError",
     "RateLimitError",
+    "RedisBusyError",
     "RedisConnectionError",
+    "RedisDataError",
+    "RedisError",
+    "RedisReplyError",
     "RedisStateError",
     "UnrecoverableError",
 ]
@@ -88,16 +103,50 @@ class PayloadTooLargeError(ConfigurationError):
     """Encoded job data larger than the queue's ``max_payload_bytes``."""
 
 
-class RedisConnectionError(PyQueueError, builtins.ConnectionError):
-    """Redis could not be reached, the connection dropped, or a command timed out."""
+class RedisError(PyQueueError):
+    """Redis failed or refused a command.
+
+    ``code`` is Redis's error code (the reply's first word, such as
+    ``"WRONGTYPE"``) or ``None`` when Redis sent no reply (a connection
+    problem). ``acknowledged_ids`` is set only by ``add_bulk``: the ids of the
+    jobs whose chunk Redis confirmed before the failure. The chunk that
+    failed, and any chunk whose reply never arrived, may or may not have been
+    applied; give every job a ``job_id`` to make a retry safe.
+    """
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.acknowledged_ids: list[str] | None = None
+
+
+class RedisConnectionError(RedisError, builtins.ConnectionError):
+    """Redis could not be reached, the connection dropped, or a command timed
+    out: transient, try again later (the worker does, with backoff)."""
 
 
 class EmbeddedRedisUnavailable(RedisConnectionError):
     """No ``redis-server`` binary could be found to start an embedded server."""
 
 
-class RedisStateError(PyQueueError):
+class RedisBusyError(RedisConnectionError):
+    """Redis is up but cannot serve now: a long script runs (``BUSY``), it loads
+    its dataset (``LOADING``), a replica lost its primary (``MASTERDOWN``), a
+    cluster is resharding or down (``TRYAGAIN``, ``CLUSTERDOWN``). Transient."""
+
+
+class RedisStateError(RedisError):
     """Redis refused a write: out of memory, a read-only replica, a missing permission."""
+
+
+class RedisDataError(RedisError):
+    """A key pyqueue uses holds a value of the wrong type (``WRONGTYPE``):
+    something other than pyqueue or BullMQ wrote it. The operation is refused;
+    retrying does not help until the key is repaired."""
+
+
+class RedisReplyError(RedisError):
+    """Any other error reply from Redis; the message is Redis's."""
 
 
 class JobError(PyQueueError):

@@ -1,22 +1,28 @@
-"""``Job``: one job's fields and the operations on it.
+"""Jobs: one job's fields and the operations on it.
 
-A job's methods are plain calls on jobs from ``Queue`` and inside plain
-``def`` processors, and awaitables on jobs from ``AsyncQueue`` and inside
-``async def`` processors: the job carries the binding (sync or async) of
-whoever created it. Inside a worker the job also carries its lock token, so
-its writes (progress, logs, data) are refused once the worker has lost the
-lock (fencing).
+:class:`Job` is what ``Queue`` returns and plain ``def`` processors get: its
+methods are plain calls. :class:`AsyncJob` is what ``AsyncQueue`` returns and
+``async def`` processors get: the same methods, as coroutines. Both share
+:class:`JobBase` (the fields) and every operation is one plan, so they cannot
+drift apart. ``isinstance(job, Job)`` is true for both (``AsyncJob`` is
+registered as a virtual subclass), and ``Job(binding, ...)`` with an asyncio
+binding returns an ``AsyncJob``; :func:`make_job` says so in its type.
+
+Inside a worker the job also carries its lock token, so its writes
+(progress, logs, data) are refused once the worker has lost the lock
+(fencing).
 """
 
 from __future__ import annotations
 
 import json
 import threading
+from abc import ABCMeta
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from . import _ops
 from ._keys import QueueKeys
@@ -24,6 +30,8 @@ from ._plan import Plan
 from .errors import JobFailedError, JobNotFoundError
 from .options import Duration, duration_ms, encode_json
 
+T = TypeVar("T")
+R = TypeVar("R")
 Runner = Callable[[Plan[Any]], Any]
 
 
@@ -39,7 +47,7 @@ class Binding:
     clock: _ops.Clock
     run: Runner
     is_async: bool
-    on_progress: Callable[[Job, Any], None] | None = None
+    on_progress: Callable[[Any, Any], None] | None = None
     #: Runner for plans with blocking commands (XREAD BLOCK): they must not
     #: hold up a shared pipelined connection. Defaults to ``run``.
     run_blocking: Runner | None = None
@@ -66,8 +74,14 @@ def _int(value: str | None, default: int = 0) -> int:
         return default
 
 
-class Job:
-    """A job as stored in Redis.
+def _then(plan: Plan[T], after: Callable[[T], R]) -> Plan[R]:
+    """``plan``, then ``after`` applied to its result (still one plan)."""
+    result = yield from plan
+    return after(result)
+
+
+class JobBase:
+    """A job as stored in Redis: the fields shared by :class:`Job` and :class:`AsyncJob`.
 
     Attributes (read from the job hash when the object was made; call
     ``get_state()`` or ``Queue.get_job()`` for fresh values):
@@ -102,17 +116,25 @@ class Job:
         self.name = fields.get("name", "")
         #: Why the stored job cannot be processed (data or opts not valid JSON).
         self.corruption: str | None = None
-        if data is not _UNSET:  # the producer's own job: valid, nothing to parse
-            self.data: Any = data
-        else:  # read from Redis: check it now
-            self.data = self._json("data", {})
-            self.opts = self._decode_opts()
-        self.failed_reason: str | None = fields.get("failedReason")
-        self.attempts_made = _int(fields.get("atm"))
-        self.processed_by: str | None = fields.get("pb")
-        self.deferred_failure: str | None = fields.get("defa")
-        self.scheduler_id: str | None = fields.get("rjk")
         self.group: str | None = fields.get("gid")
+        if data is not _UNSET:
+            # The producer's own job, just added: valid, nothing to parse, and
+            # none of the fields a worker or a scheduler writes (adds are hot).
+            self.data: Any = data
+            self.failed_reason: str | None = None
+            self.attempts_made = 0
+            self.processed_by: str | None = None
+            self.deferred_failure: str | None = None
+            self.scheduler_id: str | None = None
+            return
+        # Read from Redis: check it now.
+        self.data = self._json("data", {})
+        self.opts = self._decode_opts()
+        self.failed_reason = fields.get("failedReason")
+        self.attempts_made = _int(fields.get("atm"))
+        self.processed_by = fields.get("pb")
+        self.deferred_failure = fields.get("defa")
+        self.scheduler_id = fields.get("rjk")
 
     def _json(self, field: str, default: Any) -> Any:
         value = self.fields.get(field)
@@ -229,81 +251,57 @@ class Job:
             "priority": self.priority,
         }
 
-    # --- operations (sync or awaitable, by binding) ------------------------------
-
-    def _run(self, plan: Plan[Any]) -> Any:
-        return self._binding.run(plan)
-
-    def _then(self, plan: Plan[Any], after: Callable[[Any], Any]) -> Any:
-        result = self._run(plan)
-        if self._binding.is_async:
-            async def chain() -> Any:
-                return after(await result)
-            return chain()
-        return after(result)
+    # --- plans of the operations (shared by Job and AsyncJob) -------------------
 
     def _update(self, op: str, **params: Any) -> Plan[Any]:
         keys, clock = self._binding.keys, self._binding.clock
         return _ops.simple("updateJob", keys, clock, op=op, job_id=self.id, id=self.id,
                            lockToken=self._token, **params)
 
-    def update_progress(self, value: Any) -> Any:
-        """Store progress (a number or any JSON value) and emit a ``progress`` event."""
+    def _progress_plan(self, value: Any) -> Plan[None]:
         encoded = encode_json(value, "progress")
 
         def done(_: Any) -> None:
             self.progress = value
             if self._binding.on_progress is not None:
                 self._binding.on_progress(self, value)
-        return self._then(self._update("update_progress", progress=encoded), done)
+        return _then(self._update("update_progress", progress=encoded), done)
 
-    def log(self, line: str) -> Any:
-        """Append a line to the job's log; returns the log's length."""
+    def _log_plan(self, line: str) -> Plan[int]:
         keep = self.opts.get("kl")
-        return self._run(self._update("log", log=str(line),
-                                      keepLogs=keep if isinstance(keep, int) else None))
+        return _then(self._update("log", log=str(line),
+                                  keepLogs=keep if isinstance(keep, int) else None), int)
 
-    def get_logs(self, start: int = 0, end: int = -1) -> Any:
-        """The job's log lines."""
-        return self._run(_ops.get_logs(self._binding.keys, self.id, start, end))
+    def _logs_plan(self, start: int, end: int) -> Plan[list[str]]:
+        return _ops.get_logs(self._binding.keys, self.id, start, end)
 
-    def update_data(self, data: Any) -> Any:
-        """Replace the job's data (JSON)."""
+    def _data_plan(self, data: Any) -> Plan[None]:
         encoded = encode_json(data, "data")
 
         def done(_: Any) -> None:
             self.data = json.loads(encoded)
-        return self._then(self._update("update_data", data=encoded), done)
+        return _then(self._update("update_data", data=encoded), done)
 
-    def get_state(self) -> Any:
-        """The job's current state (``waiting``, ``active``, ``completed``, ...)."""
-        return self._run(_ops.get_state(self._binding.keys, self._binding.clock, self.id))
+    def _state_plan(self) -> Plan[str]:
+        return _ops.get_state(self._binding.keys, self._binding.clock, self.id)
 
-    def remove(self) -> Any:
-        """Remove the job; ``False`` when it is locked by a worker (running)."""
+    def _remove_plan(self) -> Plan[bool]:
         plan = _ops.simple("removeJob", self._binding.keys, self._binding.clock,
                            op="remove", job_id=self.id, id=self.id)
-        return self._then(plan, bool)
+        return _then(plan, bool)
 
-    def retry(self, state: str = "failed", *, reset_attempts: bool = False) -> Any:
-        """Move this failed (or completed) job back to be processed."""
+    def _retry_plan(self, state: str, reset_attempts: bool) -> Plan[None]:
         plan = _ops.simple("reprocessJobs", self._binding.keys, self._binding.clock,
                            op="retry", job_id=self.id, state=state, id=self.id,
                            resetAttempts=reset_attempts)
-        return self._then(plan, lambda _: None)
+        return _then(plan, _nothing)
 
-    def promote(self) -> Any:
-        """Make this delayed job ready now."""
+    def _promote_plan(self) -> Plan[None]:
         plan = _ops.simple("promote", self._binding.keys, self._binding.clock,
                            op="promote", job_id=self.id, id=self.id)
-        return self._then(plan, lambda _: None)
+        return _then(plan, _nothing)
 
-    def move_to_delayed(self, until: datetime | Duration) -> Any:
-        """From inside a processor: move this job to delayed, then raise ``DelayedError``.
-
-        ``until`` is an aware ``datetime`` or seconds from now. The attempt
-        does not count as failed.
-        """
+    def _delayed_plan(self, until: datetime | Duration) -> Plan[None]:
         clock = self._binding.clock
         if isinstance(until, datetime):
             if until.tzinfo is None:
@@ -318,17 +316,10 @@ class Job:
         def done(_: Any) -> None:
             self._token = None  # the worker must not finish it again
             self.delay = max(due - clock.now_ms(), 0) / 1000
-        return self._then(plan, done)
+        return _then(plan, done)
 
-    def wait_until_finished(self, timeout: float | timedelta | None = None) -> Any:
-        """Wait for the job to complete; returns its return value.
-
-        Raises ``JobFailedError`` if it failed, ``TimeoutError`` after ``timeout``.
-        """
+    def _wait_plan(self, timeout: float | timedelta | None) -> Plan[Any]:
         seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
-        plan = _ops.wait_finished(self._binding.keys, self.id, seconds)
-        runner = self._binding.run_blocking or self._binding.run
-        result = runner(plan)
 
         def done(outcome: tuple[str, dict[str, str]]) -> Any:
             state, fields = outcome
@@ -339,19 +330,155 @@ class Job:
                 raise JobFailedError(f"job {self.id!r} failed: {self.failed_reason}",
                                      self.id, self.failed_reason)
             return self.return_value
-        if self._binding.is_async:
-            async def chain() -> Any:
-                return done(await result)
-            return chain()
-        return done(result)
+        return _then(_ops.wait_finished(self._binding.keys, self.id, seconds), done)
+
+    def _blocking_runner(self) -> Runner:
+        return self._binding.run_blocking or self._binding.run
+
+
+def _nothing(_: Any) -> None:
+    return None
+
+
+class Job(JobBase, metaclass=ABCMeta):
+    """A job whose methods are plain calls (from ``Queue``, in ``def``
+    processors). See :class:`JobBase` for its attributes.
+
+    ``Job(binding, ...)`` with an asyncio binding returns an :class:`AsyncJob`
+    (kept for callers that predate it; prefer :func:`make_job`).
+    """
+
+    def __new__(cls, binding: Binding | None = None, *args: Any, **kwargs: Any) -> Job:
+        if cls is Job and binding is not None and binding.is_async:
+            return cast(Job, AsyncJob(binding, *args, **kwargs))
+        return super().__new__(cls)
+
+    def _run(self, plan: Plan[T]) -> T:
+        result: T = self._binding.run(plan)
+        return result
+
+    def update_progress(self, value: Any) -> None:
+        """Store progress (a number or any JSON value) and emit a ``progress`` event."""
+        self._run(self._progress_plan(value))
+
+    def log(self, line: str) -> int:
+        """Append a line to the job's log; returns the log's length."""
+        return self._run(self._log_plan(line))
+
+    def get_logs(self, start: int = 0, end: int = -1) -> list[str]:
+        """The job's log lines."""
+        return self._run(self._logs_plan(start, end))
+
+    def update_data(self, data: Any) -> None:
+        """Replace the job's data (JSON)."""
+        self._run(self._data_plan(data))
+
+    def get_state(self) -> str:
+        """The job's current state (``waiting``, ``active``, ``completed``, ...)."""
+        return self._run(self._state_plan())
+
+    def remove(self) -> bool:
+        """Remove the job; ``False`` when it is locked by a worker (running)."""
+        return self._run(self._remove_plan())
+
+    def retry(self, state: str = "failed", *, reset_attempts: bool = False) -> None:
+        """Move this failed (or completed) job back to be processed."""
+        self._run(self._retry_plan(state, reset_attempts))
+
+    def promote(self) -> None:
+        """Make this delayed job ready now."""
+        self._run(self._promote_plan())
+
+    def move_to_delayed(self, until: datetime | Duration) -> None:
+        """From inside a processor: move this job to delayed, then raise ``DelayedError``.
+
+        ``until`` is an aware ``datetime`` or seconds from now. The attempt
+        does not count as failed.
+        """
+        self._run(self._delayed_plan(until))
+
+    def wait_until_finished(self, timeout: float | timedelta | None = None) -> Any:
+        """Wait for the job to complete; returns its return value.
+
+        Raises ``JobFailedError`` if it failed, ``TimeoutError`` after ``timeout``.
+        """
+        result: Any = self._blocking_runner()(self._wait_plan(timeout))
+        return result
+
+
+class AsyncJob(JobBase):
+    """A job whose methods are coroutines (from ``AsyncQueue``, in ``async def``
+    processors): the same methods as :class:`Job`. ``isinstance(job, Job)``
+    is true for it too."""
+
+    async def _run(self, plan: Plan[T]) -> T:
+        result: T = await self._binding.run(plan)
+        return result
+
+    async def update_progress(self, value: Any) -> None:
+        """Store progress (a number or any JSON value) and emit a ``progress`` event."""
+        await self._run(self._progress_plan(value))
+
+    async def log(self, line: str) -> int:
+        """Append a line to the job's log; returns the log's length."""
+        return await self._run(self._log_plan(line))
+
+    async def get_logs(self, start: int = 0, end: int = -1) -> list[str]:
+        """The job's log lines."""
+        return await self._run(self._logs_plan(start, end))
+
+    async def update_data(self, data: Any) -> None:
+        """Replace the job's data (JSON)."""
+        await self._run(self._data_plan(data))
+
+    async def get_state(self) -> str:
+        """The job's current state (``waiting``, ``active``, ``completed``, ...)."""
+        return await self._run(self._state_plan())
+
+    async def remove(self) -> bool:
+        """Remove the job; ``False`` when it is locked by a worker (running)."""
+        return await self._run(self._remove_plan())
+
+    async def retry(self, state: str = "failed", *, reset_attempts: bool = False) -> None:
+        """Move this failed (or completed) job back to be processed."""
+        await self._run(self._retry_plan(state, reset_attempts))
+
+    async def promote(self) -> None:
+        """Make this delayed job ready now."""
+        await self._run(self._promote_plan())
+
+    async def move_to_delayed(self, until: datetime | Duration) -> None:
+        """From inside a processor: move this job to delayed, then raise ``DelayedError``
+        (see :meth:`Job.move_to_delayed`)."""
+        await self._run(self._delayed_plan(until))
+
+    async def wait_until_finished(self, timeout: float | timedelta | None = None) -> Any:
+        """Wait for the job to complete; returns its return value.
+
+        Raises ``JobFailedError`` if it failed, ``TimeoutError`` after ``timeout``.
+        """
+        result: Any = await self._blocking_runner()(self._wait_plan(timeout))
+        return result
+
+
+Job.register(AsyncJob)
+
+
+def make_job(binding: Binding, job_id: str, fields: dict[str, str], token: str | None = None,
+             data: Any = _UNSET) -> Job | AsyncJob:
+    """The job for ``binding``: an :class:`AsyncJob` for an asyncio binding, else a
+    :class:`Job` (what the worker gives async and ``def`` processors)."""
+    if binding.is_async:
+        return AsyncJob(binding, job_id, fields, token, data)
+    return Job(binding, job_id, fields, token, data)
 
 
 def job_from_fields(binding: Binding, job_id: str, fields: dict[str, str] | None,
-                    token: str | None = None) -> Job | None:
-    """A ``Job`` from a stored hash, or ``None`` for a missing job."""
+                    token: str | None = None) -> Job | AsyncJob | None:
+    """A job from a stored hash, or ``None`` for a missing job."""
     if not fields:
         return None
-    return Job(binding, job_id, fields, token)
+    return make_job(binding, job_id, fields, token)
 
 
-__all__ = ["Binding", "Job", "job_from_fields"]
+__all__ = ["AsyncJob", "Binding", "Job", "JobBase", "job_from_fields", "make_job"]

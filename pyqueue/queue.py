@@ -7,22 +7,32 @@ builds plans; the shells run them with a ``redis.Redis`` or a
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import redis
 import redis.asyncio
-import redis.exceptions as rexc
 
 from . import _ops, _schedule
 from ._keys import QueueKeys, validate_prefix, validate_queue_name
-from ._plan import Plan, cmd, raise_error_reply, run_async, run_sync, single, translate
+from ._plan import (
+    Plan,
+    async_transport,
+    cmd,
+    run_async,
+    run_sync,
+    single,
+    sync_transport,
+)
 from ._resp import PipelinedConnection, SyncConnection, options_from
 from .connection import SOCKET_TIMEOUT, async_client, sync_client
 from .errors import InvalidJobOptionsError
-from .job import Binding, Job, job_from_fields
+from .job import AsyncJob, Binding, Job, JobBase
 from .options import (
     DEFAULT_MAX_PAYLOAD_BYTES,
+    AddOptions,
+    BulkJob,
     Duration,
     EncodedJob,
     duration_ms,
@@ -31,6 +41,14 @@ from .options import (
     merge_options,
     validate_group,
 )
+
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+elif TYPE_CHECKING:  # Python 3.10: only type checkers need it (they ship typing_extensions)
+    from typing_extensions import Unpack
+
+T = TypeVar("T")
+J = TypeVar("J", bound=JobBase)
 
 ConnectionArg = str | redis.Redis | redis.asyncio.Redis | None
 
@@ -44,12 +62,14 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-class _QueueCore:
-    """Validation and plans shared by ``Queue`` and ``AsyncQueue``."""
+class _QueueCore(Generic[J]):
+    """Validation and plans shared by ``Queue`` and ``AsyncQueue``; ``J`` is the
+    job class the shell hands out (``Job`` or ``AsyncJob``)."""
 
-    def __init__(self, name: str, *, prefix: str = "bull",
+    def __init__(self, job_class: type[J], name: str, *, prefix: str = "bull",
                  default_job_options: Mapping[str, Any] | None = None,
                  max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> None:
+        self.job_class = job_class
         self.name = validate_queue_name(name)
         self.prefix = validate_prefix(prefix)
         self.keys = QueueKeys(self.prefix, self.name)
@@ -74,7 +94,8 @@ class _QueueCore:
             else self._default_options
         return encode_job(name, data, options, max_payload_bytes=self.max_payload_bytes)
 
-    def encode_bulk(self, jobs: Sequence[Mapping[str, Any]]) -> list[EncodedJob]:
+    def encode_bulk(self, jobs: Sequence[BulkJob] | Sequence[Mapping[str, Any]]
+                    ) -> list[EncodedJob]:
         if not isinstance(jobs, Sequence) or isinstance(jobs, str | bytes):
             raise InvalidJobOptionsError(f"add_bulk takes a list of jobs, got {jobs!r}")
         encoded = []
@@ -94,18 +115,31 @@ class _QueueCore:
             encoded.append(self.encode(spec["name"], spec.get("data"), opts))
         return encoded
 
-    def add_plan(self, jobs: list[EncodedJob], binding: Binding) -> Plan[list[Job]]:
+    def add_plan(self, jobs: list[EncodedJob], binding: Binding) -> Plan[list[J]]:
         results = yield from _ops.add_jobs(self.keys, self.clock, jobs)
         out = []
         for job, (job_id, _status, now, existing) in zip(jobs, results, strict=True):
             if existing is not None:
-                out.append(Job(binding, job_id, existing))
+                out.append(self.job_class(binding, job_id, existing))
             else:
                 out.append(self.new_job(job, job_id, now, binding))
         return out
 
-    @staticmethod
-    def new_job(job: EncodedJob, job_id: str, now: int, binding: Binding) -> Job:
+    def add_one_plan(self, job: EncodedJob, binding: Binding) -> Plan[J]:
+        """``add``: one script call (the hot path of producers, so one generator)."""
+        clock = self.clock
+        if not clock.fresh():
+            yield from clock.sync()
+        now = clock.now_ms()
+        (reply,) = yield [_ops.add_command(self.keys, clock, now, job)]
+        job_id = _text(reply[0])
+        if int(reply[1]) == 1:
+            return self.new_job(job, job_id, now, binding)
+        # The job existed (custom id) or was deduplicated: return that one.
+        fields = yield from _ops.get_job_hash(self.keys, job_id)
+        return self.job_class(binding, job_id, fields or {})
+
+    def new_job(self, job: EncodedJob, job_id: str, now: int, binding: Binding) -> J:
         """The ``Job`` just written by an add, from what was sent."""
         options = job.options
         fields = {"name": job.name, "data": job.data, "opts": options.opts,
@@ -113,17 +147,17 @@ class _QueueCore:
                   "priority": str(options.priority)}
         if options.group is not None:
             fields["gid"] = options.group
-        return Job(binding, job_id, fields, data=job.value)
+        return self.job_class(binding, job_id, fields, data=job.value)
 
-    def get_job_plan(self, job_id: str, binding: Binding) -> Plan[Job | None]:
+    def get_job_plan(self, job_id: str, binding: Binding) -> Plan[J | None]:
         fields = yield from _ops.get_job_hash(self.keys, str(job_id))
-        return job_from_fields(binding, str(job_id), fields)
+        return self.job_class(binding, str(job_id), fields) if fields else None
 
     def get_jobs_plan(self, states: str | Iterable[str], start: int, end: int, asc: bool,
-                      binding: Binding) -> Plan[list[Job]]:
+                      binding: Binding) -> Plan[list[J]]:
         wanted = [states] if isinstance(states, str) else list(states)
         found = yield from _ops.get_jobs(self.keys, wanted, start, end, asc)
-        return [Job(binding, job_id, fields) for job_id, fields in found]
+        return [self.job_class(binding, job_id, fields) for job_id, fields in found]
 
     def script(self, name: str, op: str, **params: Any) -> Plan[Any]:
         return _ops.simple(name, self.keys, self.clock, op=op, **params)
@@ -179,15 +213,15 @@ class _QueueCore:
         return self.script("setGroupLimits", "set_group_limits", **params)
 
     def scheduler_plan(self, scheduler_id: str, binding: Binding,
-                       **settings: Any) -> Plan[Job]:
+                       **settings: Any) -> Plan[J]:
         params = _schedule.upsert_params(scheduler_id, max_payload_bytes=self.max_payload_bytes,
                                          **settings)
         job_id, _ = yield from _schedule.upsert_plan(self.keys, self.clock, params)
         fields = yield from _ops.get_job_hash(self.keys, job_id)
-        return Job(binding, job_id, fields or {})
+        return self.job_class(binding, job_id, fields or {})
 
     def repeat_plan(self, name: str, data: Any, opts: Mapping[str, Any],
-                    binding: Binding) -> Plan[Job]:
+                    binding: Binding) -> Plan[J]:
         """``add(..., repeat={...})``: a scheduler keyed by ``job_id`` or name + pattern."""
         opts = dict(opts)
         repeat = opts.pop("repeat")
@@ -232,13 +266,15 @@ class Queue:
                  prefix: str = "bull", default_job_options: Mapping[str, Any] | None = None,
                  max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
                  pipelined: bool = True) -> None:
-        self._core = _QueueCore(name, prefix=prefix, default_job_options=default_job_options,
+        self._core = _QueueCore(Job, name, prefix=prefix,
+                                default_job_options=default_job_options,
                                 max_payload_bytes=max_payload_bytes)
         self.client, self._owns_client = sync_client(connection)
         options = options_from(self.client) if pipelined else None
         #: Commands go through a lean per-thread connection when the client's
         #: settings allow it (they do unless RESP3, caching or a custom class).
         self._fast = SyncConnection(options, SOCKET_TIMEOUT) if options is not None else None
+        self._transport = sync_transport(self._fast or self.client)
         self._binding = Binding(self._core.keys, self._core.clock, self._run, is_async=False)
 
     @property
@@ -251,26 +287,30 @@ class Queue:
         """The key prefix (``bull`` by default)."""
         return self._core.prefix
 
-    def _run(self, plan: Plan[Any]) -> Any:
-        return run_sync(self._fast or self.client, plan)
+    def _run(self, plan: Plan[T]) -> T:
+        return run_sync(self._transport, plan)
 
-    def add(self, name: str, data: Any = None, **opts: Any) -> Job:
+    def add(self, name: str, data: Any = None, **opts: Unpack[AddOptions]) -> Job:
         """Add a job; returns it (the existing one for a taken ``job_id``)."""
         if opts.get("repeat") is not None:
-            return self._run(self._core.repeat_plan(name, data, opts, self._binding))  # type: ignore[no-any-return]
+            return self._run(self._core.repeat_plan(name, data, opts, self._binding))
         encoded = self._core.encode(name, data, opts)
-        return self._run(self._core.add_plan([encoded], self._binding))[0]  # type: ignore[no-any-return]
+        return self._run(self._core.add_one_plan(encoded, self._binding))
 
-    def add_bulk(self, jobs: Sequence[Mapping[str, Any]]) -> list[Job]:
-        """Add many jobs in one round trip: ``[{"name", "data", "opts"}, ...]``."""
+    def add_bulk(self, jobs: Sequence[BulkJob] | Sequence[Mapping[str, Any]]) -> list[Job]:
+        """Add many jobs in one round trip: ``[{"name", "data", "opts"}, ...]``.
+
+        If Redis fails part way, the error (a ``RedisError``) has
+        ``acknowledged_ids``: the jobs known to be added; the others may or may
+        not have been (give jobs a ``job_id`` to make a retry safe)."""
         encoded = self._core.encode_bulk(jobs)
         if not encoded:
             return []
-        return self._run(self._core.add_plan(encoded, self._binding))  # type: ignore[no-any-return]
+        return self._run(self._core.add_plan(encoded, self._binding))
 
     def get_job(self, job_id: str) -> Job | None:
         """The job with that id, or ``None``."""
-        return self._run(self._core.get_job_plan(job_id, self._binding))  # type: ignore[no-any-return]
+        return self._run(self._core.get_job_plan(job_id, self._binding))
 
     def get_deduplication_job_id(self, dedup_id: str) -> str | None:
         """The id of the job that holds deduplication id ``dedup_id``, if any."""
@@ -284,16 +324,16 @@ class Queue:
     def get_job_state(self, job_id: str) -> str:
         """``waiting``, ``prioritized``, ``delayed``, ``active``, ``completed``,
         ``failed``, ``waiting-children`` or ``unknown``."""
-        return self._run(_ops.get_state(self._core.keys, self._core.clock, str(job_id)))  # type: ignore[no-any-return]
+        return self._run(_ops.get_state(self._core.keys, self._core.clock, str(job_id)))
 
     def get_job_counts(self, *states: str) -> dict[str, int]:
         """Counts per state (all states when none are given)."""
-        return self._run(_ops.get_counts(self._core.keys, states))  # type: ignore[no-any-return]
+        return self._run(_ops.get_counts(self._core.keys, states))
 
     def get_jobs(self, states: str | Iterable[str], start: int = 0, end: int = -1,
                  asc: bool = False) -> list[Job]:
         """Jobs in the given states, newest first unless ``asc``."""
-        return self._run(self._core.get_jobs_plan(states, start, end, asc, self._binding))  # type: ignore[no-any-return]
+        return self._run(self._core.get_jobs_plan(states, start, end, asc, self._binding))
 
     def pause(self) -> None:
         """Pause the queue for every worker: they finish active jobs and take no new ones."""
@@ -305,7 +345,7 @@ class Queue:
 
     def is_paused(self) -> bool:
         """Whether the queue is paused."""
-        return self._run(_ops.is_paused(self._core.keys))  # type: ignore[no-any-return]
+        return self._run(_ops.is_paused(self._core.keys))
 
     def drain(self, delayed: bool = False) -> None:
         """Remove all waiting and prioritized jobs (and delayed ones when asked)."""
@@ -313,7 +353,7 @@ class Queue:
 
     def clean(self, grace: Duration, limit: int = 0, state: str = "completed") -> list[str]:
         """Remove jobs of ``state`` older than ``grace`` seconds; returns their ids."""
-        return self._run(self._core.clean_plan(grace, limit, state))  # type: ignore[no-any-return]
+        return self._run(self._core.clean_plan(grace, limit, state))
 
     def obliterate(self, force: bool = False) -> None:
         """Delete the queue and all its jobs; refuses while jobs are active unless forced."""
@@ -325,11 +365,11 @@ class Queue:
 
     def retry_jobs(self, state: str = "failed", count: int = 1000) -> int:
         """Move up to ``count`` failed (or completed) jobs back to wait; returns how many."""
-        return self._run(self._core.retry_jobs_plan(state, count))  # type: ignore[no-any-return]
+        return self._run(self._core.retry_jobs_plan(state, count))
 
     def promote_jobs(self) -> int:
         """Move every delayed job to wait; returns how many."""
-        return self._run(_ops.promote_all(self._core.keys, self._core.clock))  # type: ignore[no-any-return]
+        return self._run(_ops.promote_all(self._core.keys, self._core.clock))
 
     def set_global_concurrency(self, n: int | None) -> None:
         """At most ``n`` jobs active across all workers (``None`` or 0 clears it)."""
@@ -352,7 +392,7 @@ class Queue:
 
     def get_group_counts(self) -> dict[str, dict[str, int]]:
         """Per group id: ``{"waiting": n, "active": n}``."""
-        return self._run(_ops.get_group_counts(self._core.keys))  # type: ignore[no-any-return]
+        return self._run(_ops.get_group_counts(self._core.keys))
 
     def upsert_job_scheduler(self, scheduler_id: str, *, pattern: str | None = None,
                              every: Duration | None = None, tz: str | None = None,
@@ -365,7 +405,7 @@ class Queue:
         ``immediately`` (first run now), and ``template={"name", "data", "opts"}``.
         Upserting the same id again replaces it; there is always exactly one
         pending iteration. Returns that iteration's job."""
-        return self._run(self._core.scheduler_plan(  # type: ignore[no-any-return]
+        return self._run(self._core.scheduler_plan(
             scheduler_id, self._binding, pattern=pattern, every=every, tz=tz, limit=limit,
             start_date=start_date, end_date=end_date, immediately=immediately,
             template=template))
@@ -378,7 +418,7 @@ class Queue:
     def get_job_schedulers(self) -> list[dict[str, Any]]:
         """Every scheduler: id, name, next, pattern or every, tz, limit, start_date,
         end_date, iteration_count, template."""
-        return self._run(_schedule.list_plan(self._core.keys))  # type: ignore[no-any-return]
+        return self._run(_schedule.list_plan(self._core.keys))
 
     def get_job_scheduler(self, scheduler_id: str) -> dict[str, Any] | None:
         """One scheduler (see ``get_job_schedulers``), or ``None``."""
@@ -397,7 +437,7 @@ class Queue:
         returns ``"requested"``. A finished job is left alone: ``"finished"``.
         Raises ``JobNotFoundError`` for an unknown id.
         """
-        return self._run(self._core.cancel_plan(job_id, reason, remove))  # type: ignore[no-any-return]
+        return self._run(self._core.cancel_plan(job_id, reason, remove))
 
     def rate_limit(self, duration: Duration) -> None:
         """Stop every worker of the queue from taking jobs for ``duration`` seconds."""
@@ -433,12 +473,14 @@ class AsyncQueue:
                  prefix: str = "bull", default_job_options: Mapping[str, Any] | None = None,
                  max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
                  pipelined: bool = True) -> None:
-        self._core = _QueueCore(name, prefix=prefix, default_job_options=default_job_options,
+        self._core = _QueueCore(AsyncJob, name, prefix=prefix,
+                                default_job_options=default_job_options,
                                 max_payload_bytes=max_payload_bytes)
         self.client, self._owns_client = async_client(connection)
         options = options_from(self.client) if pipelined else None
         self._fast = PipelinedConnection(options, SOCKET_TIMEOUT) if options is not None \
             else None
+        self._transport = async_transport(self._fast or self.client)
         self._binding = Binding(self._core.keys, self._core.clock, self._run, is_async=True,
                                 run_blocking=self._run_blocking)
 
@@ -452,48 +494,31 @@ class AsyncQueue:
         """The key prefix (``bull`` by default)."""
         return self._core.prefix
 
-    async def _run(self, plan: Plan[Any]) -> Any:
-        return await run_async(self._fast or self.client, plan)
+    async def _run(self, plan: Plan[T]) -> T:
+        return await run_async(self._transport, plan)
 
-    async def _run_blocking(self, plan: Plan[Any]) -> Any:
+    async def _run_blocking(self, plan: Plan[T]) -> T:
         return await run_async(self.client, plan)
 
-    async def add(self, name: str, data: Any = None, **opts: Any) -> Job:
+    async def add(self, name: str, data: Any = None, **opts: Unpack[AddOptions]) -> AsyncJob:
         """Add a job; returns it (the existing one for a taken ``job_id``)."""
         if opts.get("repeat") is not None:
-            return await self._run(self._core.repeat_plan(name, data, opts, self._binding))  # type: ignore[no-any-return]
-        core = self._core
-        encoded = core.encode(name, data, opts)
-        fast = self._fast
-        if fast is not None and core.clock.fresh():
-            # The common case, without the plan machinery: one script call.
-            now = core.clock.now_ms()
-            sent = fast.send_one(_ops.add_command(core.keys, core.clock, now, encoded))
-            if sent is not None:
-                try:
-                    reply = await sent
-                except rexc.RedisError as exc:  # the connection failed
-                    raise translate(exc) from exc
-                reply = raise_error_reply(reply)
-                if not isinstance(reply, rexc.NoScriptError):  # else not run: use the plan
-                    job_id, status = str(reply[0]), int(reply[1])
-                    if status == 1:
-                        return core.new_job(encoded, job_id, now, self._binding)
-                    # The job existed (custom id) or deduplicated: return that one.
-                    fields = await self._run(_ops.get_job_hash(core.keys, job_id))
-                    return Job(self._binding, job_id, fields or {})
-        return (await self._run(core.add_plan([encoded], self._binding)))[0]  # type: ignore[no-any-return]
+            return await self._run(self._core.repeat_plan(name, data, opts, self._binding))
+        encoded = self._core.encode(name, data, opts)
+        # run_async directly, not through _run: one coroutine less on the hot path.
+        return await run_async(self._transport, self._core.add_one_plan(encoded, self._binding))
 
-    async def add_bulk(self, jobs: Sequence[Mapping[str, Any]]) -> list[Job]:
-        """Add many jobs in one round trip: ``[{"name", "data", "opts"}, ...]``."""
+    async def add_bulk(self, jobs: Sequence[BulkJob] | Sequence[Mapping[str, Any]]
+                       ) -> list[AsyncJob]:
+        """Add many jobs in one round trip (see ``Queue.add_bulk``)."""
         encoded = self._core.encode_bulk(jobs)
         if not encoded:
             return []
-        return await self._run(self._core.add_plan(encoded, self._binding))  # type: ignore[no-any-return]
+        return await self._run(self._core.add_plan(encoded, self._binding))
 
-    async def get_job(self, job_id: str) -> Job | None:
+    async def get_job(self, job_id: str) -> AsyncJob | None:
         """The job with that id, or ``None``."""
-        return await self._run(self._core.get_job_plan(job_id, self._binding))  # type: ignore[no-any-return]
+        return await self._run(self._core.get_job_plan(job_id, self._binding))
 
     async def get_deduplication_job_id(self, dedup_id: str) -> str | None:
         """The id of the job that holds deduplication id ``dedup_id``, if any."""
@@ -506,16 +531,16 @@ class AsyncQueue:
 
     async def get_job_state(self, job_id: str) -> str:
         """The job's state in BullMQ's words (see ``Queue.get_job_state``)."""
-        return await self._run(_ops.get_state(self._core.keys, self._core.clock, str(job_id)))  # type: ignore[no-any-return]
+        return await self._run(_ops.get_state(self._core.keys, self._core.clock, str(job_id)))
 
     async def get_job_counts(self, *states: str) -> dict[str, int]:
         """Counts per state (all states when none are given)."""
-        return await self._run(_ops.get_counts(self._core.keys, states))  # type: ignore[no-any-return]
+        return await self._run(_ops.get_counts(self._core.keys, states))
 
     async def get_jobs(self, states: str | Iterable[str], start: int = 0, end: int = -1,
-                       asc: bool = False) -> list[Job]:
+                       asc: bool = False) -> list[AsyncJob]:
         """Jobs in the given states, newest first unless ``asc``."""
-        return await self._run(self._core.get_jobs_plan(states, start, end, asc,  # type: ignore[no-any-return]
+        return await self._run(self._core.get_jobs_plan(states, start, end, asc,
                                                         self._binding))
 
     async def pause(self) -> None:
@@ -528,7 +553,7 @@ class AsyncQueue:
 
     async def is_paused(self) -> bool:
         """Whether the queue is paused."""
-        return await self._run(_ops.is_paused(self._core.keys))  # type: ignore[no-any-return]
+        return await self._run(_ops.is_paused(self._core.keys))
 
     async def drain(self, delayed: bool = False) -> None:
         """Remove all waiting and prioritized jobs (and delayed ones when asked)."""
@@ -537,7 +562,7 @@ class AsyncQueue:
     async def clean(self, grace: Duration, limit: int = 0,
                     state: str = "completed") -> list[str]:
         """Remove jobs of ``state`` older than ``grace`` seconds; returns their ids."""
-        return await self._run(self._core.clean_plan(grace, limit, state))  # type: ignore[no-any-return]
+        return await self._run(self._core.clean_plan(grace, limit, state))
 
     async def obliterate(self, force: bool = False) -> None:
         """Delete the queue and all its jobs; refuses while jobs are active unless forced."""
@@ -549,11 +574,11 @@ class AsyncQueue:
 
     async def retry_jobs(self, state: str = "failed", count: int = 1000) -> int:
         """Move up to ``count`` failed (or completed) jobs back to wait."""
-        return await self._run(self._core.retry_jobs_plan(state, count))  # type: ignore[no-any-return]
+        return await self._run(self._core.retry_jobs_plan(state, count))
 
     async def promote_jobs(self) -> int:
         """Move every delayed job to wait; returns how many."""
-        return await self._run(_ops.promote_all(self._core.keys, self._core.clock))  # type: ignore[no-any-return]
+        return await self._run(_ops.promote_all(self._core.keys, self._core.clock))
 
     async def set_global_concurrency(self, n: int | None) -> None:
         """At most ``n`` jobs active across all workers (``None`` or 0 clears it)."""
@@ -574,15 +599,15 @@ class AsyncQueue:
 
     async def get_group_counts(self) -> dict[str, dict[str, int]]:
         """Per group id: ``{"waiting": n, "active": n}``."""
-        return await self._run(_ops.get_group_counts(self._core.keys))  # type: ignore[no-any-return]
+        return await self._run(_ops.get_group_counts(self._core.keys))
 
     async def upsert_job_scheduler(self, scheduler_id: str, *, pattern: str | None = None,
                                    every: Duration | None = None, tz: str | None = None,
                                    limit: int | None = None, start_date: Any = None,
                                    end_date: Any = None, immediately: bool = False,
-                                   template: Mapping[str, Any] | None = None) -> Job:
+                                   template: Mapping[str, Any] | None = None) -> AsyncJob:
         """Create or replace a job scheduler (see ``Queue.upsert_job_scheduler``)."""
-        return await self._run(self._core.scheduler_plan(  # type: ignore[no-any-return]
+        return await self._run(self._core.scheduler_plan(
             scheduler_id, self._binding, pattern=pattern, every=every, tz=tz, limit=limit,
             start_date=start_date, end_date=end_date, immediately=immediately,
             template=template))
@@ -594,7 +619,7 @@ class AsyncQueue:
 
     async def get_job_schedulers(self) -> list[dict[str, Any]]:
         """Every scheduler (see ``Queue.get_job_schedulers``)."""
-        return await self._run(_schedule.list_plan(self._core.keys))  # type: ignore[no-any-return]
+        return await self._run(_schedule.list_plan(self._core.keys))
 
     async def get_job_scheduler(self, scheduler_id: str) -> dict[str, Any] | None:
         """One scheduler, or ``None``."""
@@ -604,7 +629,7 @@ class AsyncQueue:
     async def cancel_job(self, job_id: str, reason: str = "cancelled", *,
                          remove: bool = False) -> str:
         """Cancel a job from any process (see ``Queue.cancel_job``)."""
-        return await self._run(self._core.cancel_plan(job_id, reason, remove))  # type: ignore[no-any-return]
+        return await self._run(self._core.cancel_plan(job_id, reason, remove))
 
     async def rate_limit(self, duration: Duration) -> None:
         """Stop every worker of the queue from taking jobs for ``duration`` seconds."""

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, overload
 
-from ..job import Job
+from ..job import AsyncJob, Job
 from ..queue import AsyncQueue, Queue
 from .message import (
     Attachment,
@@ -84,13 +84,13 @@ def enqueue_email(queue: Queue, *, to: str | Sequence[str], subject: str | None 
 @overload
 def enqueue_email(queue: AsyncQueue, *, to: str | Sequence[str], subject: str | None = ...,
                   text: str | None = ..., html: str | None = ..., mail_uid: str | None = ...,
-                  **kwargs: Any) -> Coroutine[Any, Any, Job]: ...
+                  **kwargs: Any) -> Coroutine[Any, Any, AsyncJob]: ...
 
 
 def enqueue_email(queue: Queue | AsyncQueue, *, to: str | Sequence[str],
                   subject: str | None = None, text: str | None = None, html: str | None = None,
                   mail_uid: str | None = None,
-                  **kwargs: Any) -> Job | Coroutine[Any, Any, Job]:
+                  **kwargs: Any) -> Job | Coroutine[Any, Any, AsyncJob]:
     """Validate one mail and add it to ``queue``; returns the job (a coroutine
     for an ``AsyncQueue``).
 

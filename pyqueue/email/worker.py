@@ -22,10 +22,10 @@ import ssl
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ..errors import DelayedError, JobTimeoutError, RateLimitError, UnrecoverableError
-from ..job import Job
+from ..job import AsyncJob, Job
 from ..queue import AsyncQueue
 from ..worker import Worker
 from . import deadletter
@@ -144,7 +144,8 @@ class EmailWorker(Worker):
             until = self.quota.resume_at()
             logger.info("job %s: daily quota of %d used; delayed to %s", job.id,
                         self.quota.limit, until.isoformat())
-            await job.move_to_delayed(until)
+            # An async processor's job is an AsyncJob (Worker.process is typed Job).
+            await cast(AsyncJob, job).move_to_delayed(until)
             raise DelayedError(f"daily quota reached; delayed to {until.isoformat()}")
         try:
             result = await self.sender.send(msg, envelope_from, to_send)
