@@ -183,20 +183,31 @@ def _translated(exc: BaseException) -> RedisError:
     return RedisError(f"Redis command failed ({type(exc).__name__}): {text}")
 
 
+def exception_chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from or during (``__cause__``,
+    ``__context__``), each once: a chain may loop back on itself (an error
+    reply object re-raised ``from`` itself), so every walk goes through here."""
+    seen: set[int] = set()
+    out: list[BaseException] = []
+    todo: list[BaseException] = [exc]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        out.append(current)
+        todo.extend(e for e in (current.__context__, current.__cause__) if e is not None)
+    return out
+
+
 def needs_reconnect(exc: BaseException) -> bool:
     """True when the server we talk to stopped being a writable primary (a
-    failover demoted it): the connection must be dropped so that a new one
-    reaches the new primary. Walks the ``__cause__`` chain (cycle-safe)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, RedisError):
-            if current.code in ("READONLY", "UNBLOCKED"):
-                return True
-        elif error_code(current) in ("READONLY", "UNBLOCKED"):
+    failover demoted it: READONLY, or UNBLOCKED from a blocking call): the
+    connection must be dropped so that a new one reaches the new primary."""
+    for current in exception_chain(exc):
+        code = current.code if isinstance(current, RedisError) else error_code(current)
+        if code in ("READONLY", "UNBLOCKED"):
             return True
-        current = current.__cause__
     return False
 
 
@@ -572,12 +583,3 @@ class _Driver:
         else:
             assert isinstance(outcome, list)
             self.advance(outcome, None)
-
-
-def raise_error_reply(reply: Any) -> Any:
-    """Deprecated: kept only for ``pyqueue/worker.py``'s finish fast path until
-    it calls :func:`start_async`; delete it then. An error reply is raised as
-    pyqueue's exception, except ``NoScriptError``, which is returned."""
-    if isinstance(reply, rexc.RedisError) and not isinstance(reply, rexc.NoScriptError):
-        raise translate(reply)
-    return reply

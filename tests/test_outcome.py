@@ -135,7 +135,8 @@ def test_registered_strategy_wins_over_the_workers() -> None:
 def test_exception_chains_are_walked_once_even_when_they_loop() -> None:
     import redis.exceptions as rexc
 
-    from pyqueue.worker._connections import chain, is_failover
+    from pyqueue._plan import exception_chain as chain
+    from pyqueue.worker._connections import is_failover
 
     first = ValueError("a")
     second = rexc.ResponseError("WRONGTYPE wrong kind of value")

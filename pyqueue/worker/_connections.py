@@ -8,9 +8,8 @@ import logging
 
 import redis
 import redis.asyncio
-import redis.exceptions as rexc
 
-from .._plan import translate
+from .._plan import AsyncTransport, async_transport, needs_reconnect, translate
 from .._resp import PipelinedConnection, options_from
 from ..connection import SOCKET_TIMEOUT, blocking_async_client, sync_twin
 from ..errors import RedisStateError
@@ -18,32 +17,8 @@ from ..errors import RedisStateError
 logger = logging.getLogger("pyqueue.worker")
 
 
-def chain(exc: BaseException) -> list[BaseException]:
-    """``exc`` and the exceptions it was raised from or during (``__cause__``,
-    ``__context__``), each once: a chain may loop back on itself."""
-    seen: set[int] = set()
-    out: list[BaseException] = []
-    todo: list[BaseException] = [exc]
-    while todo:
-        current = todo.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        out.append(current)
-        todo.extend(e for e in (current.__context__, current.__cause__) if e is not None)
-    return out
-
-
-def is_failover(exc: BaseException) -> bool:
-    """Whether ``exc`` (or an exception in its chain) says the server stopped being
-    a writable primary (READONLY, UNBLOCKED): the connections must be dropped."""
-    for link in chain(exc):
-        if isinstance(link, rexc.ReadOnlyError):
-            return True
-        if isinstance(link, rexc.ResponseError) and (
-                "READONLY" in str(link) or str(link).startswith("UNBLOCKED")):
-            return True
-    return False
+#: The worker's name for the runner's check (kept for readers of this module).
+is_failover = needs_reconnect
 
 
 class Connections:
@@ -68,6 +43,14 @@ class Connections:
         self.blocking: redis.asyncio.Redis | None = None
         self.fast: PipelinedConnection | None = None
         self.sync: redis.Redis | None = None
+        self._transport: AsyncTransport | None = None
+
+    def transport(self) -> AsyncTransport:
+        """The runner's transport for per-job calls: the pipelined connection
+        (or the client's pool when there is none); made once."""
+        if self._transport is None:
+            self._transport = async_transport(self.fast or self.client)
+        return self._transport
 
     def open(self, client_name: str, pipelined: bool) -> redis.Redis:
         """Create the worker's own connections (they connect on first use);
@@ -76,6 +59,7 @@ class Connections:
         options = options_from(self.client) if pipelined else None
         if options is not None:
             self.fast = PipelinedConnection(options, timeout=SOCKET_TIMEOUT)
+        self._transport = None
         self.sync = sync_twin(self.client)
         return self.sync
 

@@ -7,16 +7,13 @@ from __future__ import annotations
 import asyncio
 import functools
 from asyncio import Future
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any
-
-import redis.exceptions as rexc
 
 from .. import _ops
 from .. import _scripts as S
 from .._keys import QueueKeys
-from .._plan import Command, Plan, raise_error_reply, translate
-from .._resp import PipelinedConnection
+from .._plan import AsyncTransport, Command, Plan, start_async
 from ..errors import RedisConnectionError
 
 NextJob = tuple[str, str, dict[str, str]] | None
@@ -33,16 +30,14 @@ class FinishBatcher:
     at once and Redis works on one chunk while Python runs the next."""
 
     def __init__(self, keys: QueueKeys, clock: _ops.Clock, concurrency: int, *,
-                 fast: Callable[[], PipelinedConnection | None],
-                 run: Callable[[Plan[Any]], Coroutine[Any, Any, Any]],
+                 transport: Callable[[], AsyncTransport],
                  fetch_params: Callable[[int], dict[str, Any]],
                  closing: Callable[[], bool],
                  on_fetched: Callable[[list[tuple[str, str, dict[str, str]]]], None],
                  spawn: Callable[[str, str, dict[str, str]], None]) -> None:
         self._keys = keys
         self._clock = clock
-        self._fast = fast
-        self._run = run
+        self._transport = transport
         self._fetch_params = fetch_params
         self._closing = closing
         self._on_fetched = on_fetched
@@ -50,7 +45,6 @@ class FinishBatcher:
         self.chunk = max(1, -(-concurrency // FINISH_CHUNKS))
         self._pending: Finishes = []
         self._scheduled = False
-        self._senders: set[asyncio.Future[None]] = set()
 
     def submit(self, item: dict[str, Any]) -> Future[tuple[int, NextJob]]:
         """Queue one finish; the future gets (script code, next job or None)."""
@@ -65,55 +59,28 @@ class FinishBatcher:
         return future
 
     def flush(self) -> None:
-        """Send what is pending now (not when this loop iteration ends)."""
+        """Send what is pending now (not when this loop iteration ends): with
+        many slots finishing at once, Redis works on one chunk while Python
+        runs the next. The plan is driven by the one runner from the reply's
+        done-callback (no task to wake in between); it syncs the clock,
+        connects and reloads a flushed script when it has to."""
         self._scheduled = False
         batch, self._pending = self._pending, []
-        if batch and not self._send(batch):
-            self._send_in_task(batch)
+        if not batch:
+            return
+        done = start_async(self._transport(), self.plan([item for item, _ in batch]),
+                           immediate=True)
+        done.add_done_callback(functools.partial(self._replied, batch))
 
-    def _send(self, batch: Finishes) -> bool:
-        """The fast path: write the call on the pipelined connection at once and
-        hand the reply out from a callback (no task to wake in between). False
-        when it cannot be taken (no pipelined connection, stale clock)."""
-        fast = self._fast()
-        if fast is None or not self._clock.fresh():
-            return False
-        command, fetch = self.command([item for item, _ in batch])
-        sent = fast.send_one(command, immediate=True)
-        if sent is None:
-            return False
-        sent.add_done_callback(functools.partial(self._replied, batch, fetch))
-        return True
-
-    def _replied(self, batch: Finishes, fetch: bool, sent: Future[Any]) -> None:
-        try:
-            reply = raise_error_reply(sent.result())
-            if isinstance(reply, rexc.NoScriptError):  # not run: the plan reloads it
-                self._send_in_task(batch)
-                return
-            result = self._decode(reply, fetch)
-        except asyncio.CancelledError:  # no slot may wait forever
+    def _replied(self, batch: Finishes, done: Future[tuple[list[int], Any]]) -> None:
+        if done.cancelled():  # no slot may wait forever
             self._fail(batch, RedisConnectionError("the finish call was cancelled"))
             return
-        except Exception as exc:  # the connection failed, or an error reply
-            self._fail(batch, translate(exc) if isinstance(exc, rexc.RedisError) else exc)
+        error = done.exception()
+        if error is not None:
+            self._fail(batch, error)
             return
-        self._hand_out(batch, result)
-
-    def _send_in_task(self, batch: Finishes) -> None:
-        """The general path: run the finish plan (clock sync, connecting,
-        reloading a flushed script) in a task."""
-        task = asyncio.ensure_future(self._send_plan(batch))
-        self._senders.add(task)
-        task.add_done_callback(self._senders.discard)
-
-    async def _send_plan(self, batch: Finishes) -> None:
-        try:
-            result = await self._run(self.plan([item for item, _ in batch]))
-        except Exception as exc:
-            self._fail(batch, exc)
-            return
-        self._hand_out(batch, result)
+        self._hand_out(batch, done.result())
 
     def command(self, items: list[dict[str, Any]]) -> tuple[Command, bool]:
         """The moveToFinished call for ``items`` (with a fetch of as many next

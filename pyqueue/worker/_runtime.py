@@ -60,7 +60,7 @@ class Runtime:
             fetch_params=self.fetch_params, closing=lambda: self.closing,
             drain_delay=options.drain_delay)
         self.batcher = FinishBatcher(
-            keys, clock, options.concurrency, fast=lambda: conns.fast, run=self.run,
+            keys, clock, options.concurrency, transport=conns.transport,
             fetch_params=self.fetch_params, closing=lambda: self.closing,
             on_fetched=self.fetch.fetched, spawn=self.slots.spawn)
         self.jobs = JobRunner(
@@ -78,7 +78,7 @@ class Runtime:
 
     async def run(self, plan: Plan[Any]) -> Any:
         """Run a per-job plan on the pipelined connection (or the client's pool)."""
-        return await run_async(self.conns.fast or self.conns.client, plan)
+        return await run_async(self.conns.transport(), plan)
 
     async def run_blocking(self, plan: Plan[Any]) -> Any:
         """Run a plan with blocking commands on the client's pool."""
