@@ -1,5 +1,6 @@
-"""RESP encoding of command words (shared by the pipelined connection and the
-script layer, which pre-encodes the words that never change).
+"""RESP encoding of commands: words, whole commands and batches (shared by
+both connections and the script layer, which pre-encodes the words that never
+change).
 
 Like redis-py's encoder, it takes ``bytes``, ``str``, ``int`` and ``float``
 and refuses anything else (``None``, ``bool``, containers, objects) with
@@ -55,3 +56,20 @@ def _encode_other(arg: Any) -> bytes:
 def encode(args: Sequence[Any]) -> bytes:
     """One command in RESP."""
     return b"*%d\r\n" % len(args) + encode_args(args)
+
+
+def encode_command(command: Any) -> bytes:
+    """A ``_plan.Command`` (or a plain sequence of words) in RESP."""
+    words = getattr(command, "words", None)
+    if words is None:
+        return encode(command)
+    if command.head is not None:
+        tail = command.tail
+        head: bytes = command.head
+        return b"*%d\r\n" % (command.head_count + len(tail)) + head + encode_args(tail)
+    return encode(words())
+
+
+def encode_batch(commands: Sequence[Any]) -> bytes:
+    """Commands in RESP, one after the other (one write)."""
+    return b"".join([encode_command(command) for command in commands])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -18,23 +19,11 @@ import redis
 import redis.asyncio
 import redis.exceptions as rexc
 
-from pyqueue import RedisConnectionError, RedisDataError, RedisReplyError
-from pyqueue._plan import (
-    Batch,
-    Command,
-    Fail,
-    Plan,
-    Redo,
-    Script,
-    async_transport,
-    cmd,
-    run_async,
-    run_sync,
-    settle,
-    start_async,
-    sync_transport,
-)
-from pyqueue._resp import PipelinedConnection, SyncConnection, options_from
+from pyqueue import RedisConnectionError, RedisDataError, RedisError, RedisReplyError
+from pyqueue._plan import Batch, Command, Fail, Plan, Redo, Script, cmd, settle
+from pyqueue._resp import Options, PipelinedConnection, SyncConnection, options_from
+from pyqueue._runner import async_transport, run_async, run_sync, start_async, sync_transport
+from pyqueue.errors import InvalidJobDataError
 
 SOURCE = "return ARGV[1]"
 ECHO = Script("echo", SOURCE, hashlib.sha1(SOURCE.encode()).hexdigest())
@@ -298,3 +287,75 @@ async def test_start_async_connects_a_new_pipelined_connection(redis_url: str,
     finally:
         await fast.aclose()
         await client.aclose()
+
+
+@pytest.mark.parametrize("immediate", [False, True], ids=["batched", "immediate"])
+async def test_pipelined_batch_goes_out_in_one_write_and_redoes_noscript(
+        async_clients: list[Any], redis_client: redis.Redis, queue_name: str,
+        immediate: bool) -> None:
+    fast = async_clients[1]
+    await run_async(fast, single_plan(cmd("PING")))  # connected and idle
+    protocol = fast._protocol
+    assert protocol is not None and protocol.transport is not None
+    transport = protocol.transport
+    writes: list[bytes] = []
+    write = transport.write
+
+    def counted(data: bytes) -> None:  # the real write, counted
+        writes.append(bytes(data))
+        write(data)
+
+    transport.write = counted  # type: ignore[method-assign]
+    redis_client.script_flush()
+    key = f"{queue_name}:one-write"
+    replies = await start_async(fast, plan_with_script(key), immediate=immediate)
+    assert replies == ["OK", "x", "v"]
+    # The batch (SET, EVALSHA, GET) in one write, then the EVAL of the redo.
+    assert len(writes) == 2, writes
+    assert all(word in writes[0] for word in (b"SET", b"EVALSHA", b"GET"))
+    assert b"EVAL\r\n" in writes[1]
+
+
+async def test_send_batch_needs_a_connection_and_refuses_a_bad_batch_whole(
+        async_clients: list[Any], redis_client: redis.Redis, queue_name: str) -> None:
+    fast = async_clients[1]
+    key = f"{queue_name}:batch"
+    assert fast.send_batch([cmd("PING")]) is None  # not connected yet
+    await run_async(fast, single_plan(cmd("PING")))
+    with pytest.raises(InvalidJobDataError):
+        fast.send_batch([cmd("SET", key, "a"), cmd("SET", key, None)])
+    futures = fast.send_batch([cmd("INCR", f"{key}:n"), cmd("INCR", f"{key}:n"),
+                               cmd("GET", f"{key}:n")])
+    assert futures is not None
+    assert [await future for future in futures] == [1, 2, "2"]
+    assert redis_client.get(key) is None  # nothing of the refused batch was sent
+
+
+def catching() -> Plan[BaseException | None]:
+    try:
+        yield [cmd("PING"), cmd("PING")]
+    except RedisError as exc:  # the plan is told, as add_bulk is
+        return exc
+    return None
+
+
+def unreachable_options() -> Options:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return Options(port=port, connect_timeout=2.0)
+
+
+def test_run_sync_throws_a_connection_failure_into_the_plan() -> None:
+    fast = SyncConnection(unreachable_options())
+    assert isinstance(run_sync(fast, catching()), RedisConnectionError)
+
+
+@pytest.mark.parametrize("runner", ["start_async", "run_async"])
+async def test_async_drivers_throw_a_connection_failure_into_the_plan(runner: str) -> None:
+    fast = PipelinedConnection(unreachable_options())
+    drive = start_async if runner == "start_async" else run_async
+    try:
+        assert isinstance(await drive(fast, catching()), RedisConnectionError)
+    finally:
+        await fast.aclose()
