@@ -22,10 +22,10 @@ from .. import backoff as _backoff
 from .._keys import QueueKeys, validate_prefix, validate_queue_name
 from ..connection import async_client
 from ..errors import ConfigurationError, InvalidJobOptionsError
-from ..job import Job
 from ..options import Duration, duration_ms
 from ._connections import Connections
 from ._events import HookSet, LocalEvents, WorkerEvent
+from ._executors import Processor
 from ._joblog import JobLogHook
 from ._options import check_target, validate_options
 from ._report import LogThrottle, Reporter
@@ -34,8 +34,6 @@ from ._signals import run_until_signal
 from .hooks import WorkerHooks
 
 logger = logging.getLogger("pyqueue.worker")
-
-Processor = Callable[[Job], Any]
 
 
 class Worker:
@@ -144,8 +142,12 @@ class Worker:
 
     # --- public API ----------------------------------------------------------------
 
-    async def process(self, job: Job) -> Any:
-        """Process one job; override in a subclass, or pass ``processor=``."""
+    async def process(self, job: Any) -> Any:
+        """Process one job; override in a subclass, or pass ``processor=``.
+
+        An ``async def process(self, job: AsyncJob)`` gets an :class:`AsyncJob`; a
+        plain ``def process(self, job: Job)`` runs in a thread and gets a :class:`Job`
+        (``job`` is typed ``Any`` here so that both overrides type-check)."""
         raise NotImplementedError  # pragma: no cover - replaced by the processor
 
     def on(self, event: WorkerEvent, callback: Callable[..., Any]) -> Worker:
@@ -329,7 +331,7 @@ class Worker:
         suffix = f":w:{self.worker_name}" if self.worker_name else ""
         return f"{self.prefix}:{encoded}{suffix}"
 
-    def _target(self) -> Callable[[Job], Any]:
+    def _target(self) -> Processor:
         return self._processor if self._processor is not None else self.process
 
     @property

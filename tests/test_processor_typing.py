@@ -1,0 +1,37 @@
+"""Processors type-check as users write them: mypy (strict) on tests/typing/processors.py.
+
+An ``async def`` processor gets an ``AsyncJob`` (``await job.update_progress(1)``), a
+``def`` one a ``Job`` (``job.update_progress(1)``), and a forgotten ``await`` is
+flagged (mypy's ``unused-coroutine``, on by default).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+SNIPPET = Path(__file__).parent / "typing" / "processors.py"
+ROOT = Path(__file__).parents[1]
+
+
+def expected_errors() -> set[tuple[int, str]]:
+    found = set()
+    for number, line in enumerate(SNIPPET.read_text().splitlines(), start=1):
+        match = re.search(r"# error: ([a-z-]+)$", line)
+        if match:
+            found.add((number, match.group(1)))
+    return found
+
+
+def test_processors_type_check_and_a_forgotten_await_is_flagged() -> None:
+    api = pytest.importorskip("mypy.api")
+    out, err, _status = api.run(["--strict", "--python-version", "3.10",
+                                 "--config-file", str(ROOT / "pyproject.toml"),
+                                 str(SNIPPET)])
+    errors = {(int(m.group(1)), m.group(2))
+              for m in re.finditer(r"processors\.py:(\d+): error: .*\[([a-z-]+)\]$", out,
+                                   re.MULTILINE)}
+    assert errors == expected_errors(), out + err
+    assert "unused-coroutine" in {code for _, code in errors}  # the forgotten await
