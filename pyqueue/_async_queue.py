@@ -10,12 +10,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import redis.asyncio
 
 from . import _ops, _schedule
+from ._job_base import state_plan
 from ._plan import Plan, async_transport, cmd, run_async, single
 from ._queue_core import QueueCore, text, ttl_seconds
 from ._resp import PipelinedConnection, options_from
 from .connection import SOCKET_TIMEOUT, async_client
 from .job import AsyncJob, Binding
 from .options import DEFAULT_MAX_PAYLOAD_BYTES, AddOptions, BulkJob, Duration, duration_ms
+from .states import JobState
 
 if sys.version_info >= (3, 11):
     from typing import Unpack
@@ -88,9 +90,9 @@ class AsyncQueue:
         """Release deduplication id ``dedup_id`` now."""
         return bool(await self._run(single(cmd("DEL", self._core.keys.dedup(dedup_id)))))
 
-    async def get_job_state(self, job_id: str) -> str:
+    async def get_job_state(self, job_id: str) -> JobState:
         """The job's state in BullMQ's words (see ``Queue.get_job_state``)."""
-        return await self._run(_ops.get_state(self._core.keys, self._core.clock, str(job_id)))
+        return await self._run(state_plan(self._core.keys, self._core.clock, str(job_id)))
 
     async def get_job_counts(self, *states: str) -> dict[str, int]:
         """Counts per state (all states when none are given)."""

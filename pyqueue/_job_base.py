@@ -14,8 +14,9 @@ from typing import Any, TypeVar
 from . import _ops
 from ._keys import QueueKeys
 from ._plan import Plan
-from .errors import JobFailedError, JobNotFoundError
+from .errors import JobFailedError, JobNotFoundError, RedisDataError
 from .options import Duration, duration_ms, encode_json
+from .states import JobState
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -59,6 +60,22 @@ def _int(value: str | None, default: int = 0) -> int:
         return int(float(value)) if value else default
     except ValueError:
         return default
+
+
+_STATES = {state.value: state for state in JobState}
+
+
+def as_job_state(text: str) -> JobState:
+    """The :class:`JobState` of a state name Redis returned (``getState``)."""
+    try:
+        return _STATES[text]
+    except KeyError:
+        raise RedisDataError(f"unknown job state {text!r} from Redis") from None
+
+
+def state_plan(keys: QueueKeys, clock: _ops.Clock, job_id: str) -> Plan[JobState]:
+    """The job's current state (``unknown`` when there is no such job)."""
+    return _then(_ops.get_state(keys, clock, job_id), as_job_state)
 
 
 def _then(plan: Plan[T], after: Callable[[T], R]) -> Plan[R]:
@@ -269,8 +286,8 @@ class JobBase:
             self.data = json.loads(encoded)
         return _then(self._update("update_data", data=encoded), done)
 
-    def _state_plan(self) -> Plan[str]:
-        return _ops.get_state(self._binding.keys, self._binding.clock, self.id)
+    def _state_plan(self) -> Plan[JobState]:
+        return state_plan(self._binding.keys, self._binding.clock, self.id)
 
     def _remove_plan(self) -> Plan[bool]:
         plan = _ops.simple("removeJob", self._binding.keys, self._binding.clock,

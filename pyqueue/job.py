@@ -22,6 +22,7 @@ from typing import Any, TypeVar, cast
 from ._job_base import UNSET, Binding, JobBase
 from ._plan import Plan
 from .options import Duration
+from .states import JobState
 
 T = TypeVar("T")
 
@@ -59,7 +60,7 @@ class Job(JobBase, metaclass=ABCMeta):
         """Replace the job's data (JSON)."""
         self._run(self._data_plan(data))
 
-    def get_state(self) -> str:
+    def get_state(self) -> JobState:
         """The job's current state (``waiting``, ``active``, ``completed``, ...)."""
         return self._run(self._state_plan())
 
@@ -117,7 +118,7 @@ class AsyncJob(JobBase):
         """Replace the job's data (JSON)."""
         await self._run(self._data_plan(data))
 
-    async def get_state(self) -> str:
+    async def get_state(self) -> JobState:
         """The job's current state (``waiting``, ``active``, ``completed``, ...)."""
         return await self._run(self._state_plan())
 

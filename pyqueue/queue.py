@@ -16,12 +16,14 @@ import redis
 
 from . import _ops, _schedule
 from ._async_queue import AsyncQueue
+from ._job_base import state_plan
 from ._plan import Plan, cmd, run_sync, single, sync_transport
 from ._queue_core import QueueCore, text, ttl_seconds
 from ._resp import SyncConnection, options_from
 from .connection import SOCKET_TIMEOUT, sync_client
 from .job import Binding, Job
 from .options import DEFAULT_MAX_PAYLOAD_BYTES, AddOptions, BulkJob, Duration, duration_ms
+from .states import JobState
 
 if sys.version_info >= (3, 11):
     from typing import Unpack
@@ -97,10 +99,11 @@ class Queue:
         """Release deduplication id ``dedup_id`` now (the next add with it is accepted)."""
         return bool(self._run(single(cmd("DEL", self._core.keys.dedup(dedup_id)))))
 
-    def get_job_state(self, job_id: str) -> str:
+    def get_job_state(self, job_id: str) -> JobState:
         """``waiting``, ``prioritized``, ``delayed``, ``active``, ``completed``,
-        ``failed``, ``waiting-children`` or ``unknown``."""
-        return self._run(_ops.get_state(self._core.keys, self._core.clock, str(job_id)))
+        ``failed``, ``waiting-children`` or ``unknown``: a :class:`JobState`, which
+        compares equal to those strings."""
+        return self._run(state_plan(self._core.keys, self._core.clock, str(job_id)))
 
     def get_job_counts(self, *states: str) -> dict[str, int]:
         """Counts per state (all states when none are given)."""
