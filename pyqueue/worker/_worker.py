@@ -39,8 +39,8 @@ logger = logging.getLogger("pyqueue.worker")
 class Worker:
     """Processes jobs of one queue.
 
-    Pass an ``async def`` or plain ``def`` processor taking a ``Job``, or
-    subclass and override :meth:`process`. Its return value (JSON) becomes
+    Pass an ``async def`` processor taking an ``AsyncJob`` or a plain ``def``
+    one taking a ``Job``, or subclass and override :meth:`process`. Its return value (JSON) becomes
     the job's return value; an exception fails the attempt.
 
     Options: ``concurrency`` (jobs at once), ``limiter={"max", "duration"}``
@@ -143,11 +143,8 @@ class Worker:
     # --- public API ----------------------------------------------------------------
 
     async def process(self, job: Any) -> Any:
-        """Process one job; override in a subclass, or pass ``processor=``.
-
-        An ``async def process(self, job: AsyncJob)`` gets an :class:`AsyncJob`; a
-        plain ``def process(self, job: Job)`` runs in a thread and gets a :class:`Job`
-        (``job`` is typed ``Any`` here so that both overrides type-check)."""
+        """Process one job; override in a subclass (``async def process(self, job:
+        AsyncJob)`` or ``def process(self, job: Job)``), or pass ``processor=``."""
         raise NotImplementedError  # pragma: no cover - replaced by the processor
 
     def on(self, event: WorkerEvent, callback: Callable[..., Any]) -> Worker:
