@@ -35,3 +35,33 @@ def test_processors_type_check_and_a_forgotten_await_is_flagged() -> None:
                                    re.MULTILINE)}
     assert errors == expected_errors(), out + err
     assert "unused-coroutine" in {code for _, code in errors}  # the forgotten await
+
+
+async def test_each_executor_takes_only_its_kind_of_job() -> None:
+    # The worker makes the job from the same check that picks the executor; the
+    # executors narrow the type at run time too, so a mix-up fails loudly.
+    from pyqueue._keys import QueueKeys
+    from pyqueue._ops import Clock
+    from pyqueue.job import AsyncJob, Binding, make_job
+    from pyqueue.worker._executors import AsyncExecutor, ThreadExecutor
+
+    def binding(is_async: bool) -> Binding:
+        return Binding(QueueKeys("bull", "types"), Clock(), lambda plan: None, is_async=is_async)
+
+    async def async_processor(job: AsyncJob) -> str:
+        return f"async {job.id}"
+
+    fields = {"name": "n", "data": "{}"}
+    sync_job = make_job(binding(False), "1", fields)
+    async_job = make_job(binding(True), "2", fields)
+    on_loop = AsyncExecutor(async_processor)
+    threads = ThreadExecutor(lambda job: f"sync {job.id}", 1, "types")
+    try:
+        assert await (await on_loop.call(async_job)) == "async 2"
+        assert await (await threads.call(sync_job)) == "sync 1"
+        with pytest.raises(TypeError, match="takes an AsyncJob"):
+            await on_loop.call(sync_job)
+        with pytest.raises(TypeError, match="takes a Job"):
+            await threads.call(async_job)
+    finally:
+        threads.close()
