@@ -6,13 +6,13 @@ Run:  REDIS_URL=redis://localhost:6379/0 python examples/quickstart_async.py
 import asyncio
 import os
 
-from pyqueue import AsyncQueue, Job, Worker
+from pyqueue import AsyncJob, AsyncQueue, Worker
 
 REDIS_URL = os.environ.get("REDIS_URL")  # None: pyqueue's default
 QUEUE = "quickstart-async"
 
 
-async def send_email(job: Job) -> dict:
+async def send_email(job: AsyncJob) -> dict:
     """An ``async def`` processor: job methods are awaitables here."""
     await job.update_progress(50)
     await asyncio.sleep(0.1)  # pretend to talk to an SMTP server

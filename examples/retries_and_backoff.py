@@ -18,6 +18,7 @@ import os
 from collections import Counter
 
 from pyqueue import (
+    AsyncJob,
     AsyncQueue,
     DelayedError,
     Job,
@@ -45,7 +46,7 @@ register_backoff_strategy("linear", linear)
 class Mailer(Worker):
     """A Worker subclass: override process() instead of passing a processor."""
 
-    async def process(self, job: Job) -> str:
+    async def process(self, job: AsyncJob) -> str:
         runs[job.name] += 1
         n = runs[job.name]
         if job.name == "flaky" and n < 3:

@@ -1,4 +1,5 @@
-"""The ``pyqueue`` command line.
+"""The ``pyqueue`` command line: its parser, ``main`` and the worker, demo and bench commands
+(the admin commands are in ``_cli_admin``).
 
 ::
 
@@ -24,7 +25,6 @@ import argparse
 import asyncio
 import importlib
 import inspect
-import json
 import logging
 import sys
 import time
@@ -34,11 +34,12 @@ from typing import Any
 import redis
 
 from . import __version__
+from . import _cli_admin as _admin
+from ._cli_admin import UsageError as UsageError  # re-exported
 from ._ops import ALL_STATES
 from ._plan import translate
 from .connection import mask_url, resolve_url
 from .errors import PyQueueError
-from .queue import Queue
 from .worker import Worker
 
 
@@ -120,9 +121,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class UsageError(Exception):
-    """A command line mistake: reported in one line, exit status 2."""
-
 
 def _load_target(spec: str) -> Any:
     module_name, sep, attr = spec.partition(":")
@@ -168,103 +166,6 @@ def _worker_from(target: Any, args: argparse.Namespace, url: str) -> Worker:
         return Worker(args.queue, target, autorun=False, **options)
     raise UsageError(f"{args.target} is not a Worker, a Worker subclass or a function")
 
-
-#: Keys whose presence means a queue exists: its meta hash, its id counter
-#: (both written by the first add) and pyqueue's worker heartbeats.
-_QUEUE_MARKERS = (":meta", ":id", ":pq:workers")
-
-
-def _queue_names(client: Any, prefix: str) -> list[str]:
-    """Every queue under ``prefix``, found by scanning (reads only)."""
-    names = set()
-    for marker in _QUEUE_MARKERS:
-        for key in client.scan_iter(match=f"{prefix}:*{marker}", count=1000):
-            text = key.decode() if isinstance(key, bytes) else str(key)
-            names.add(text[len(prefix) + 1:-len(marker)])
-    return sorted(n for n in names if ":" not in n)
-
-
-def _require_queue(client: Any, prefix: str, name: str) -> None:
-    """Raise :class:`UsageError` unless a queue ``name`` exists (reads only)."""
-    if any(client.exists(f"{prefix}:{name}{marker}") for marker in _QUEUE_MARKERS):
-        return
-    known = _queue_names(client, prefix)
-    shown = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "")
-    raise UsageError(f"no queue named {name!r} under prefix {prefix!r} "
-                     f"(known: {shown or 'none'})")
-
-
-def _info(args: argparse.Namespace, url: str) -> int:
-    probe = Queue(args.queue or "_", connection=url, prefix=args.prefix)
-    try:
-        if args.queue:
-            _require_queue(probe.client, args.prefix, args.queue)
-        names = [args.queue] if args.queue else _queue_names(probe.client, args.prefix)
-        rows = []
-        for name in names:
-            with Queue(name, connection=probe.client, prefix=args.prefix) as q:
-                counts = q.get_job_counts()
-                rows.append({"queue": name, "paused": q.is_paused(), **counts})
-    finally:
-        probe.close()
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    if not rows:
-        print(f"no queues under prefix {args.prefix!r} on {mask_url(url)}")
-        return 0
-    columns = ["queue", "waiting", "prioritized", "delayed", "active", "completed", "failed",
-               "paused"]
-    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
-    print("  ".join(c.ljust(widths[c]) for c in columns))
-    for row in rows:
-        print("  ".join(str(row[c]).ljust(widths[c]) for c in columns))
-    return 0
-
-
-def _jobs(args: argparse.Namespace, url: str) -> int:
-    with Queue(args.queue, connection=url, prefix=args.prefix) as q:
-        _require_queue(q.client, args.prefix, args.queue)
-        jobs = q.get_jobs([args.state], 0, max(args.limit, 1) - 1)
-    if args.json:
-        print(json.dumps([j.to_dict() for j in jobs], indent=2, default=str))
-        return 0
-    for job in jobs:
-        extra = f" failed: {job.failed_reason}" if job.failed_reason else ""
-        print(f"{job.id}\t{job.name}\tattempts={job.attempts_made}\t"
-              f"{json.dumps(job.data)[:80]}{extra}")
-    if not jobs:
-        print(f"no {args.state} jobs in {args.queue}")
-    return 0
-
-
-def _health(args: argparse.Namespace, url: str) -> int:
-    with Queue(args.queue, connection=url, prefix=args.prefix) as q:
-        client: Any = q.client  # redis-py's return types are too loose to be useful here
-        _require_queue(client, args.prefix, args.queue)
-        beats = client.zrange(f"{q.prefix}:{q.name}:pq:workers", 0, -1, withscores=True)
-        infos = client.hgetall(f"{q.prefix}:{q.name}:pq:workerinfo")
-    now = time.time()
-    rows = []
-    for member, score in beats:
-        worker_id = member.decode() if isinstance(member, bytes) else str(member)
-        raw = infos.get(member) or infos.get(worker_id)
-        info = json.loads(raw) if raw else {}
-        age = now - score / 1000
-        rows.append({**info, "worker_id": worker_id, "heartbeat_age": round(age, 1),
-                     "healthy": bool(info.get("consuming")) and age <= args.stale})
-    healthy = any(row["healthy"] for row in rows)
-    if args.json:
-        print(json.dumps({"queue": args.queue, "healthy": healthy, "workers": rows}, indent=2))
-    elif not rows:
-        print(f"no workers have reported for {args.queue!r}")
-    else:
-        for row in rows:
-            mark = "ok  " if row["healthy"] else "DOWN"
-            print(f"{mark} {row['worker_id']}  state={row.get('state')} "
-                  f"active={row.get('active')} processed={row.get('jobs_processed')} "
-                  f"heartbeat {row['heartbeat_age']}s ago")
-    return 0 if healthy else 1
 
 
 def _uses_embedded(args: argparse.Namespace) -> bool:
@@ -409,17 +310,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             worker.run(burst=args.burst)
             return 0
         if args.command == "info":
-            return _info(args, url)
+            return _admin.info(args, url)
         if args.command == "jobs":
-            return _jobs(args, url)
+            return _admin.jobs(args, url)
         if args.command == "health":
-            return _health(args, url)
+            return _admin.health(args, url)
         if args.command == "retry":
-            with Queue(args.queue, connection=url, prefix=args.prefix) as q:
-                _require_queue(q.client, args.prefix, args.queue)
-                moved = q.retry_jobs(args.state, args.count)
-            print(f"moved {moved} {args.state} job(s) back to wait")
-            return 0
+            return _admin.retry(args, url)
     except UsageError as exc:
         print(f"pyqueue {args.command}: {exc}", file=sys.stderr)
         return 2

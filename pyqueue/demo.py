@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import Any, TextIO, cast
+from typing import Any, TextIO
 
 from .errors import UnrecoverableError
 from .job import AsyncJob, Job
@@ -88,9 +88,7 @@ async def run_demo(url: str, out: TextIO, *, queue_name: str | None = None,
             say(f"{what} {job.name:<15} id={job.id}: {exc}")
             check_done()
 
-        # Worker's processor type predates AsyncJob: async processors get one.
-        worker = Worker(name, cast(Any, process), connection=url, concurrency=2,
-                        autorun=False)
+        worker = Worker(name, process, connection=url, concurrency=2, autorun=False)
         worker.on("active", on_active).on("completed", on_completed).on("failed", on_failed)
         try:
             await worker.start()

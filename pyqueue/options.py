@@ -8,18 +8,26 @@ value it got.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any, TypedDict
+from typing import Any
 
 from . import backoff as _backoff
 from ._duration import MAX_DURATION_SECONDS as MAX_DURATION_SECONDS  # re-exported
 from ._duration import duration_ms as duration_ms
+from ._job_options import AddOptions as AddOptions  # the typed shapes, re-exported
+from ._job_options import BackoffOptions as BackoffOptions
+from ._job_options import BulkJob as BulkJob
+from ._job_options import DeduplicationOptions as DeduplicationOptions
+from ._job_options import Duration as Duration
+from ._job_options import JobOptions as JobOptions
+from ._job_options import KeepJobs as KeepJobs
+from ._job_options import RepeatOptions as RepeatOptions
+from ._jsontext import MAX_JSON_DEPTH as MAX_JSON_DEPTH  # re-exported
+from ._jsontext import encode_json as encode_json
+from ._jsontext import encode_json_sized
 from .errors import (
     ConfigurationError,
-    InvalidJobDataError,
     InvalidJobIdError,
     InvalidJobOptionsError,
     PayloadTooLargeError,
@@ -27,85 +35,7 @@ from .errors import (
 
 MAX_PRIORITY = 2**21 - 1
 DEFAULT_MAX_PAYLOAD_BYTES = 512 * 1024
-
-Duration = int | float | timedelta
-
-
-class BackoffOptions(TypedDict, total=False):
-    """``backoff={"type": ..., "delay": seconds, "jitter": 0..1}``."""
-
-    type: str
-    delay: Duration
-    jitter: float
-
-
-class KeepJobs(TypedDict, total=False):
-    """Retention as ``{"age": seconds, "count": n}``."""
-
-    age: Duration
-    count: int
-
-
-class DeduplicationOptions(TypedDict, total=False):
-    """``deduplication={"id": str, "ttl": seconds, <mode>: True}``; at most one mode:
-    ``extend``, ``replace``, ``reschedule``, ``keep_last_if_active``."""
-
-    id: str
-    ttl: Duration
-    extend: bool
-    replace: bool
-    reschedule: bool
-    keep_last_if_active: bool
-
-
-class JobOptions(TypedDict, total=False):
-    """The options ``Queue.add`` accepts (all optional)."""
-
-    job_id: str
-    priority: int
-    delay: Duration
-    attempts: int
-    backoff: Duration | BackoffOptions
-    lifo: bool
-    remove_on_complete: bool | int | KeepJobs
-    remove_on_fail: bool | int | KeepJobs
-    deduplication: DeduplicationOptions
-    timeout: Duration
-    keep_logs: int
-    group: str
-
-
 KNOWN_OPTIONS = frozenset(JobOptions.__annotations__)
-
-
-class RepeatOptions(TypedDict, total=False):
-    """``add(..., repeat={...})``: a job scheduler (see ``upsert_job_scheduler``)."""
-
-    pattern: str
-    every: Duration
-    tz: str
-    limit: int
-    start_date: Any
-    end_date: Any
-    immediately: bool
-    offset: Duration
-
-
-class AddOptions(JobOptions, total=False):
-    """The options ``Queue.add`` accepts: :class:`JobOptions` and ``repeat``."""
-
-    repeat: RepeatOptions
-
-
-class _BulkJobName(TypedDict):
-    name: str
-
-
-class BulkJob(_BulkJobName, total=False):
-    """One job of ``add_bulk``: ``{"name": str, "data": ..., "opts": {...}}``."""
-
-    data: Any
-    opts: JobOptions
 
 
 def utf8_text(value: str, option: str, error: type[ConfigurationError]) -> str:
@@ -168,61 +98,6 @@ def validate_group(group: object, option: str = "group") -> str:
         )
     return utf8_text(group, option, InvalidJobOptionsError)
 
-
-_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-#: Deepest nesting of lists and dicts accepted in job data (and progress,
-#: return values). Redis's cjson decodes at most 1000 levels, Python's own
-#: recursion limit is about as deep, and real job data is a few levels: 64
-#: refuses pathological input early, with room to spare for BullMQ's Lua
-#: scripts, which decode ``opts`` and never walk ``data``.
-MAX_JSON_DEPTH = 64
-
-
-def _too_deep(value: object) -> bool:
-    """True when lists and dicts nest deeper than ``MAX_JSON_DEPTH`` (iterative:
-    no recursion, so any depth is measured safely)."""
-    stack: list[tuple[object, int]] = [(value, 1)]
-    seen: set[int] = set()
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list | tuple):
-            children = item
-        else:
-            continue
-        if depth > MAX_JSON_DEPTH:
-            return True
-        if id(item) in seen:  # a cycle: JSON refuses it with its own message
-            continue
-        seen.add(id(item))
-        stack.extend((child, depth + 1) for child in children)
-    return False
-
-
-def encode_json(value: object, what: str) -> str:
-    """Compact JSON, refusing what JSON cannot hold (NaN, sets, objects)."""
-    return _encode_json(value, what)[0]
-
-
-def _encode_json(value: object, what: str) -> tuple[str, int]:
-    """``encode_json`` and the size of the text in UTF-8 bytes."""
-    try:
-        text = _JSON.encode(value)
-    except RecursionError:
-        text = ""  # far too deep: refused below
-    except (TypeError, ValueError) as exc:
-        raise InvalidJobDataError(f"{what} must be JSON-serialisable: {exc}") from exc
-    # Counting brackets (in C) spares the walk for all but large or deep values.
-    if not text or (text.count("[") + text.count("{") > MAX_JSON_DEPTH and _too_deep(value)):
-        raise InvalidJobDataError(
-            f"{what} nests lists and dicts deeper than {MAX_JSON_DEPTH} levels (the limit)")
-    try:
-        size = len(text.encode("utf-8"))
-    except UnicodeEncodeError as exc:
-        raise InvalidJobDataError(f"{what} must be valid Unicode text: {exc.reason} at "
-                                  f"position {exc.start} of {text!r}") from None
-    return text, size
 
 
 @dataclass(frozen=True)
@@ -322,7 +197,7 @@ def encode_job(name: object, data: object, opts: Mapping[str, Any] | EncodedOpti
         )
     utf8_text(name, "job name", InvalidJobOptionsError)
     options = opts if isinstance(opts, EncodedOptions) else encode_options(opts)
-    data_json, size = _encode_json(data, "data")
+    data_json, size = encode_json_sized(data, "data")
     if size > max_payload_bytes:
         raise PayloadTooLargeError(
             f"data is {size} bytes encoded, over the limit of {max_payload_bytes} bytes "

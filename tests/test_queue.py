@@ -401,6 +401,11 @@ async def test_get_job_state_for_every_state(anyq: Q, redis_client: redis.Redis,
         for job_id, state in expected.items():
             assert await call(anyq.get_job_state(job_id)) == state, job_id
         assert await call(anyq.get_job_state(waiting.id)) == JobState.WAITING
+        # A JobState, typed as one, and still a str: in sets, dicts and JSON as before.
+        state = await call(anyq.get_job_state(delayed.id))
+        assert state is JobState.DELAYED and isinstance(state, str)
+        assert state in {"delayed"} and json.dumps(state) == '"delayed"' and f"{state}" == "delayed"
+        assert await call(delayed.get_state()) is JobState.DELAYED
         await call(anyq.remove(waiting.id))
         await call(anyq.remove(prioritized.id))
         proc.release.set()

@@ -27,7 +27,7 @@ from typing import Any
 
 import redis
 
-from ..job import Job
+from ..job import JobBase
 from ..queue import AsyncQueue, Queue
 
 _REPLAY_SUFFIX = re.compile(r"^(.*)-r(\d+)$")
@@ -38,7 +38,7 @@ def dlq_name(queue_name: str) -> str:
     return f"{queue_name}-dlq"
 
 
-def job_options_of(job: Job) -> dict[str, Any]:
+def job_options_of(job: JobBase) -> dict[str, Any]:
     """The options worth keeping for a replay, in ``add()``'s snake_case (seconds)."""
     opts = job.opts
     out: dict[str, Any] = {"attempts": job.attempts}
@@ -52,14 +52,14 @@ def job_options_of(job: Job) -> dict[str, Any]:
     return out
 
 
-def entry_for(job: Job, reason: str, kind: str) -> dict[str, Any]:
+def entry_for(job: JobBase, reason: str, kind: str) -> dict[str, Any]:
     """The dead-letter entry (job data) for a finally failed ``job``."""
     return {"queue": job.queue_name, "job_id": job.id, "name": job.name, "data": job.data,
             "reason": reason, "kind": kind, "attempts_made": job.attempts_made + 1,
             "failed_at": time.time(), "job_options": job_options_of(job)}
 
 
-async def add_async(queue: AsyncQueue, job: Job, reason: str, kind: str) -> None:
+async def add_async(queue: AsyncQueue, job: JobBase, reason: str, kind: str) -> None:
     """Copy ``job`` into the dead-letter queue ``queue`` (idempotent by job id)."""
     await queue.add("dead-letter", entry_for(job, reason, kind), job_id=job.id)
 

@@ -22,10 +22,10 @@ import ssl
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from ..errors import DelayedError, JobTimeoutError, RateLimitError, UnrecoverableError
-from ..job import AsyncJob, Job
+from ..job import AsyncJob, JobBase
 from ..queue import AsyncQueue
 from ..worker import Worker
 from . import deadletter
@@ -102,7 +102,7 @@ class EmailWorker(Worker):
         self.on("failed", self._on_failed)
         logger.info("email worker for %r: %s", self.name, self.smtp.describe())
 
-    async def process(self, job: Job) -> Any:
+    async def process(self, job: AsyncJob) -> Any:
         """Send one mail (see the module docstring for what happens on failure)."""
         final = job.attempts_made + 1 >= job.attempts
         try:
@@ -125,7 +125,7 @@ class EmailWorker(Worker):
                                            "retry-exhausted")
             raise
 
-    async def _deliver(self, job: Job) -> dict[str, Any]:
+    async def _deliver(self, job: AsyncJob) -> dict[str, Any]:
         data = self._prepare(job)
         mail_uid = data.get("mail_uid") or job.id
         try:
@@ -144,8 +144,7 @@ class EmailWorker(Worker):
             until = self.quota.resume_at()
             logger.info("job %s: daily quota of %d used; delayed to %s", job.id,
                         self.quota.limit, until.isoformat())
-            # An async processor's job is an AsyncJob (Worker.process is typed Job).
-            await cast(AsyncJob, job).move_to_delayed(until)
+            await job.move_to_delayed(until)
             raise DelayedError(f"daily quota reached; delayed to {until.isoformat()}")
         try:
             result = await self.sender.send(msg, envelope_from, to_send)
@@ -167,7 +166,7 @@ class EmailWorker(Worker):
                 "response": result.response,
                 "sent_at": datetime.now(timezone.utc).isoformat()}
 
-    def _prepare(self, job: Job) -> EmailData:
+    def _prepare(self, job: JobBase) -> EmailData:
         """Validated job data with its template rendered in."""
         if not isinstance(job.data, Mapping):
             raise PermanentSendError(Verdict(FAIL, 0, "bad mail: job data is not an object"))
@@ -192,7 +191,7 @@ class EmailWorker(Worker):
                 raise PermanentSendError(Verdict(FAIL, 0, "rendered subject holds CR/LF"))
         return data
 
-    async def _failed_send(self, job: Job, exc: Exception, recipients: list[str]) -> None:
+    async def _failed_send(self, job: JobBase, exc: Exception, recipients: list[str]) -> None:
         """Turn a send error into the right signal for the worker (always raises)."""
         verdict = classify_exception(exc)
         if verdict.kind == THROTTLE:
@@ -215,7 +214,7 @@ class EmailWorker(Worker):
         logger.info("job %s: temporary failure: %s", job.id, verdict.reason)
         raise TemporarySendError(verdict) from exc
 
-    async def _to_dead_letter(self, job: Job, reason: str, kind: str) -> None:
+    async def _to_dead_letter(self, job: JobBase, reason: str, kind: str) -> None:
         if not self.dead_letter:
             return
         try:
@@ -223,7 +222,7 @@ class EmailWorker(Worker):
         except Exception as exc:  # the job still lands in failed; log, don't mask
             logger.error("job %s: copying to the dead-letter queue failed: %s", job.id, exc)
 
-    def _on_failed(self, job: Job, exc: BaseException) -> Any:
+    def _on_failed(self, job: JobBase, exc: BaseException) -> Any:
         # Failures that happen outside process() (a job timeout) reach the
         # dead-letter queue here; process() copies everything else itself.
         if isinstance(exc, JobTimeoutError) and job.attempts_made >= job.attempts:

@@ -23,10 +23,11 @@ lines), ``_signals`` (``run()``), ``_connections``, ``_report``.
 from __future__ import annotations
 
 from ._events import EVENTS, WorkerEvent
+from ._executors import Processor
 from ._finish import FINISH_CHUNKS, Finishes, NextJob
 from ._jobs import STACKTRACE_LIMIT
 from ._maintenance import HEARTBEAT_SECONDS
-from ._worker import Processor, Worker
+from ._worker import Worker
 from .hooks import WorkerHooks
 
 __all__ = [

@@ -9,15 +9,28 @@ import contextvars
 import inspect
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import redis.asyncio
 
 from .._procpool import ProcessPool, connection_settings
 from ..errors import JobTimeoutError
-from ..job import Job
+from ..job import AsyncJob, Job
 
-Target = Callable[[Job], Any]
+if TYPE_CHECKING:  # only type checkers need it (they ship typing_extensions)
+    from typing_extensions import TypeIs
+
+#: An ``async def`` processor: it gets an :class:`AsyncJob` (its methods are coroutines).
+AsyncProcessor = Callable[[AsyncJob], Awaitable[Any]]
+#: A plain ``def`` processor (run in a thread or a child process): it gets a :class:`Job`.
+SyncProcessor = Callable[[Job], Any]
+#: What ``Worker`` accepts as its processor.
+Processor = AsyncProcessor | SyncProcessor
+
+
+def is_async_processor(target: Processor) -> TypeIs[AsyncProcessor]:
+    """Whether ``target`` is an ``async def`` processor (else it is a ``def`` one)."""
+    return inspect.iscoroutinefunction(target)
 
 
 class Executor(Protocol):
@@ -27,7 +40,7 @@ class Executor(Protocol):
     #: cannot be stopped; a coroutine or a child process can).
     interruptible: bool
 
-    async def call(self, job: Job) -> Awaitable[Any]:
+    async def call(self, job: Job | AsyncJob) -> Awaitable[Any]:
         """Start ``job`` (waiting for a free place if needed, untimed); returns the
         awaitable of its result, which the job's timeout applies to."""
         ...
@@ -42,12 +55,13 @@ class AsyncExecutor:
 
     interruptible = True
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: AsyncProcessor) -> None:
         self._target = target
 
-    async def call(self, job: Job) -> Awaitable[Any]:
-        result: Awaitable[Any] = self._target(job)
-        return result
+    async def call(self, job: Job | AsyncJob) -> Awaitable[Any]:
+        if not isinstance(job, AsyncJob):  # the worker's binding is asyncio: cannot happen
+            raise TypeError(f"an async def processor takes an AsyncJob, got {job!r}")
+        return self._target(job)
 
     def close(self) -> None:
         return None
@@ -59,11 +73,13 @@ class ThreadExecutor:
 
     interruptible = False
 
-    def __init__(self, target: Target, size: int, name: str) -> None:
+    def __init__(self, target: SyncProcessor, size: int, name: str) -> None:
         self._target = target
         self._pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix=f"pyqueue-{name}")
 
-    async def call(self, job: Job) -> Awaitable[Any]:
+    async def call(self, job: Job | AsyncJob) -> Awaitable[Any]:
+        if isinstance(job, AsyncJob):  # the worker's binding is sync: cannot happen
+            raise TypeError(f"a def processor takes a Job, got {job!r}")
         ctx = contextvars.copy_context()
         return asyncio.get_running_loop().run_in_executor(self._pool, ctx.run,
                                                           self._target, job)
@@ -77,7 +93,7 @@ class ProcessExecutor:
 
     interruptible = True
 
-    def __init__(self, target: Target, size: int, prefix: str, queue: str,
+    def __init__(self, target: SyncProcessor, size: int, prefix: str, queue: str,
                  client: redis.asyncio.Redis) -> None:
         pool = client.connection_pool
         kind = {"UnixDomainSocketConnection": "unix", "SSLConnection": "ssl"}.get(
@@ -85,7 +101,7 @@ class ProcessExecutor:
         self._pool = ProcessPool(target, size, prefix, queue,
                                  connection_settings(dict(pool.connection_kwargs), kind))
 
-    async def call(self, job: Job) -> Awaitable[Any]:
+    async def call(self, job: Job | AsyncJob) -> Awaitable[Any]:
         child = await self._pool.acquire()  # not timed: a child may be starting
         return self._pool.run(child, job.id, job.fields, job.lock_token)
 
@@ -93,7 +109,7 @@ class ProcessExecutor:
         self._pool.close()
 
 
-async def invoke(executor: Executor, job: Job) -> Any:
+async def invoke(executor: Executor, job: Job | AsyncJob) -> Any:
     """Run ``job`` on ``executor`` within the job's ``timeout`` (``JobTimeoutError``).
     A ``def`` processor that returns an awaitable has it awaited."""
     call = await executor.call(job)

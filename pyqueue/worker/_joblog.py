@@ -9,7 +9,7 @@ import logging
 import time
 from typing import Any
 
-from ..job import Job
+from ..job import JobBase
 from .hooks import WorkerHooks
 
 logger = logging.getLogger("pyqueue.worker")
@@ -42,19 +42,19 @@ class JobLogHook(WorkerHooks):
         self._skipped = {"completed": 0, "failed": 0}
         self._flush: asyncio.TimerHandle | None = None
 
-    def before_process(self, job: Job) -> None:
+    def before_process(self, job: JobBase) -> None:
         if len(self._started) > 100_000:  # finishes that never came (lost locks)
             self._started.clear()
         self._started[job.id] = time.perf_counter()
 
-    def on_completed(self, job: Job, result: Any) -> None:
+    def on_completed(self, job: JobBase, result: Any) -> None:
         started = self._started.pop(job.id, None)
         if not logger.isEnabledFor(logging.INFO) or not self._allow("completed"):
             return
         took = f" in {(time.perf_counter() - started) * 1000:.0f} ms" if started else ""
         logger.info("worker %s: job %s (%s) completed%s", self.queue, job.id, job.name, took)
 
-    def on_retry(self, job: Job, error: BaseException, delay: float) -> None:
+    def on_retry(self, job: JobBase, error: BaseException, delay: float) -> None:
         self._started.pop(job.id, None)
         if not logger.isEnabledFor(logging.WARNING) or not self._allow("failed"):
             return
@@ -63,7 +63,7 @@ class JobLogHook(WorkerHooks):
                        self.queue, job.id, job.name, reason_of(error), when,
                        job.attempts_made, job.attempts)
 
-    def on_failed(self, job: Job, error: BaseException, will_retry: bool) -> None:
+    def on_failed(self, job: JobBase, error: BaseException, will_retry: bool) -> None:
         if will_retry:
             return  # on_retry logs it, with the delay
         self._started.pop(job.id, None)

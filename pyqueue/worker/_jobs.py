@@ -22,7 +22,7 @@ from ..errors import (
     RedisConnectionError,
     UnrecoverableError,
 )
-from ..job import Binding, Job
+from ..job import Binding, JobBase, make_job
 from ..options import Retention, encode_json, retention_from_opts
 from ._events import HookSet, LocalEvents
 from ._executors import Executor, invoke
@@ -70,7 +70,7 @@ class JobRunner:
     async def process(self, job_id: str, token: str, fields: dict[str, str]) -> NextJob:
         """Run one job and finish it; returns the next job handed out, if any."""
         assert self.binding is not None and self.executor is not None
-        job = Job(self.binding, job_id, fields, token)
+        job = make_job(self.binding, job_id, fields, token)
         if job.corruption is not None:
             return await self._settle(job, UnrecoverableError(job.corruption), final=True)
         if not self._is_async:
@@ -112,7 +112,7 @@ class JobRunner:
             return await self._finish_completed(job, value, result)
         return await self._settle(job, error)
 
-    async def _settle(self, job: Job, error: BaseException, final: bool = False) -> NextJob:
+    async def _settle(self, job: JobBase, error: BaseException, final: bool = False) -> NextJob:
         """Act on the outcome of an attempt that raised ``error``."""
         outcome = decide(job, error, strategy=self._options.backoff_strategy, final=final)
         kind = outcome.kind
@@ -132,7 +132,7 @@ class JobRunner:
             self._reporter.report("backoff strategy raised", outcome.strategy_error)
         return await self._finish_failed(job, error, outcome)
 
-    async def _schedule_next(self, job: Job) -> None:
+    async def _schedule_next(self, job: JobBase) -> None:
         """Create the scheduler's next iteration before running this one, so a
         failing iteration cannot stop its schedule."""
         assert job.scheduler_id is not None
@@ -142,7 +142,7 @@ class JobRunner:
         except (PyQueueError, OSError, ValueError) as exc:
             self._reporter.report("scheduling the next iteration failed", exc)
 
-    async def _finish(self, job: Job, **params: Any) -> tuple[bool, NextJob]:
+    async def _finish(self, job: JobBase, **params: Any) -> tuple[bool, NextJob]:
         """Finish ``job`` through the batcher; returns (accepted, next job).
 
         ``accepted`` is False when Redis refused the write (the lock was lost:
@@ -169,7 +169,7 @@ class JobRunner:
         self._status.jobs_processed += 1
         return True, nxt
 
-    async def _finish_completed(self, job: Job, value: str, result: Any) -> NextJob:
+    async def _finish_completed(self, job: JobBase, value: str, result: Any) -> NextJob:
         keep = self._retention(job, True)
         accepted, nxt = await self._finish(job, target="completed", value=value,
                                            keepCount=keep.count, keepAgeMs=keep.age_ms)
@@ -181,7 +181,7 @@ class JobRunner:
                 self._hooks.call(self._hooks.on_completed, job, result)
         return nxt
 
-    async def _finish_failed(self, job: Job, exc: BaseException, outcome: Outcome) -> NextJob:
+    async def _finish_failed(self, job: JobBase, exc: BaseException, outcome: Outcome) -> NextJob:
         made = job.attempts_made + 1
         reason = reason_of(exc)
         trace = self._stacktrace(job, exc)
@@ -205,7 +205,7 @@ class JobRunner:
             self._failed(job, exc, False)
         return nxt
 
-    async def _finish_cancelled(self, job: Job) -> NextJob:
+    async def _finish_cancelled(self, job: JobBase) -> NextJob:
         """Fail (or remove) a cancelled job, without retry."""
         reason = job.cancel_reason or "cancelled"
         exc = JobCancelledError(reason)
@@ -220,12 +220,12 @@ class JobRunner:
             self._failed(job, exc, False)
         return nxt
 
-    def _failed(self, job: Job, exc: BaseException, will_retry: bool) -> None:
+    def _failed(self, job: JobBase, exc: BaseException, will_retry: bool) -> None:
         self._events.emit("failed", job, exc)
         if self._hooks.on_failed:
             self._hooks.call(self._hooks.on_failed, job, exc, will_retry)
 
-    async def _retry(self, job: Job, *, due: int, count_attempt: bool = False,
+    async def _retry(self, job: JobBase, *, due: int, count_attempt: bool = False,
                      reason: str | None = None, trace: str | None = None,
                      front: bool = False, undo_start: bool = False) -> bool:
         """Move the job out of active without finishing it; False if refused."""
@@ -271,7 +271,7 @@ class JobRunner:
         if self.executor is not None and self.executor.interruptible:
             task.cancel()  # a process-mode job's child is killed
 
-    def _retention(self, job: Job, completed: bool) -> Retention:
+    def _retention(self, job: JobBase, completed: bool) -> Retention:
         stored = retention_from_opts(job.opts.get("removeOnComplete" if completed
                                                   else "removeOnFail"))
         if stored is not None:
@@ -279,7 +279,7 @@ class JobRunner:
         return self._options.keep_complete if completed else self._options.keep_fail
 
     @staticmethod
-    def _stacktrace(job: Job, exc: BaseException) -> str:
+    def _stacktrace(job: JobBase, exc: BaseException) -> str:
         traces = list(job.stacktrace)
         if isinstance(exc, ProcessorError):
             traces.append(exc.remote_traceback)

@@ -12,11 +12,18 @@ from typing import Any
 from .. import _ops
 from .._keys import QueueKeys
 from .._plan import Plan, run_async, run_sync
-from ..job import Binding, Job
+from ..job import Binding, JobBase
 from . import _maintenance as M
 from ._connections import Connections
 from ._events import HookSet, LocalEvents
-from ._executors import AsyncExecutor, Executor, ProcessExecutor, Target, ThreadExecutor
+from ._executors import (
+    AsyncExecutor,
+    Executor,
+    ProcessExecutor,
+    Processor,
+    ThreadExecutor,
+    is_async_processor,
+)
 from ._fetch import FetchLoop, FetchParams
 from ._finish import FinishBatcher
 from ._jobs import JobRunner, Status
@@ -44,7 +51,7 @@ class Runtime:
 
     def __init__(self, who: Identity, clock: _ops.Clock, options: WorkerOptions,
                  conns: Connections, events: LocalEvents, hooks: HookSet,
-                 reporter: Reporter, target: Target, is_async: bool) -> None:
+                 reporter: Reporter, target: Processor, is_async: bool) -> None:
         self.who, self.clock, self.options, self.conns = who, clock, options, conns
         self.events, self.hooks, self.reporter = events, hooks, reporter
         self.target, self.is_async = target, is_async
@@ -122,13 +129,14 @@ class Runtime:
             on_idle()
 
     def _make_executor(self) -> Executor:
-        if self.is_async:
-            return AsyncExecutor(self.target)
+        target = self.target
+        if is_async_processor(target):  # the check that set is_async
+            return AsyncExecutor(target)
         size = self.options.concurrency
         if self.options.execution == "process":
-            return ProcessExecutor(self.target, size, self.who.prefix, self.who.name,
+            return ProcessExecutor(target, size, self.who.prefix, self.who.name,
                                    self.conns.client)
-        return ThreadExecutor(self.target, size, self.who.name)
+        return ThreadExecutor(target, size, self.who.name)
 
     async def stop(self, grace: float, force: asyncio.Event) -> None:
         """Stop fetching, wait up to ``grace`` for the slots, hand back the jobs
@@ -169,8 +177,8 @@ class Runtime:
         self.events.emit_threadsafe("lock_lost", job_id, None)
         self.reporter.warn("lock lost", f"lost the lock on job {job_id}")
 
-    def _on_progress(self, job: Job, value: Any) -> None:
+    def _on_progress(self, job: JobBase, value: Any) -> None:
         self.events.emit("progress", job, value)
 
-    def _on_progress_threadsafe(self, job: Job, value: Any) -> None:
+    def _on_progress_threadsafe(self, job: JobBase, value: Any) -> None:
         self.events.emit_threadsafe("progress", job, value)

@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from ..job import Job
+from ..job import JobBase
 from ._report import Reporter
 from ._tokens import LockTokens
 
@@ -26,7 +26,7 @@ class Slots:
         self._reporter = reporter
         self.tasks: set[asyncio.Task[None]] = set()
         #: Jobs whose processor runs now: id -> (job, its slot's task).
-        self.current: dict[str, tuple[Job, asyncio.Task[Any]]] = {}
+        self.current: dict[str, tuple[JobBase, asyncio.Task[Any]]] = {}
         self.wake = asyncio.Event()
         self.process: Process | None = None
 

@@ -22,10 +22,10 @@ from .. import backoff as _backoff
 from .._keys import QueueKeys, validate_prefix, validate_queue_name
 from ..connection import async_client
 from ..errors import ConfigurationError, InvalidJobOptionsError
-from ..job import Job
 from ..options import Duration, duration_ms
 from ._connections import Connections
 from ._events import HookSet, LocalEvents, WorkerEvent
+from ._executors import Processor
 from ._joblog import JobLogHook
 from ._options import check_target, validate_options
 from ._report import LogThrottle, Reporter
@@ -35,14 +35,12 @@ from .hooks import WorkerHooks
 
 logger = logging.getLogger("pyqueue.worker")
 
-Processor = Callable[[Job], Any]
-
 
 class Worker:
     """Processes jobs of one queue.
 
-    Pass an ``async def`` or plain ``def`` processor taking a ``Job``, or
-    subclass and override :meth:`process`. Its return value (JSON) becomes
+    Pass an ``async def`` processor taking an ``AsyncJob`` or a plain ``def``
+    one taking a ``Job``, or subclass and override :meth:`process`. Its return value (JSON) becomes
     the job's return value; an exception fails the attempt.
 
     Options: ``concurrency`` (jobs at once), ``limiter={"max", "duration"}``
@@ -144,8 +142,9 @@ class Worker:
 
     # --- public API ----------------------------------------------------------------
 
-    async def process(self, job: Job) -> Any:
-        """Process one job; override in a subclass, or pass ``processor=``."""
+    async def process(self, job: Any) -> Any:
+        """Process one job; override in a subclass (``async def process(self, job:
+        AsyncJob)`` or ``def process(self, job: Job)``), or pass ``processor=``."""
         raise NotImplementedError  # pragma: no cover - replaced by the processor
 
     def on(self, event: WorkerEvent, callback: Callable[..., Any]) -> Worker:
@@ -329,7 +328,7 @@ class Worker:
         suffix = f":w:{self.worker_name}" if self.worker_name else ""
         return f"{self.prefix}:{encoded}{suffix}"
 
-    def _target(self) -> Callable[[Job], Any]:
+    def _target(self) -> Processor:
         return self._processor if self._processor is not None else self.process
 
     @property

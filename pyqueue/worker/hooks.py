@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..job import Job
+    from ..job import JobBase
     from ._worker import Worker
 
 
@@ -33,21 +33,21 @@ class WorkerHooks:
     def on_fetch(self, job_ids: Sequence[str]) -> None:
         """Jobs were taken from the queue (by a fetch, or handed out with a finish)."""
 
-    def before_process(self, job: Job) -> None:
+    def before_process(self, job: JobBase) -> None:
         """The processor is about to run ``job`` (after the ``active`` event)."""
 
-    def after_process(self, job: Job, result: Any, error: BaseException | None) -> None:
+    def after_process(self, job: JobBase, result: Any, error: BaseException | None) -> None:
         """The processor returned ``result`` or raised ``error`` (before the outcome
         is written to Redis)."""
 
-    def on_completed(self, job: Job, result: Any) -> None:
+    def on_completed(self, job: JobBase, result: Any) -> None:
         """``job`` completed: Redis accepted its result."""
 
-    def on_failed(self, job: Job, error: BaseException, will_retry: bool) -> None:
+    def on_failed(self, job: JobBase, error: BaseException, will_retry: bool) -> None:
         """An attempt of ``job`` failed; ``will_retry`` says whether another attempt
         follows. ``job.attempts_made`` already counts the failed attempt."""
 
-    def on_retry(self, job: Job, error: BaseException, delay: float) -> None:
+    def on_retry(self, job: JobBase, error: BaseException, delay: float) -> None:
         """A failed attempt of ``job`` will be retried in ``delay`` seconds (0: at once)."""
 
     def on_stalled(self, job_id: str) -> None:
