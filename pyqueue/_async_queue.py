@@ -11,9 +11,10 @@ import redis.asyncio
 
 from . import _ops, _schedule
 from ._job_base import state_plan
-from ._plan import Plan, async_transport, cmd, run_async, single
+from ._plan import Plan, cmd, single
 from ._queue_core import QueueCore, text, ttl_seconds
 from ._resp import PipelinedConnection, options_from
+from ._runner import async_transport, run_async
 from .connection import SOCKET_TIMEOUT, async_client
 from .job import AsyncJob, Binding
 from .options import DEFAULT_MAX_PAYLOAD_BYTES, AddOptions, BulkJob, Duration, duration_ms

@@ -267,44 +267,19 @@ def merge_redo(replies: list[Any], redo: Redo, again: Sequence[Any]) -> list[Any
     return merged
 
 
-# The runner imports this module's names, so it is imported last (this module
-# is always imported first: the package's __init__ reaches it before _runner).
-from ._runner import (  # noqa: E402
-    AsyncTransport,
-    PipelinedTransport,
-    RedisAsyncTransport,
-    RedisSyncTransport,
-    SyncTransport,
-    async_transport,
-    run_async,
-    run_sync,
-    start_async,
-    sync_transport,
-)
-
 __all__ = [
-    "AsyncTransport",
     "Batch",
     "Command",
     "Fail",
-    "PipelinedTransport",
     "Plan",
-    "RedisAsyncTransport",
-    "RedisSyncTransport",
     "Redo",
     "Script",
-    "SyncTransport",
-    "async_transport",
     "cmd",
     "error_code",
     "exception_chain",
     "merge_redo",
     "needs_reconnect",
-    "run_async",
-    "run_sync",
     "settle",
     "single",
-    "start_async",
-    "sync_transport",
     "translate",
 ]

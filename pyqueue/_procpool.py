@@ -118,7 +118,7 @@ def _child_main(read_fd: int, write_fd: int) -> None:
 
     from ._keys import QueueKeys
     from ._ops import Clock
-    from ._plan import run_sync
+    from ._runner import run_sync
     from .job import Binding, Job
 
     processor = resolve(config["processor"])

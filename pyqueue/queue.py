@@ -17,9 +17,10 @@ import redis
 from . import _ops, _schedule
 from ._async_queue import AsyncQueue
 from ._job_base import state_plan
-from ._plan import Plan, cmd, run_sync, single, sync_transport
+from ._plan import Plan, cmd, single
 from ._queue_core import QueueCore, text, ttl_seconds
 from ._resp import SyncConnection, options_from
+from ._runner import run_sync, sync_transport
 from .connection import SOCKET_TIMEOUT, sync_client
 from .job import Binding, Job
 from .options import DEFAULT_MAX_PAYLOAD_BYTES, AddOptions, BulkJob, Duration, duration_ms

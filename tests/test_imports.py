@@ -36,3 +36,51 @@ def test_duration_ms_is_the_same_function_everywhere() -> None:
 
     assert options.duration_ms is _duration.duration_ms
     assert backoff.duration_ms is _duration.duration_ms  # type: ignore[attr-defined]
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """Module-level imports between pyqueue's modules (``from . import x``
+    imports the submodule, not the package)."""
+    modules: dict[str, Path] = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        modules[name] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        is_package = path.name == "__init__.py"
+        deps: set[str] = set()
+        for node in ast.parse(path.read_text()).body:  # module level only
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = name.split(".") if is_package else name.split(".")[:-1]
+                    base = base[:len(base) - (node.level - 1)]
+                    target = ".".join([*base, *([node.module] if node.module else [])])
+                else:
+                    target = node.module or ""
+                subs = {f"{target}.{a.name}" for a in node.names} & modules.keys()
+                deps |= subs or ({target} & modules.keys())
+            elif isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names} & modules.keys()
+        graph[name] = deps - {name}
+    return graph
+
+
+def test_no_import_circles_anywhere() -> None:
+    graph = _module_graph()
+    assert "pyqueue._runner" in graph["pyqueue.queue"]  # the walk sees real edges
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for dep in sorted(graph[module]):
+            if state.get(dep) == 1:
+                cycle = [*path[path.index(dep):], dep]
+                raise AssertionError("import circle: " + " -> ".join(cycle))
+            if dep not in state:
+                visit(dep, [*path, dep])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])

@@ -9,8 +9,9 @@ import logging
 import redis
 import redis.asyncio
 
-from .._plan import AsyncTransport, async_transport, needs_reconnect, translate
+from .._plan import needs_reconnect, translate
 from .._resp import PipelinedConnection, options_from
+from .._runner import AsyncTransport, async_transport
 from ..connection import SOCKET_TIMEOUT, blocking_async_client, sync_twin
 from ..errors import RedisStateError
 

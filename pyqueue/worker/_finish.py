@@ -13,7 +13,8 @@ from typing import Any
 from .. import _ops
 from .. import _scripts as S
 from .._keys import QueueKeys
-from .._plan import AsyncTransport, Command, Plan, start_async
+from .._plan import Command, Plan
+from .._runner import AsyncTransport, start_async
 from ..errors import RedisConnectionError
 
 NextJob = tuple[str, str, dict[str, str]] | None

@@ -20,7 +20,8 @@ import redis
 from .. import _ops
 from .. import _scripts as S
 from .._keys import QueueKeys
-from .._plan import Plan, run_sync
+from .._plan import Plan
+from .._runner import run_sync
 from ._connections import is_failover
 from ._report import Reporter
 from ._tokens import LockTokens

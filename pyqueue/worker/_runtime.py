@@ -11,7 +11,8 @@ from typing import Any
 
 from .. import _ops
 from .._keys import QueueKeys
-from .._plan import Plan, run_async, run_sync
+from .._plan import Plan
+from .._runner import run_async, run_sync
 from ..job import Binding, JobBase
 from . import _maintenance as M
 from ._connections import Connections
