@@ -359,3 +359,36 @@ async def test_async_drivers_throw_a_connection_failure_into_the_plan(runner: st
         assert isinstance(await drive(fast, catching()), RedisConnectionError)
     finally:
         await fast.aclose()
+
+
+async def test_drive_async_calls_back_from_the_last_reply_without_a_future() -> None:
+    from pyqueue._runner import drive_async
+
+    got: list[tuple[Any, BaseException | None]] = []
+    loop = asyncio.get_running_loop()
+    reply: asyncio.Future[Any] = loop.create_future()
+
+    class Held(Scripted):
+        def submit(self, batch: Batch, immediate: bool = False) -> asyncio.Future[Any]:
+            self.batches.append([c.words() for c in batch])
+            return reply
+
+    transport = Held([])
+    drive_async(transport, two_steps_one(), lambda v, e: got.append((v, e)), immediate=True)
+    assert transport.batches == [[("GET", "k")]]
+    reply.set_result("v")
+    # Future callbacks run one loop turn after set_result; on_done is called in
+    # that same callback (start_async would need one more turn for its future).
+    await asyncio.sleep(0)
+    assert got == [("v", None)]
+
+
+async def test_drive_async_reports_an_error_reply_translated() -> None:
+    from pyqueue._runner import drive_async
+
+    done: asyncio.Future[tuple[Any, BaseException | None]] = \
+        asyncio.get_running_loop().create_future()
+    transport = Scripted([[rexc.ResponseError("WRONGTYPE wrong kind of value")]])
+    drive_async(transport, two_steps_one(), lambda v, e: done.set_result((v, e)))
+    value, error = await done
+    assert value is None and isinstance(error, RedisDataError)

@@ -14,7 +14,7 @@ from .. import _ops
 from .. import _scripts as S
 from .._keys import QueueKeys
 from .._plan import Command, Plan
-from .._runner import AsyncTransport, start_async
+from .._runner import AsyncTransport, drive_async
 from ..errors import RedisConnectionError
 
 NextJob = tuple[str, str, dict[str, str]] | None
@@ -69,19 +69,18 @@ class FinishBatcher:
         batch, self._pending = self._pending, []
         if not batch:
             return
-        done = start_async(self._transport(), self.plan([item for item, _ in batch]),
-                           immediate=True)
-        done.add_done_callback(functools.partial(self._replied, batch))
+        drive_async(self._transport(), self.plan([item for item, _ in batch]),
+                    functools.partial(self._replied, batch), immediate=True)
 
-    def _replied(self, batch: Finishes, done: Future[tuple[list[int], Any]]) -> None:
-        if done.cancelled():  # no slot may wait forever
+    def _replied(self, batch: Finishes, result: tuple[list[int], Any] | None,
+                 error: BaseException | None) -> None:
+        if isinstance(error, asyncio.CancelledError):  # no slot may wait forever
             self._fail(batch, RedisConnectionError("the finish call was cancelled"))
-            return
-        error = done.exception()
-        if error is not None:
+        elif error is not None:
             self._fail(batch, error)
-            return
-        self._hand_out(batch, done.result())
+        else:
+            assert result is not None
+            self._hand_out(batch, result)
 
     def command(self, items: list[dict[str, Any]]) -> tuple[Command, bool]:
         """The moveToFinished call for ``items`` (with a fetch of as many next
