@@ -6,7 +6,7 @@
 
   KEYS, ARGV[1..2]: see includes/prelude.lua.
   ARGV[3] params: state (completed, failed, delayed, prioritized, wait,
-    active, paused), cutoff (ms; older is removed), limit (max removals, 0 = 1000
+    active, paused), cutoff (ms; jobs at or before it are removed), limit (max removals, 0 = 1000
     per call).
   Returns the ids removed by this call.
 ]]
@@ -20,11 +20,11 @@ local key = keyFor[P.state]
 
 local function oldEnough(id)
   local ts = redis.call('HGET', base .. id, 'timestamp')
-  return (not ts) or tonumber(ts) < P.cutoff
+  return (not ts) or tonumber(ts) <= P.cutoff
 end
 
 if P.state == 'completed' or P.state == 'failed' then
-  local ids = redis.call('ZRANGEBYSCORE', key, '-inf', P.cutoff - 1, 'LIMIT', 0, limit)
+  local ids = redis.call('ZRANGEBYSCORE', key, '-inf', P.cutoff, 'LIMIT', 0, limit)
   for _, id in ipairs(ids) do removeJobKeys(id); removed[#removed + 1] = id end
   if #ids > 0 then redis.call('ZREM', key, unpack(ids)) end
 elseif P.state == 'delayed' or P.state == 'prioritized' then
