@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any, TypedDict
 
 from . import backoff as _backoff
+from ._keys import check_job_id
 from .errors import (
     ConfigurationError,
     InvalidJobDataError,
@@ -138,7 +139,7 @@ def validate_job_id(job_id: object) -> str:
         )
     if ":" in job_id:
         raise InvalidJobIdError(f"job_id must not contain ':', got {job_id!r}")
-    return utf8_text(job_id, "job_id", InvalidJobIdError)
+    return utf8_text(check_job_id(job_id), "job_id", InvalidJobIdError)
 
 
 MAX_GROUP_LENGTH = 256
