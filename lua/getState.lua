@@ -16,7 +16,8 @@ if redis.call('LPOS', kActive, jobId) then return 'active' end
 if redis.call('LPOS', kWait, jobId) then return 'waiting' end
 if redis.call('LPOS', kPaused, jobId) then return 'waiting' end
 if redis.call('ZSCORE', kWaitingChildren, jobId) then return 'waiting-children' end
-local gid = redis.call('HGET', base .. jobId, 'gid')
+local gid = redis.pcall('HGET', base .. jobId, 'gid')
+if type(gid) ~= 'string' then gid = nil end  -- a damaged key (not a hash)
 if gid then
   if redis.call('ZSCORE', groupWaitKey(gid), jobId) then return 'waiting' end
   if redis.call('ZSCORE', gk('delayed'), jobId) then return 'delayed' end

@@ -14,20 +14,12 @@ if not P.force and redis.call('LLEN', kActive) > 0 then return E_QUEUE_BUSY end
 redis.call('HSET', kMeta, 'paused', 1)
 local budget = P.batch
 for _, key in ipairs({kActive, kWait, kPaused}) do
-  if budget <= 0 then break end
-  local ids = redis.call('LRANGE', key, -budget, -1)
-  for _, id in ipairs(ids) do removeJobKeys(id) end
-  if #ids > 0 then redis.call('LTRIM', key, 0, -#ids - 1) end
-  budget = budget - #ids
+  budget = budget - deleteBatch(key, budget, true)
 end
 local zsets = {kPrioritized, kDelayed, kCompleted, kFailed, kWaitingChildren, gk('delayed')}
 for _, gid in ipairs(redis.call('SMEMBERS', gk('all'))) do zsets[#zsets + 1] = groupWaitKey(gid) end
 for _, key in ipairs(zsets) do
-  if budget <= 0 then break end
-  local ids = redis.call('ZRANGE', key, 0, budget - 1)
-  for _, id in ipairs(ids) do removeJobKeys(id) end
-  if #ids > 0 then redis.call('ZREM', key, unpack(ids)) end
-  budget = budget - #ids
+  budget = budget - deleteBatch(key, budget)
 end
 if budget <= 0 then return 1 end
 for _, gid in ipairs(redis.call('HKEYS', gk('state'))) do

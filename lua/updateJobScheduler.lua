@@ -22,7 +22,7 @@ local nextMs = P.nextMs
 if not nextMs then
   local every = tonumber(h[3])
   if not every or every <= 0 then return 0 end
-  local offset = tonumber(h[4] or '0')
+  local offset = tonumber(h[4]) or 0
   local floor = math.max(now, tonumber(score))
   nextMs = math.floor((floor - offset) / every) * every + offset
   while nextMs <= floor do nextMs = nextMs + every end

@@ -37,7 +37,7 @@ else
   nextMs = P.nextMs
   offset = offset or 0
 end
-local ic = tonumber(old[1] or '1')
+local ic = tonumber(old[1]) or 1
 
 redis.call('DEL', hkey)
 local fields = {'name', P.name, 'ic', ic, 'offset', offset}

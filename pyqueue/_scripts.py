@@ -95,6 +95,7 @@ E_NOT_ACTIVE = -3
 E_QUEUE_BUSY = -4
 E_LOCK_MISMATCH = -6
 E_WRONG_STATE = -7
+E_JOB_CORRUPT = -8
 
 
 def check(reply: Any, *, op: str, job_id: str | None = None) -> Any:
@@ -113,6 +114,10 @@ def check(reply: Any, *, op: str, job_id: str | None = None) -> Any:
         raise JobStateError(f"{op}: {where} is not active", job_id)
     if reply == E_WRONG_STATE:
         raise JobStateError(f"{op}: {where} is not in the state this operation needs", job_id)
+    if reply == E_JOB_CORRUPT:
+        raise JobStateError(f"{op}: {where} is damaged (a field or its key is not what "
+                            "pyqueue wrote); it was moved to failed, see its failed reason",
+                            job_id)
     if reply == E_QUEUE_BUSY:
         raise QueueBusyError(f"{op}: the queue has active jobs; pass force=True to proceed")
     raise PyQueueError(f"{op}: script error code {reply}")
