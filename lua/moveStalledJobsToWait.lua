@@ -23,7 +23,8 @@ end
 local stalled, failed = {}, {}
 for _, jobId in ipairs(redis.call('SMEMBERS', kStalled)) do
   local jobKey = base .. jobId
-  if redis.call('EXISTS', jobKey .. ':lock') == 0 then
+  -- A lock key of another type (damaged) holds no token: no lock.
+  if type(redis.pcall('GET', jobKey .. ':lock')) ~= 'string' then
     -- Read (and check) the job before it leaves active.
     local f, damage = readJob(jobKey, 'stc', 'rjk', 'priority', 'gid')
     if redis.call('LREM', kActive, 1, jobId) > 0 then
