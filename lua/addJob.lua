@@ -19,8 +19,8 @@
               added while the job is active runs after it; the last one wins):
               see includes/dedup.lua
     gid       group id (optional): the job waits in its group (includes/groups.lua)
-  Returns {jobId, status} for a single job, an array of them for `jobs`: status 1 = added (also when it replaced a
-  debounced job); 0 = a job with that custom id exists (nothing written but
+  Returns {jobId, status} for a single job, an array of them for `jobs`:
+  status 1 = added (also when it replaced a debounced job); 0 = a job with that custom id exists (nothing written but
   the `duplicated` event); 2 = deduplicated, jobId is the id of the job that
   owns the deduplication id.
   Errors: none (all input is validated by the caller; a deduplication id

@@ -11,6 +11,8 @@
     active, paused), cutoff (ms; jobs at or before it are removed), limit (max removals, 0 = 1000
     per call).
   Returns the ids removed by this call.
+  Errors: none. A job whose timestamp is damaged, or whose key is not a
+  hash, is left where it is (its age is unknown); the others are removed.
 ]]
 --@include prelude
 local limit = P.limit

@@ -5,6 +5,7 @@
   KEYS, ARGV[1..2]: see includes/prelude.lua.
   ARGV[3] params: delayed (true = delayed jobs too), batch (max jobs per call).
   Returns the number of jobs still to remove (call again while > 0).
+  Errors: none (damaged job keys are deleted like any other).
 ]]
 --@include prelude
 local budget = P.batch

@@ -6,6 +6,7 @@
   ARGV[3] params: ids (array), tokens (array, same order), lockMs.
   Returns the ids whose lock was missing or held by another token (or was
   damaged: a lock key of another type counts as missing).
+  Errors: none.
 ]]
 --@include prelude
 local lost = {}

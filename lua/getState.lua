@@ -5,6 +5,7 @@
   ARGV[3] params: id.
   Returns completed, failed, delayed, prioritized, active, waiting,
   waiting-children or unknown.
+  Errors: none (a job key of the wrong type reads as ungrouped).
 ]]
 --@include prelude
 local jobId = P.id

@@ -5,6 +5,7 @@
   KEYS, ARGV[1..2]: see includes/prelude.lua.
   ARGV[3] params: perGroup (true = also the per-group table).
   Returns {waiting, delayed, {gid, waiting, active, ...}}.
+  Errors: none (damaged counters read as 0).
 ]]
 --@include prelude
 local waiting = 0

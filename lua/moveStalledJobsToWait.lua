@@ -15,6 +15,7 @@
   ARGV[3] params: maxStalled, intervalMs.
   Returns {stalledIds, failedIds}, or {} when another worker ran the check
   within the interval.
+  Errors: none.
 ]]
 --@include prelude
 if not redis.call('SET', kStalledCheck, now, 'NX', 'PX', P.intervalMs) then

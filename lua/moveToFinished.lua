@@ -21,6 +21,7 @@
   is damaged: it was moved to failed alone with the damage as its
   failedReason, see includes/damage.lua); fetchReply is includes/fetch.lua's
   reply ({} when fetch is false).
+  Errors: per item only (above); the call itself has none.
 ]]
 --@include prelude
 --@include fence

@@ -28,7 +28,8 @@ end
 for _, gid in ipairs(redis.call('SMEMBERS', gk('all'))) do
   redis.call('DEL', groupWaitKey(gid), base .. 'g:' .. gid .. ':limiter')
 end
-redis.call('DEL', base .. 'pq:cancel', base .. 'pq:workers', base .. 'pq:workerinfo', gk('ready'), gk('state'), gk('limited'), gk('all'), gk('active'), gk('conf'),
+redis.call('DEL', base .. 'pq:cancel', base .. 'pq:workers', base .. 'pq:workerinfo',
+           gk('ready'), gk('state'), gk('limited'), gk('all'), gk('active'), gk('conf'),
            gk('delayed'), gk('seq'), gk('turn'))
 redis.call('DEL', kWait, kActive, kPrioritized, kPc, kDelayed, kWaitingChildren, kCompleted,
            kFailed, kStalled, kStalledCheck, kLimiter, kMeta, kEvents, kId, kMarker, kPaused,

@@ -7,6 +7,7 @@
   failed alone, includes/damage.lua, and counts); with id, 1, or
   E_WRONG_STATE (-7) when the job is not delayed, E_JOB_MISSING (-1) when it
   does not exist (both: nothing written).
+  Errors: with id, -1 and -7 above.
 ]]
 --@include prelude
 local ids

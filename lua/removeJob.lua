@@ -5,6 +5,7 @@
   KEYS, ARGV[1..2]: see includes/prelude.lua.
   ARGV[3] params: id.
   Returns 1 removed, 0 not removed (locked, or no such job).
+  Errors: none (a damaged job, even a key of another type, is removed).
 ]]
 --@include prelude
 local jobId = P.id

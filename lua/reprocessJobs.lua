@@ -13,6 +13,7 @@
   counts, so callers looping "while a full batch was handled" move on); with
   id, 1, or E_WRONG_STATE (-7), E_JOB_MISSING (-1) (nothing written), or
   E_JOB_CORRUPT (-8) when the job is damaged.
+  Errors: with id, -1, -7 and -8 above.
 ]]
 --@include prelude
 local key = kFailed

@@ -12,6 +12,8 @@
     of the next iteration's opts, from the current one with count + 1),
     nextMs (cron: computed by the caller; every: nil, computed here).
   Returns 1 when the next iteration was created, else 0.
+  Errors: none (damaged numbers in the scheduler's hash fall back to
+  their defaults).
 ]]
 --@include prelude
 --@include scheduler

@@ -12,6 +12,8 @@
     repeat    JSON of the `repeat` object written into each iteration's opts
     nextMs    cron: the first iteration's time (computed by the caller)
   Returns {jobId of the pending iteration, its ms}.
+  Errors: none (damaged numbers in the old scheduler hash fall back to
+  their defaults).
 ]]
 --@include prelude
 --@include scheduler

@@ -12,10 +12,23 @@
 
   Everything a script touches is either in KEYS or derived from base, so a
   hash tag in the prefix or queue name keeps a queue in one cluster slot.
+
+  Error codes (all scripts; mapped to exceptions in pyqueue/_scripts.py):
+    -1 job missing  -2 lock missing  -3 not active  -4 queue busy
+    -6 lock held by another token  -7 wrong state
+    -8 job damaged: it was moved to failed alone (includes/damage.lua)
+  Shared parts defined here: events (emit), wake-ups (markReady,
+  markNextDelayed), ready/delayed moves (pushReady, addToDelayed), deletes
+  (removeJobKeys, removeJobs, deleteBatch: the one batch delete), dedup
+  release, retention, insertJob; and the includes groups and damage.
+  A script reads and checks what it needs before its first write: Redis
+  does not roll back a script that fails half-way.
 ]]
-local kWait, kActive, kPrioritized, kPc, kDelayed, kWaitingChildren = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local kCompleted, kFailed, kStalled, kStalledCheck, kLimiter, kMeta = KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12]
-local kEvents, kId, kMarker, kRepeat, kPaused = KEYS[13], KEYS[14], KEYS[15], KEYS[16], KEYS[17]
+local kWait, kActive, kPrioritized = KEYS[1], KEYS[2], KEYS[3]
+local kPc, kDelayed, kWaitingChildren = KEYS[4], KEYS[5], KEYS[6]
+local kCompleted, kFailed, kStalled, kStalledCheck = KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+local kLimiter, kMeta, kEvents, kId = KEYS[11], KEYS[12], KEYS[13], KEYS[14]
+local kMarker, kRepeat, kPaused = KEYS[15], KEYS[16], KEYS[17]
 local base = ARGV[1]
 local now = tonumber(ARGV[2])
 local P = cmsgpack.unpack(ARGV[3])
