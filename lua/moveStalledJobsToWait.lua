@@ -24,8 +24,9 @@ end
 local stalled, failed = {}, {}
 for _, jobId in ipairs(redis.call('SMEMBERS', kStalled)) do
   local jobKey = base .. jobId
-  -- A lock key of another type (damaged) holds no token: no lock.
-  if type(redis.pcall('GET', jobKey .. ':lock')) ~= 'string' then
+  -- Every lock has an expiry (PX): a lock key without one (-1), of any
+  -- type, is damaged and holds the job no more than a missing one (-2).
+  if redis.call('PTTL', jobKey .. ':lock') < 0 then
     -- Read (and check) the job before it leaves active.
     local f, damage = readJob(jobKey, 'stc', 'rjk', 'priority', 'gid')
     if redis.call('LREM', kActive, 1, jobId) > 0 then

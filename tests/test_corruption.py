@@ -281,20 +281,22 @@ def test_retry_of_a_damaged_job_fails_it_alone(
 def test_the_stalled_check_fails_a_damaged_job_and_moves_the_others_back(
     queue: Queue, client: redis.Redis, keys: QueueKeys
 ) -> None:
-    ids = [queue.add("j", {}).id for _ in range(3)]
-    script(client, keys, "moveToActive", token="t", lockMs=1, n=3)
+    ids = [queue.add("j", {}).id for _ in range(4)]
+    script(client, keys, "moveToActive", token="t", lockMs=1, n=4)
     client.hset(keys.job(ids[0]), "stc", "zz")
     client.delete(keys.job(ids[2]))
     client.delete(keys.lock(ids[1]))
     client.rpush(keys.lock(ids[1]), "junk")  # a lock of another type is no lock
+    client.delete(keys.lock(ids[3]))
+    client.set(keys.lock(ids[3]), "t:3")  # nor is one without an expiry
     wait_for_sync(lambda: not client.exists(keys.lock(ids[0]), keys.lock(ids[2])), timeout=5,
                   what="the 1 ms locks to expire")
     assert script(client, keys, "moveStalledJobsToWait", maxStalled=1, intervalMs=1) == [[], []]
     client.delete(keys.key("stalled-check"))
     stalled, failed = script(client, keys, "moveStalledJobsToWait", maxStalled=1, intervalMs=1)
-    assert stalled == [ids[1]]
+    assert sorted(stalled) == sorted([ids[1], ids[3]])
     assert sorted(failed) == sorted([ids[0], ids[2]])
-    assert [queue.get_job_state(i) for i in ids] == ["failed", "waiting", "failed"]
+    assert [queue.get_job_state(i) for i in ids] == ["failed", "waiting", "failed", "waiting"]
 
 
 def test_retry_jobs_refails_a_damaged_job_and_retries_the_others(
