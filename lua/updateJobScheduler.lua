@@ -19,7 +19,7 @@
 --@include scheduler
 local score = redis.call('ZSCORE', kRepeat, P.id)
 if not score or ('repeat:' .. P.id .. ':' .. score) ~= P.cur then return 0 end
-local h = redis.call('HMGET', schedulerKey(P.id), 'name', 'data', 'every', 'offset', 'pqgid')
+local h = redis.call('HMGET', schedulerKey(P.id), 'name', 'data', 'every', 'offset', 'pqgid', 'ic')
 local nextMs = P.nextMs
 if not nextMs then
   local every = tonumber(h[3])
@@ -30,7 +30,10 @@ if not nextMs then
   while nextMs <= floor do nextMs = nextMs + every end
 end
 if redis.call('EXISTS', base .. 'repeat:' .. P.id .. ':' .. nextMs) == 1 then return 0 end
+-- Everything read and decoded before the first write.
+local opts = cjson.decode(P.opts)
+local ic = math.floor(tonumber(h[6]) or 0) + 1
 redis.call('ZADD', kRepeat, nextMs, P.id)
-redis.call('HINCRBY', schedulerKey(P.id), 'ic', 1)
-createIteration(P.id, nextMs, h[1] or P.id, h[2] or '{}', cjson.decode(P.opts), h[5])
+redis.call('HSET', schedulerKey(P.id), 'ic', ic)
+createIteration(P.id, nextMs, h[1] or P.id, h[2] or '{}', opts, h[5])
 return 1

@@ -382,3 +382,17 @@ async def test_a_worker_completes_every_job_around_damaged_ones(
     finally:
         await queue.obliterate(force=True)
         await queue.close()
+
+
+def test_a_damaged_iteration_count_does_not_stop_a_scheduler(
+    queue: Queue, client: redis.Redis, keys: QueueKeys
+) -> None:
+    first = queue.upsert_job_scheduler("s", every=60, template={"name": "tick"})
+    client.hset(keys.key("repeat:s"), "ic", "abc")
+    opts = client.hget(keys.job(first.id), "opts")
+    assert script(client, keys, "updateJobScheduler", id="s", cur=first.id, opts=opts) == 1
+    (entry,) = client.zrange(keys.key("repeat"), 0, -1, withscores=True)
+    nxt = f"repeat:s:{int(entry[1])}"
+    assert nxt != first.id
+    assert queue.get_job_state(nxt) == "delayed"  # the next iteration exists
+    assert client.hget(keys.key("repeat:s"), "ic") == "1"
