@@ -43,16 +43,19 @@ def _lua_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "lua"
 
 
-def _assemble(name: str, directory: Path, seen: frozenset[str] = frozenset()) -> str:
-    path = directory / f"{name}.lua"
-    text = path.read_text(encoding="utf-8")
+def _assemble(name: str, directory: Path, seen: set[str] | None = None) -> str:
+    """The script's text with each include inlined once, at its first mention
+    (an include that prelude already brought in is not repeated)."""
+    seen = set() if seen is None else seen
+    text = (directory / f"{name}.lua").read_text(encoding="utf-8")
+    includes = directory / "includes" if directory.name != "includes" else directory
 
     def include(match: re.Match[str]) -> str:
         part = match.group(1)
         if part in seen:
             return ""
-        return _assemble(part, directory / "includes" if directory.name != "includes"
-                         else directory, seen | {part})
+        seen.add(part)
+        return _assemble(part, includes, seen)
 
     return _INCLUDE.sub(include, text)
 
