@@ -6,8 +6,9 @@
   Returns the number of delayed jobs handled (a damaged one is moved to
   failed alone, includes/damage.lua, and counts); with id, 1, or
   E_WRONG_STATE (-7) when the job is not delayed, E_JOB_MISSING (-1) when it
-  does not exist (both: nothing written).
-  Errors: with id, -1 and -7 above.
+  does not exist (both: nothing written), E_JOB_CORRUPT (-8) when it is
+  damaged (then failed alone).
+  Errors: with id, -1, -7 and -8 above.
 ]]
 --@include prelude
 local ids
@@ -32,6 +33,7 @@ for _, jobId in ipairs(ids) do
   redis.call('ZREM', gk('delayed'), jobId)
   if damage then
     failDamaged(jobId, damage, 'delayed')  -- alone: the others are promoted
+    if P.id then return E_JOB_CORRUPT end
   else
     redis.call('HSET', jobKey, 'delay', 0)
     pushReady(jobId, tonumber(f.priority) or 0, false, f.gid)

@@ -396,3 +396,15 @@ def test_a_damaged_iteration_count_does_not_stop_a_scheduler(
     assert nxt != first.id
     assert queue.get_job_state(nxt) == "delayed"  # the next iteration exists
     assert client.hget(keys.key("repeat:s"), "ic") == "1"
+
+
+def test_promoting_one_damaged_job_by_id_fails_it_and_says_so(
+    queue: Queue, client: redis.Redis, keys: QueueKeys
+) -> None:
+    job = queue.add("j", {}, delay=60)
+    client.hset(keys.job(job.id), "priority", "1e999")
+    with pytest.raises(JobStateError, match="damaged"):
+        job.promote()
+    assert queue.get_job_state(job.id) == "failed"
+    assert reason(client, keys, job.id) == \
+        "job hash corrupt: field priority='1e999' is not a number"

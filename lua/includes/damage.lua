@@ -14,8 +14,10 @@
     missing, an integer field (atm, ats, stc: scripts HINCRBY them) is not an
     integer, a number field (priority, delay, timestamp) is not a finite number.
   failDamaged(jobId, reason, prev): the job into `failed` with failedReason =
-    reason, finishedOn = now (event `failed`); a key of the wrong type or a
-    missing hash is replaced by a minimal hash that records the failure.
+    reason, finishedOn = now (event `failed`), out of `stalled` and of the
+    cancel requests; a key of the wrong type or a missing hash is replaced by
+    a minimal hash (name, data, opts, timestamp) that records the failure.
+    The caller has taken the id out of its previous state.
 ]]
 local INTEGER_FIELDS = {atm = true, ats = true, stc = true}
 local NUMBER_FIELDS = {priority = true, delay = true, timestamp = true}
@@ -77,6 +79,8 @@ local function failDamaged(jobId, reason, prev)
     redis.call('HSET', jobKey, 'name', '', 'data', '{}', 'opts', '{}', 'timestamp', now)
   end
   redis.call('HSET', jobKey, 'failedReason', reason, 'finishedOn', now)
+  redis.call('SREM', kStalled, jobId)
+  redis.call('SREM', base .. 'pq:cancel', jobId)
   redis.call('ZADD', kFailed, now, jobId)
   emit('failed', 'jobId', jobId, 'failedReason', reason, 'prev', prev)
 end
