@@ -11,7 +11,9 @@
   KEYS, ARGV[1..2]: see includes/prelude.lua.
   ARGV[3] params: id, reason, remove.
   Returns 1 cancelled now, 2 cancellation requested (running), 0 already
-  finished. Errors: -1 job missing.
+  finished. Errors: -1 job missing (nothing written). A damaged job that is
+  not running is failed all the same (includes/damage.lua); a running one
+  whose key is not a hash makes the first write fail: nothing is written.
 ]]
 --@include prelude
 local jobId = P.id
@@ -26,7 +28,8 @@ if redis.call('LPOS', kActive, jobId) then
   redis.call('SADD', base .. 'pq:cancel', jobId)
   return 2
 end
-local gid = redis.call('HGET', jobKey, 'gid')
+local f, damage = readJob(jobKey, 'gid')
+local gid = f and f.gid
 redis.call('LREM', kWait, 0, jobId)
 redis.call('LREM', kPaused, 0, jobId)
 redis.call('ZREM', kPrioritized, jobId)
@@ -40,6 +43,10 @@ end
 if P.remove then
   removeJobKeys(jobId)
   emit('removed', 'jobId', jobId, 'prev', 'cancelled')
+  return 1
+end
+if damage then  -- failed all the same, the damage named with the reason
+  failDamaged(jobId, P.reason .. ' (' .. damage .. ')', 'waiting')
   return 1
 end
 releaseDedup(jobKey, jobId)

@@ -2,13 +2,17 @@
   clean: remove jobs of one state whose timestamp is older than a cut-off.
 
   Finished sets are scored by finishedOn; other states are checked on the
-  job's `timestamp`. Locked active jobs are never removed.
+  job's `timestamp`: jobs at or before the cut-off go (clean(0) removes a
+  job created in the same millisecond). Locked active jobs are never
+  removed, nor jobs whose timestamp is damaged (their age is unknown).
 
   KEYS, ARGV[1..2]: see includes/prelude.lua.
   ARGV[3] params: state (completed, failed, delayed, prioritized, wait,
-    active, paused), cutoff (ms; older is removed), limit (max removals, 0 = 1000
+    active, paused), cutoff (ms; jobs at or before it are removed), limit (max removals, 0 = 1000
     per call).
   Returns the ids removed by this call.
+  Errors: none. A job whose timestamp is damaged, or whose key is not a
+  hash, is left where it is (its age is unknown); the others are removed.
 ]]
 --@include prelude
 local limit = P.limit
@@ -18,15 +22,20 @@ local keyFor = {completed = kCompleted, failed = kFailed, delayed = kDelayed,
                 prioritized = kPrioritized, wait = kWait, active = kActive, paused = kPaused}
 local key = keyFor[P.state]
 
+-- A job without a timestamp is old enough; a damaged one (timestamp not a
+-- number, key not a hash) is left alone: clean removes by age, and its age
+-- is unknown.
 local function oldEnough(id)
-  local ts = redis.call('HGET', base .. id, 'timestamp')
-  return (not ts) or tonumber(ts) < P.cutoff
+  local ts = redis.pcall('HGET', base .. id, 'timestamp')
+  if type(ts) == 'table' then return false end
+  if not ts then return true end
+  local ms = tonumber(ts)
+  return ms ~= nil and ms <= P.cutoff
 end
 
 if P.state == 'completed' or P.state == 'failed' then
-  local ids = redis.call('ZRANGEBYSCORE', key, '-inf', P.cutoff - 1, 'LIMIT', 0, limit)
-  for _, id in ipairs(ids) do removeJobKeys(id); removed[#removed + 1] = id end
-  if #ids > 0 then redis.call('ZREM', key, unpack(ids)) end
+  removed = redis.call('ZRANGEBYSCORE', key, '-inf', P.cutoff, 'LIMIT', 0, limit)
+  removeJobs(key, removed)
 elseif P.state == 'delayed' or P.state == 'prioritized' then
   local zsets = {key}
   if P.state == 'delayed' then zsets[2] = gk('delayed') end

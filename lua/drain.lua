@@ -5,34 +5,25 @@
   KEYS, ARGV[1..2]: see includes/prelude.lua.
   ARGV[3] params: delayed (true = delayed jobs too), batch (max jobs per call).
   Returns the number of jobs still to remove (call again while > 0).
+  Errors: none (damaged job keys are deleted like any other).
 ]]
 --@include prelude
 local budget = P.batch
-local function drainList(key)
-  local ids = redis.call('LRANGE', key, -budget, -1)
-  for _, id in ipairs(ids) do removeJobKeys(id) end
-  if #ids > 0 then redis.call('LTRIM', key, 0, -#ids - 1) end
-  budget = budget - #ids
+local function drain(key, isList)
+  budget = budget - deleteBatch(key, budget, isList)
 end
-local function drainZset(key)
-  if budget <= 0 then return end
-  local ids = redis.call('ZRANGE', key, 0, budget - 1)
-  for _, id in ipairs(ids) do removeJobKeys(id) end
-  if #ids > 0 then redis.call('ZREM', key, unpack(ids)) end
-  budget = budget - #ids
-end
-drainList(kWait)
-if budget > 0 then drainList(kPaused) end
-drainZset(kPrioritized)
+drain(kWait, true)
+drain(kPaused, true)
+drain(kPrioritized)
 if P.delayed then
-  drainZset(kDelayed)
-  drainZset(gk('delayed'))
+  drain(kDelayed)
+  drain(gk('delayed'))
 end
 -- Grouped ready jobs: empty each group's queue (its state entries go stale
 -- and are dropped by the next take).
 local groupsLeft = 0
 for _, gid in ipairs(redis.call('SMEMBERS', gk('all'))) do
-  drainZset(groupWaitKey(gid))
+  drain(groupWaitKey(gid))
   local n = redis.call('ZCARD', groupWaitKey(gid))
   if n == 0 then redis.call('SREM', gk('all'), gid) end
   groupsLeft = groupsLeft + n

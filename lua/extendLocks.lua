@@ -4,13 +4,15 @@
 
   KEYS, ARGV[1..2]: see includes/prelude.lua.
   ARGV[3] params: ids (array), tokens (array, same order), lockMs.
-  Returns the ids whose lock was missing or held by another token.
+  Returns the ids whose lock was missing or held by another token (or was
+  damaged: a lock key of another type counts as missing).
+  Errors: none.
 ]]
 --@include prelude
 local lost = {}
 for i, jobId in ipairs(P.ids) do
   local lockKey = base .. jobId .. ':lock'
-  if redis.call('GET', lockKey) == P.tokens[i] then
+  if redis.pcall('GET', lockKey) == P.tokens[i] then  -- same test as includes/fence.lua
     redis.call('PEXPIRE', lockKey, P.lockMs)
     redis.call('SREM', kStalled, jobId)
   else

@@ -5,6 +5,7 @@
   ARGV[3] params: id.
   Returns completed, failed, delayed, prioritized, active, waiting,
   waiting-children or unknown.
+  Errors: none (a job key of the wrong type reads as ungrouped).
 ]]
 --@include prelude
 local jobId = P.id
@@ -16,7 +17,8 @@ if redis.call('LPOS', kActive, jobId) then return 'active' end
 if redis.call('LPOS', kWait, jobId) then return 'waiting' end
 if redis.call('LPOS', kPaused, jobId) then return 'waiting' end
 if redis.call('ZSCORE', kWaitingChildren, jobId) then return 'waiting-children' end
-local gid = redis.call('HGET', base .. jobId, 'gid')
+local gid = redis.pcall('HGET', base .. jobId, 'gid')
+if type(gid) ~= 'string' then gid = nil end  -- a damaged key (not a hash)
 if gid then
   if redis.call('ZSCORE', groupWaitKey(gid), jobId) then return 'waiting' end
   if redis.call('ZSCORE', gk('delayed'), jobId) then return 'delayed' end

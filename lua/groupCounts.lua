@@ -5,6 +5,7 @@
   KEYS, ARGV[1..2]: see includes/prelude.lua.
   ARGV[3] params: perGroup (true = also the per-group table).
   Returns {waiting, delayed, {gid, waiting, active, ...}}.
+  Errors: none (damaged counters read as 0).
 ]]
 --@include prelude
 local waiting = 0
@@ -17,7 +18,7 @@ for _, gid in ipairs(redis.call('SMEMBERS', gk('all'))) do
     seen[gid] = true
     rows[#rows + 1] = gid
     rows[#rows + 1] = n
-    rows[#rows + 1] = tonumber(redis.call('HGET', gk('active'), gid) or '0')
+    rows[#rows + 1] = tonumber(redis.call('HGET', gk('active'), gid)) or 0
   end
 end
 if P.perGroup then
@@ -26,7 +27,7 @@ if P.perGroup then
     if not seen[active[i]] then
       rows[#rows + 1] = active[i]
       rows[#rows + 1] = 0
-      rows[#rows + 1] = tonumber(active[i + 1])
+      rows[#rows + 1] = tonumber(active[i + 1]) or 0
     end
   end
 end

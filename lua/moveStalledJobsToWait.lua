@@ -8,10 +8,14 @@
   applies. Scheduler jobs (rjk set) are never failed for stalling. Then every
   active id is copied into `stalled` for the next pass.
 
+  A stalled job whose hash is damaged (or gone) is moved to failed alone
+  (includes/damage.lua) and listed in failedIds.
+
   KEYS, ARGV[1..2]: see includes/prelude.lua.
   ARGV[3] params: maxStalled, intervalMs.
   Returns {stalledIds, failedIds}, or {} when another worker ran the check
   within the interval.
+  Errors: none.
 ]]
 --@include prelude
 if not redis.call('SET', kStalledCheck, now, 'NX', 'PX', P.intervalMs) then
@@ -20,20 +24,29 @@ end
 local stalled, failed = {}, {}
 for _, jobId in ipairs(redis.call('SMEMBERS', kStalled)) do
   local jobKey = base .. jobId
-  if redis.call('EXISTS', jobKey .. ':lock') == 0
-      and redis.call('LREM', kActive, 1, jobId) > 0 then
-    if redis.call('EXISTS', jobKey) == 1 then
-      local stc = redis.call('HINCRBY', jobKey, 'stc', 1)
-      if stc > P.maxStalled and not redis.call('HGET', jobKey, 'rjk') then
-        redis.call('HSET', jobKey, 'defa', 'job stalled more than allowable limit')
+  -- Every lock has an expiry (PX): a lock key without one (-1), of any
+  -- type, is damaged and holds the job no more than a missing one (-2).
+  if redis.call('PTTL', jobKey .. ':lock') < 0 then
+    -- Read (and check) the job before it leaves active.
+    local f, damage = readJob(jobKey, 'stc', 'rjk', 'priority', 'gid')
+    if redis.call('LREM', kActive, 1, jobId) > 0 then
+      if damage then
+        local gid = redis.pcall('HGET', jobKey, 'gid')
+        if type(gid) == 'string' then groupRelease(gid) end
+        failDamaged(jobId, damage, 'active')
         failed[#failed + 1] = jobId
+      else
+        local stc = redis.call('HINCRBY', jobKey, 'stc', 1)
+        if stc > P.maxStalled and not f.rjk then
+          redis.call('HSET', jobKey, 'defa', 'job stalled more than allowable limit')
+          failed[#failed + 1] = jobId
+        end
+        if f.gid then groupRelease(f.gid) end
+        pushReady(jobId, tonumber(f.priority) or 0, true, f.gid)
+        emit('waiting', 'jobId', jobId, 'prev', 'active')
+        emit('stalled', 'jobId', jobId)
+        stalled[#stalled + 1] = jobId
       end
-      local f = redis.call('HMGET', jobKey, 'priority', 'gid')
-      if f[2] then groupRelease(f[2]) end
-      pushReady(jobId, tonumber(f[1] or '0'), true, f[2])
-      emit('waiting', 'jobId', jobId, 'prev', 'active')
-      emit('stalled', 'jobId', jobId)
-      stalled[#stalled + 1] = jobId
     end
   end
 end

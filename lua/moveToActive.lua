@@ -5,6 +5,7 @@
   KEYS, ARGV[1..2]: see includes/prelude.lua.
   ARGV[3] params: token, lockMs, n, lmax, ldur, wname (see includes/fetch.lua).
   Returns: fetch's reply (includes/fetch.lua).
+  Errors: none (a damaged job is failed alone, see includes/fetch.lua).
 ]]
 --@include prelude
 --@include fetch

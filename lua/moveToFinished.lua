@@ -17,28 +17,36 @@
     fetch    true = then hand out up to n jobs: token, lockMs, n, lmax, ldur, wname
   Returns {codes, fetchReply}: codes[i] is 0 for a finished job or an error
   for item i (-1 job missing, -2 lock missing, -6 lock held by another
-  token, -3 job not in active; that job is left untouched); fetchReply is
-  includes/fetch.lua's reply ({} when fetch is false).
+  token, -3 job not in active: that job is left untouched; -8 the job's hash
+  is damaged: it was moved to failed alone with the damage as its
+  failedReason, see includes/damage.lua); fetchReply is includes/fetch.lua's
+  reply ({} when fetch is false).
+  Errors: per item only (above); the call itself has none.
 ]]
 --@include prelude
+--@include fence
+--@include dedup
 --@include fetch
 local function finishOne(item)
   local jobId = item.id
   local jobKey = base .. jobId
-  if redis.call('EXISTS', jobKey) == 0 then return E_JOB_MISSING end
-  local lockErr = checkLock(jobKey, item.lockToken)
-  if lockErr ~= 0 then return lockErr end
-  if redis.call('LREM', kActive, -1, jobId) == 0 then return E_NOT_ACTIVE end
-
-  redis.call('DEL', jobKey .. ':lock')
-  redis.call('SREM', kStalled, jobId)
-  local owned = redis.call('HMGET', jobKey, 'deid', 'gid', 'pqcx')
-  if owned[3] then redis.call('SREM', base .. 'pq:cancel', jobId) end
-  if owned[1] then
-    releaseDedup(jobKey, jobId, owned[1])
-    startDeferredDuplicate(owned[1])
+  local fenced = fence(jobKey, item.lockToken)
+  if fenced ~= 0 then return fenced end
+  local owned, damage = readJob(jobKey, 'deid', 'gid', 'pqcx', 'atm')
+  if not leaveActive(jobId) then return E_NOT_ACTIVE end
+  if damage then
+    local gid = redis.pcall('HGET', jobKey, 'gid')
+    if type(gid) == 'string' then groupRelease(gid) end
+    failDamaged(jobId, damage, 'active')
+    return E_JOB_CORRUPT
   end
-  if owned[2] then groupRelease(owned[2]) end
+
+  if owned.pqcx then redis.call('SREM', base .. 'pq:cancel', jobId) end
+  if owned.deid then
+    releaseDedup(jobKey, jobId, owned.deid)
+    startDeferredDuplicate(owned.deid)
+  end
+  if owned.gid then groupRelease(owned.gid) end
 
   local atm = redis.call('HINCRBY', jobKey, 'atm', 1)
   local target = kCompleted

@@ -14,20 +14,12 @@ if not P.force and redis.call('LLEN', kActive) > 0 then return E_QUEUE_BUSY end
 redis.call('HSET', kMeta, 'paused', 1)
 local budget = P.batch
 for _, key in ipairs({kActive, kWait, kPaused}) do
-  if budget <= 0 then break end
-  local ids = redis.call('LRANGE', key, -budget, -1)
-  for _, id in ipairs(ids) do removeJobKeys(id) end
-  if #ids > 0 then redis.call('LTRIM', key, 0, -#ids - 1) end
-  budget = budget - #ids
+  budget = budget - deleteBatch(key, budget, true)
 end
 local zsets = {kPrioritized, kDelayed, kCompleted, kFailed, kWaitingChildren, gk('delayed')}
 for _, gid in ipairs(redis.call('SMEMBERS', gk('all'))) do zsets[#zsets + 1] = groupWaitKey(gid) end
 for _, key in ipairs(zsets) do
-  if budget <= 0 then break end
-  local ids = redis.call('ZRANGE', key, 0, budget - 1)
-  for _, id in ipairs(ids) do removeJobKeys(id) end
-  if #ids > 0 then redis.call('ZREM', key, unpack(ids)) end
-  budget = budget - #ids
+  budget = budget - deleteBatch(key, budget)
 end
 if budget <= 0 then return 1 end
 for _, gid in ipairs(redis.call('HKEYS', gk('state'))) do
@@ -36,7 +28,8 @@ end
 for _, gid in ipairs(redis.call('SMEMBERS', gk('all'))) do
   redis.call('DEL', groupWaitKey(gid), base .. 'g:' .. gid .. ':limiter')
 end
-redis.call('DEL', base .. 'pq:cancel', base .. 'pq:workers', base .. 'pq:workerinfo', gk('ready'), gk('state'), gk('limited'), gk('all'), gk('active'), gk('conf'),
+redis.call('DEL', base .. 'pq:cancel', base .. 'pq:workers', base .. 'pq:workerinfo',
+           gk('ready'), gk('state'), gk('limited'), gk('all'), gk('active'), gk('conf'),
            gk('delayed'), gk('seq'), gk('turn'))
 redis.call('DEL', kWait, kActive, kPrioritized, kPc, kDelayed, kWaitingChildren, kCompleted,
            kFailed, kStalled, kStalledCheck, kLimiter, kMeta, kEvents, kId, kMarker, kPaused,

@@ -9,6 +9,7 @@
   KEYS, ARGV[1..2]: see includes/prelude.lua.
   ARGV[3] params: pause (true = pause, false = resume).
   Returns 1.
+  Errors: none.
 ]]
 --@include prelude
 if P.pause then

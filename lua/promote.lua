@@ -3,8 +3,12 @@
 
   KEYS, ARGV[1..2]: see includes/prelude.lua.
   ARGV[3] params: id (optional), batch.
-  Returns the number promoted; with id, 1 or E_WRONG_STATE (-7) when the job
-  is not delayed, E_JOB_MISSING (-1) when it does not exist.
+  Returns the number of delayed jobs handled (a damaged one is moved to
+  failed alone, includes/damage.lua, and counts); with id, 1, or
+  E_WRONG_STATE (-7) when the job is not delayed, E_JOB_MISSING (-1) when it
+  does not exist (both: nothing written), E_JOB_CORRUPT (-8) when it is
+  damaged (then failed alone).
+  Errors: with id, -1, -7 and -8 above.
 ]]
 --@include prelude
 local ids
@@ -24,11 +28,16 @@ else
 end
 for _, jobId in ipairs(ids) do
   local jobKey = base .. jobId
+  local f, damage = readJob(jobKey, 'priority', 'gid')
   redis.call('ZREM', kDelayed, jobId)
   redis.call('ZREM', gk('delayed'), jobId)
-  redis.call('HSET', jobKey, 'delay', 0)
-  local f = redis.call('HMGET', jobKey, 'priority', 'gid')
-  pushReady(jobId, tonumber(f[1] or '0'), false, f[2])
-  emit('waiting', 'jobId', jobId, 'prev', 'delayed')
+  if damage then
+    failDamaged(jobId, damage, 'delayed')  -- alone: the others are promoted
+    if P.id then return E_JOB_CORRUPT end
+  else
+    redis.call('HSET', jobKey, 'delay', 0)
+    pushReady(jobId, tonumber(f.priority) or 0, false, f.gid)
+    emit('waiting', 'jobId', jobId, 'prev', 'delayed')
+  end
 end
 return #ids

@@ -5,6 +5,7 @@
   KEYS, ARGV[1..2]: see includes/prelude.lua.
   ARGV[3] params: id.
   Returns 1 removed, 0 not removed (locked, or no such job).
+  Errors: none (a damaged job, even a key of another type, is removed).
 ]]
 --@include prelude
 local jobId = P.id
@@ -12,7 +13,8 @@ local jobKey = base .. jobId
 if redis.call('EXISTS', jobKey .. ':lock') == 1 then return 0 end
 if redis.call('EXISTS', jobKey) == 0 then return 0 end
 local prev = 'unknown'
-local gid = redis.call('HGET', jobKey, 'gid')
+local gid = redis.pcall('HGET', jobKey, 'gid')
+if type(gid) ~= 'string' then gid = nil end  -- a damaged key (not a hash) is removed too
 for state, key in pairs({waiting = kWait, active = kActive, paused = kPaused}) do
   if redis.call('LREM', key, 0, jobId) > 0 then
     prev = state

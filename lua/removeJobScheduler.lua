@@ -5,6 +5,7 @@
   KEYS, ARGV[1..2]: see includes/prelude.lua.
   ARGV[3] params: id.
   Returns 1 when the scheduler existed, else 0.
+  Errors: none.
 ]]
 --@include prelude
 --@include scheduler

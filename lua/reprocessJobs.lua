@@ -8,8 +8,12 @@
   KEYS, ARGV[1..2]: see includes/prelude.lua.
   ARGV[3] params: state ("failed" | "completed"), id (optional), count,
     resetAttempts.
-  Returns the number of jobs moved; with id, 1 or E_WRONG_STATE (-7), or
-  E_JOB_MISSING (-1).
+  Returns the number of jobs handled (a damaged job is not run again: it is
+  failed alone with the damage as its reason, includes/damage.lua, and
+  counts, so callers looping "while a full batch was handled" move on); with
+  id, 1, or E_WRONG_STATE (-7), E_JOB_MISSING (-1) (nothing written), or
+  E_JOB_CORRUPT (-8) when the job is damaged.
+  Errors: with id, -1, -7 and -8 above.
 ]]
 --@include prelude
 local key = kFailed
@@ -22,14 +26,24 @@ if P.id then
 else
   ids = redis.call('ZRANGE', key, 0, P.count - 1)
 end
+local moved = 0
 for _, jobId in ipairs(ids) do
   local jobKey = base .. jobId
-  redis.call('ZREM', key, jobId)
-  redis.call('HDEL', jobKey, 'finishedOn', 'processedOn', 'returnvalue', 'failedReason',
-             'stacktrace', 'defa', 'stc')
-  if P.resetAttempts then redis.call('HSET', jobKey, 'atm', 0, 'ats', 0) end
-  local f = redis.call('HMGET', jobKey, 'priority', 'gid')
-  pushReady(jobId, tonumber(f[1] or '0'), false, f[2])
-  emit('waiting', 'jobId', jobId, 'prev', P.state)
+  local f, damage = readJob(jobKey, 'priority', 'gid')
+  if damage then
+    -- Not run again: (re)failed alone with the damage as its reason, and
+    -- scored now, so the next batch starts past it.
+    redis.call('ZREM', key, jobId)
+    failDamaged(jobId, damage, P.state)
+  else
+    redis.call('ZREM', key, jobId)
+    redis.call('HDEL', jobKey, 'finishedOn', 'processedOn', 'returnvalue', 'failedReason',
+               'stacktrace', 'defa', 'stc')
+    if P.resetAttempts then redis.call('HSET', jobKey, 'atm', 0, 'ats', 0) end
+    pushReady(jobId, tonumber(f.priority) or 0, false, f.gid)
+    emit('waiting', 'jobId', jobId, 'prev', P.state)
+    moved = moved + 1
+  end
 end
+if P.id and moved == 0 then return E_JOB_CORRUPT end
 return #ids

@@ -13,35 +13,41 @@
     reason, stacktrace   the failed attempt's reason and trace (optional)
     undoStart      true: this attempt did not count as started (ats - 1)
   Returns 0.
-  Errors: -1 job missing, -2 lock missing, -6 other token, -3 not active.
+  Errors: -1 job missing, -2 lock missing, -6 other token, -3 not active
+  (fencing, includes/fence.lua: nothing written); -8 the job's hash is
+  damaged: it was moved to failed alone (includes/damage.lua).
 ]]
 --@include prelude
--- A cancelled job that is handed back (shutdown) loses its cancellation:
--- it was never started on purpose, and a new worker runs it afresh.
+--@include fence
 local jobId = P.id
 local jobKey = base .. jobId
-if redis.call('EXISTS', jobKey) == 0 then return E_JOB_MISSING end
-local lockErr = checkLock(jobKey, P.lockToken)
-if lockErr ~= 0 then return lockErr end
-if redis.call('LREM', kActive, -1, jobId) == 0 then return E_NOT_ACTIVE end
+local fenced = fence(jobKey, P.lockToken)
+if fenced ~= 0 then return fenced end
+local f, damage = readJob(jobKey, 'priority', 'gid', 'atm', 'ats')
+if not leaveActive(jobId) then return E_NOT_ACTIVE end
+if damage then
+  local gid = redis.pcall('HGET', jobKey, 'gid')
+  if type(gid) == 'string' then groupRelease(gid) end
+  failDamaged(jobId, damage, 'active')
+  return E_JOB_CORRUPT
+end
 
-redis.call('DEL', jobKey .. ':lock')
-redis.call('SREM', kStalled, jobId)
+-- A cancelled job that is handed back (shutdown) loses its cancellation:
+-- it was never started on purpose, and a new worker runs it afresh.
 redis.call('SREM', base .. 'pq:cancel', jobId)
 if P.countAttempt then redis.call('HINCRBY', jobKey, 'atm', 1) end
 if P.reason then
   redis.call('HSET', jobKey, 'failedReason', P.reason, 'stacktrace', P.stacktrace)
 end
 if P.undoStart then redis.call('HINCRBY', jobKey, 'ats', -1) end
-local f = redis.call('HMGET', jobKey, 'priority', 'gid')
-local gid = f[2]
+local gid = f.gid
 if gid then groupRelease(gid) end
 
 if P.dueMs > 0 then
   redis.call('HSET', jobKey, 'delay', P.dueMs - now)
   addToDelayed(jobId, P.dueMs, gid)
 else
-  pushReady(jobId, tonumber(f[1] or '0'), P.front, gid)
+  pushReady(jobId, tonumber(f.priority) or 0, P.front, gid)
   emit('waiting', 'jobId', jobId, 'prev', 'active')
 end
 return 0

@@ -6,6 +6,7 @@
   ARGV[3] params: concurrency (nil = leave, 0 = clear), max and durationMs
     (nil = leave, max 0 = clear).
   Returns 1.
+  Errors: none.
 ]]
 --@include prelude
 if P.concurrency then

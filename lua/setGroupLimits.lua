@@ -7,6 +7,7 @@
     durationMs (nil = leave, max 0 = clear).
   Returns 1. Groups parked by a limit that was raised or cleared are made
   ready again.
+  Errors: none.
 ]]
 --@include prelude
 local conf = gk('conf')

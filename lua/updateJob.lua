@@ -9,15 +9,19 @@
     data      JSON text: replace `data`
     log       a log line: append to <job>:logs, trimmed to keepLogs (if > 0)
   Returns 0 (progress, data) or the log's length (log).
-  Errors: -1 job missing, -2 lock missing, -6 other token.
+  Errors: -1 job missing, -2 lock missing, -6 other token (fencing:
+  includes/fence.lua). A key of the wrong type at the job's place makes the
+  single write fail with Redis' WRONGTYPE error: nothing is written.
 ]]
 --@include prelude
+--@include fence
 local jobId = P.id
 local jobKey = base .. jobId
-if redis.call('EXISTS', jobKey) == 0 then return E_JOB_MISSING end
 if P.lockToken then
-  local lockErr = checkLock(jobKey, P.lockToken)
-  if lockErr ~= 0 then return lockErr end
+  local fenced = fence(jobKey, P.lockToken)
+  if fenced ~= 0 then return fenced end
+elseif redis.call('EXISTS', jobKey) == 0 then
+  return E_JOB_MISSING
 end
 if P.progress then
   redis.call('HSET', jobKey, 'progress', P.progress)

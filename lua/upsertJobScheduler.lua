@@ -12,6 +12,8 @@
     repeat    JSON of the `repeat` object written into each iteration's opts
     nextMs    cron: the first iteration's time (computed by the caller)
   Returns {jobId of the pending iteration, its ms}.
+  Errors: none (damaged numbers in the old scheduler hash fall back to
+  their defaults).
 ]]
 --@include prelude
 --@include scheduler
@@ -37,7 +39,7 @@ else
   nextMs = P.nextMs
   offset = offset or 0
 end
-local ic = tonumber(old[1] or '1')
+local ic = tonumber(old[1]) or 1
 
 redis.call('DEL', hkey)
 local fields = {'name', P.name, 'ic', ic, 'offset', offset}

@@ -9,10 +9,11 @@ keeps every key of a queue in one Redis Cluster slot.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cached_property
 
-from .errors import InvalidQueueNameError
+from .errors import InvalidJobIdError, InvalidJobOptionsError, InvalidQueueNameError
 
 #: Suffixes of the queue-level keys, in the order scripts refer to them.
 QUEUE_SUFFIXES = (
@@ -34,6 +35,67 @@ QUEUE_SUFFIXES = (
     "repeat",
     "paused",
 )
+
+
+#: Names a custom job id may not take. A job's hash is ``<prefix>:<queue>:<id>``,
+#: so a job named like a queue-level key would overwrite that key (or be
+#: overwritten by it), and a job named like a key namespace (``de``, ``repeat``,
+#: ``pq``...) would put its own sub-keys (``<id>:logs``, ``<id>:lock``,
+#: ``<id>:failed``...) inside that namespace. The list holds BullMQ v6's
+#: queue keys (``QUEUE_SUFFIXES`` plus ``de`` and ``metrics``), the names
+#: older and newer BullMQ versions use, and pyqueue's own namespaces.
+RESERVED_JOB_IDS = frozenset({
+    *QUEUE_SUFFIXES,
+    "de",  # de:<dedupId>: deduplication owners
+    "metrics",  # metrics:completed, metrics:failed (+ :data)
+    # older BullMQ / Bull keys, kept out so a legacy queue cannot be damaged
+    "waiting", "priority", "delay", "drained", "progress", "resumed",
+    # pyqueue's own namespaces
+    "pq",  # pq:cancel, pq:workers, pq:workerinfo, pq:suppressed, pq:quota:<day>
+    "gr",  # groups: gr:ready, gr:state, gr:delayed, ...
+    "g",  # g:<gid>:wait, g:<gid>:limiter
+    "dn",  # dn:<dedupId>: keep-last deduplication's pending add
+})
+
+# A scheduler's pending iteration is the job ``repeat:<schedulerId>:<ms>``; a
+# scheduler id with a segment of 10+ digits after a ':' could name another
+# scheduler's iteration (or one of its sub-keys) instead of a scheduler.
+_ITERATION_LIKE = re.compile(r":\d{10,}(?::|$)")
+
+
+def check_job_id(job_id: str) -> str:
+    """Return ``job_id`` unless it names one of the queue's own keys.
+
+    Raises :class:`~pyqueue.errors.InvalidJobIdError` for the names in
+    :data:`RESERVED_JOB_IDS` (the ``:`` and all-digit rules are checked by
+    ``options.validate_job_id``, which calls this).
+    """
+    if job_id in RESERVED_JOB_IDS:
+        raise InvalidJobIdError(
+            f"job_id {job_id!r} is reserved: the queue keeps its own key "
+            f"'<prefix>:<queue>:{job_id}' there (reserved ids: "
+            f"{', '.join(sorted(RESERVED_JOB_IDS))})"
+        )
+    return job_id
+
+
+def check_scheduler_id(scheduler_id: str) -> str:
+    """Return ``scheduler_id`` unless its key could collide with a job's.
+
+    Scheduler hashes are ``repeat:<id>`` and their iterations the jobs
+    ``repeat:<id>:<ms>``, so an id such as ``"a:1735689600000"`` would name
+    scheduler ``a``'s iteration; such ids raise
+    :class:`~pyqueue.errors.InvalidJobOptionsError`. Every other string is
+    safe: the ``repeat:`` namespace holds nothing else (``repeat`` itself is
+    a reserved job id). Deduplication ids need no check at all: they live
+    under ``de:`` and ``dn:``, which no job can enter.
+    """
+    if _ITERATION_LIKE.search(scheduler_id):
+        raise InvalidJobOptionsError(
+            f"scheduler_id {scheduler_id!r} has a ':' followed by 10 or more digits, "
+            "the form of a scheduler's iteration job id (repeat:<id>:<ms>)"
+        )
+    return scheduler_id
 
 
 def validate_queue_name(name: object) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 
 from . import _cron, _ops
 from . import _scripts as S
-from ._keys import QueueKeys
+from ._keys import QueueKeys, check_scheduler_id
 from ._plan import Plan, cmd
 from .errors import InvalidJobOptionsError
 from .options import (
@@ -50,7 +50,7 @@ def validate_scheduler_id(value: object) -> str:
     """A scheduler id: a non-empty str without line breaks."""
     if not isinstance(value, str) or not value or "\n" in value or "\r" in value:
         raise InvalidJobOptionsError(f"scheduler_id must be a non-empty str, got {value!r}")
-    return value
+    return check_scheduler_id(value)
 
 
 def upsert_params(scheduler_id: object, *, pattern: object = None,

@@ -43,16 +43,19 @@ def _lua_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "lua"
 
 
-def _assemble(name: str, directory: Path, seen: frozenset[str] = frozenset()) -> str:
-    path = directory / f"{name}.lua"
-    text = path.read_text(encoding="utf-8")
+def _assemble(name: str, directory: Path, seen: set[str] | None = None) -> str:
+    """The script's text with each include inlined once, at its first mention
+    (an include that prelude already brought in is not repeated)."""
+    seen = set() if seen is None else seen
+    text = (directory / f"{name}.lua").read_text(encoding="utf-8")
+    includes = directory / "includes" if directory.name != "includes" else directory
 
     def include(match: re.Match[str]) -> str:
         part = match.group(1)
         if part in seen:
             return ""
-        return _assemble(part, directory / "includes" if directory.name != "includes"
-                         else directory, seen | {part})
+        seen.add(part)
+        return _assemble(part, includes, seen)
 
     return _INCLUDE.sub(include, text)
 
@@ -95,6 +98,7 @@ E_NOT_ACTIVE = -3
 E_QUEUE_BUSY = -4
 E_LOCK_MISMATCH = -6
 E_WRONG_STATE = -7
+E_JOB_CORRUPT = -8
 
 
 def check(reply: Any, *, op: str, job_id: str | None = None) -> Any:
@@ -113,6 +117,10 @@ def check(reply: Any, *, op: str, job_id: str | None = None) -> Any:
         raise JobStateError(f"{op}: {where} is not active", job_id)
     if reply == E_WRONG_STATE:
         raise JobStateError(f"{op}: {where} is not in the state this operation needs", job_id)
+    if reply == E_JOB_CORRUPT:
+        raise JobStateError(f"{op}: {where} is damaged (a field or its key is not what "
+                            "pyqueue wrote); it was moved to failed, see its failed reason",
+                            job_id)
     if reply == E_QUEUE_BUSY:
         raise QueueBusyError(f"{op}: the queue has active jobs; pass force=True to proceed")
     raise PyQueueError(f"{op}: script error code {reply}")

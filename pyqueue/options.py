@@ -26,6 +26,7 @@ from ._job_options import RepeatOptions as RepeatOptions
 from ._jsontext import MAX_JSON_DEPTH as MAX_JSON_DEPTH  # re-exported
 from ._jsontext import encode_json as encode_json
 from ._jsontext import encode_json_sized
+from ._keys import check_job_id
 from .errors import (
     ConfigurationError,
     InvalidJobIdError,
@@ -73,7 +74,7 @@ def validate_job_id(job_id: object) -> str:
         )
     if ":" in job_id:
         raise InvalidJobIdError(f"job_id must not contain ':', got {job_id!r}")
-    return utf8_text(job_id, "job_id", InvalidJobIdError)
+    return utf8_text(check_job_id(job_id), "job_id", InvalidJobIdError)
 
 
 MAX_GROUP_LENGTH = 256

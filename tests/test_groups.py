@@ -597,3 +597,29 @@ async def test_clean_removes_grouped_waiting_and_delayed_jobs(
     assert await queue.clean(0, state="waiting") == [waiting.id]
     assert await queue.clean(0, state="delayed") == [delayed.id]
     assert await queue.get_job_counts("waiting", "delayed") == {"waiting": 0, "delayed": 0}
+
+
+@pytest.mark.parametrize("state", ["waiting", "delayed", "prioritized", "completed", "failed"])
+async def test_clean_with_no_grace_removes_jobs_from_the_same_millisecond(
+    queue_name: str, queue: AsyncQueue, redis_url: str, state: str
+) -> None:
+    """clean(0) removes a job created (or finished) in the very millisecond of the
+    clean: "older than 0 s" includes now. The clock is pinned so the same
+    millisecond is certain, not a matter of luck (the flake of issue 17)."""
+    clock = queue._core.clock
+    clock.fixed_ms = 1_700_000_000_000
+    opts: dict[str, Any] = {"group": "g"} if state == "waiting" else {}
+    if state == "delayed":
+        opts["delay"] = 60
+    if state == "prioritized":
+        opts["priority"] = 3
+    job = await queue.add("j", {}, **opts)
+    if state in ("completed", "failed"):  # finished in that same millisecond
+        client = redis.Redis.from_url(redis_url)
+        key = f"bull:{queue_name}:"
+        client.lrem(key + "wait", 0, job.id)
+        client.hset(key + job.id, "finishedOn", clock.fixed_ms)
+        client.zadd(key + state, {job.id: clock.fixed_ms})
+        client.close()
+    assert await queue.clean(0, state=state) == [job.id]
+    assert await queue.get_job_counts(state) == {state: 0}

@@ -4,6 +4,8 @@
 
   Reads from P: token (lock token prefix), lockMs, n (max jobs to take),
   lmax/ldur (the worker's limiter, optional), wname (worker name, optional).
+  A damaged job (includes/damage.lua) met while promoting or taking jobs is
+  moved to failed alone; it is not handed out and the others are.
   Returns {status, number, job...}:
     status 0: number = ms until the next delayed job is due (0 = none known),
       followed by the jobs taken, each {jobId, lockToken, field, value, ...};
@@ -22,19 +24,22 @@ local function promoteDueDelayed()
     if #due > 0 then
       redis.call('ZREM', key, unpack(due))
       for _, id in ipairs(due) do
-        local jobKey = base .. id
-        local f = redis.call('HMGET', jobKey, 'priority', 'gid')
-        local priority = tonumber(f[1] or '0')
-        if f[2] then
-          groupPush(f[2], id, priority, false)
-        elseif priority > 0 then
-          local seq = redis.call('INCR', kPc) % PRIORITY_SHIFT
-          redis.call('ZADD', kPrioritized, priority * PRIORITY_SHIFT + seq, id)
+        local f, damage = readJob(base .. id, 'priority', 'gid')
+        if damage then
+          failDamaged(id, damage, 'delayed')  -- alone: the other due jobs move on
         else
-          redis.call('LPUSH', kWait, id)
+          local priority = tonumber(f.priority) or 0
+          if f.gid then
+            groupPush(f.gid, id, priority, false)
+          elseif priority > 0 then
+            local seq = redis.call('INCR', kPc) % PRIORITY_SHIFT
+            redis.call('ZADD', kPrioritized, priority * PRIORITY_SHIFT + seq, id)
+          else
+            redis.call('LPUSH', kWait, id)
+          end
+          redis.call('HSET', base .. id, 'delay', 0)
+          emit('waiting', 'jobId', id, 'prev', 'delayed')
         end
-        redis.call('HSET', jobKey, 'delay', 0)
-        emit('waiting', 'jobId', id, 'prev', 'delayed')
       end
     end
   end
@@ -88,7 +93,8 @@ local function fetchJobs()
   -- Rate limit: the queue's global limit (meta) wins over the worker's own.
   local meta = redis.call('HMGET', kMeta, 'max', 'duration', 'paused', 'concurrency')
   local lmax, ldur = tonumber(meta[1] or P.lmax), tonumber(meta[2] or P.ldur)
-  local used = tonumber(redis.call('GET', kLimiter) or '0')
+  if not ldur then lmax = nil end
+  local used = tonumber(redis.pcall('GET', kLimiter)) or 0
   if used >= MANUAL_LIMIT or (lmax and used >= lmax) then
     local ttl = redis.call('PTTL', kLimiter)
     if ttl > 0 then return {1, ttl} end
@@ -110,10 +116,22 @@ local function fetchJobs()
     local jobId = takeNext()
     if not jobId then break end
     local jobKey = base .. jobId
-    local fields = redis.call('HGETALL', jobKey)
-    if #fields == 0 then
-      -- An id without a hash (deleted or corrupted by hand): drop it.
+    local fields = redis.pcall('HGETALL', jobKey)
+    local damage
+    if fields.err then
+      damage = 'job hash corrupt: the key holds a ' .. redis.call('TYPE', jobKey).ok ..
+        ', not a hash'
+    elseif #fields == 0 then
+      damage = 'job hash missing: the job was deleted outside pyqueue'
+    else
+      damage = hashDamage(fields)
+    end
+    if damage then
+      -- Failed alone, before anything is written on it; the loop goes on.
       redis.call('LREM', kActive, 1, jobId)
+      local gid = not fields.err and redis.call('HGET', jobKey, 'gid')
+      if gid then groupRelease(gid) end
+      failDamaged(jobId, damage, 'waiting')
     else
       if lmax then
         used = redis.call('INCR', kLimiter)

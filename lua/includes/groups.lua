@@ -82,12 +82,12 @@ local function groupTake()
     local gwait = groupWaitKey(gid)
     local conc, gmax, gdur = groupLimits(gid)
     local parked = false
-    if conc and tonumber(redis.call('HGET', gk('active'), gid) or '0') >= conc then
+    if conc and (tonumber(redis.call('HGET', gk('active'), gid)) or 0) >= conc then
       redis.call('HSET', gk('state'), gid, 'c')
       parked = true
     elseif gmax then
       local lk = base .. 'g:' .. gid .. ':limiter'
-      if tonumber(redis.call('GET', lk) or '0') >= gmax then
+      if (tonumber(redis.pcall('GET', lk)) or 0) >= gmax then
         local ttl = redis.call('PTTL', lk)
         if ttl > 0 then
           redis.call('HSET', gk('state'), gid, 't')

@@ -12,10 +12,23 @@
 
   Everything a script touches is either in KEYS or derived from base, so a
   hash tag in the prefix or queue name keeps a queue in one cluster slot.
+
+  Error codes (all scripts; mapped to exceptions in pyqueue/_scripts.py):
+    -1 job missing  -2 lock missing  -3 not active  -4 queue busy
+    -6 lock held by another token  -7 wrong state
+    -8 job damaged: it was moved to failed alone (includes/damage.lua)
+  Shared parts defined here: events (emit), wake-ups (markReady,
+  markNextDelayed), ready/delayed moves (pushReady, addToDelayed), deletes
+  (removeJobKeys, removeJobs, deleteBatch: the one batch delete), dedup
+  release, retention, insertJob; and the includes groups and damage.
+  A script reads and checks what it needs before its first write: Redis
+  does not roll back a script that fails half-way.
 ]]
-local kWait, kActive, kPrioritized, kPc, kDelayed, kWaitingChildren = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local kCompleted, kFailed, kStalled, kStalledCheck, kLimiter, kMeta = KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12]
-local kEvents, kId, kMarker, kRepeat, kPaused = KEYS[13], KEYS[14], KEYS[15], KEYS[16], KEYS[17]
+local kWait, kActive, kPrioritized = KEYS[1], KEYS[2], KEYS[3]
+local kPc, kDelayed, kWaitingChildren = KEYS[4], KEYS[5], KEYS[6]
+local kCompleted, kFailed, kStalled, kStalledCheck = KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+local kLimiter, kMeta, kEvents, kId = KEYS[11], KEYS[12], KEYS[13], KEYS[14]
+local kMarker, kRepeat, kPaused = KEYS[15], KEYS[16], KEYS[17]
 local base = ARGV[1]
 local now = tonumber(ARGV[2])
 local P = cmsgpack.unpack(ARGV[3])
@@ -27,6 +40,7 @@ local E_NOT_ACTIVE = -3
 local E_QUEUE_BUSY = -4
 local E_LOCK_MISMATCH = -6
 local E_WRONG_STATE = -7
+local E_JOB_CORRUPT = -8  -- the job's hash is damaged; it was moved to failed alone
 
 local MANUAL_LIMIT = 9007199254740991
 local PRIORITY_SHIFT = 4294967296
@@ -35,7 +49,7 @@ local PRIORITY_SHIFT = 4294967296
 local maxEvents = P.me
 local function emit(name, ...)
   if not maxEvents then
-    maxEvents = tonumber(redis.call('HGET', kMeta, 'opts.maxLenEvents') or '10000')
+    maxEvents = tonumber(redis.call('HGET', kMeta, 'opts.maxLenEvents')) or 10000
   end
   redis.call('XADD', kEvents, 'MAXLEN', '~', maxEvents, '*', 'event', name, ...)
 end
@@ -54,7 +68,8 @@ local function markReady()
   end
   local m = redis.call('HMGET', kMeta, 'paused', 'concurrency')
   if m[1] then return end
-  if m[2] and redis.call('LLEN', kActive) >= tonumber(m[2]) then return end
+  local concurrency = tonumber(m[2])
+  if concurrency and redis.call('LLEN', kActive) >= concurrency then return end
   redis.call('ZADD', kMarker, 0, '0')
 end
 
@@ -125,25 +140,47 @@ local function addToDelayed(jobId, dueMs, gid)
   markNextDelayed()
 end
 
--- Delete a job's hash and sub-keys, and release its deduplication id.
+-- Delete a job's hash and sub-keys, and release its deduplication id. Safe
+-- on a damaged job: a key of the wrong type is deleted like any other.
 local function removeJobKeys(jobId)
   local jobKey = base .. jobId
-  local deid = redis.call('HGET', jobKey, 'deid')
-  if deid then
+  local deid = redis.pcall('HGET', jobKey, 'deid')
+  if type(deid) == 'string' then
     local dk = base .. 'de:' .. deid
-    if redis.call('GET', dk) == jobId then redis.call('DEL', dk) end
+    if redis.pcall('GET', dk) == jobId then redis.call('DEL', dk) end
   end
   redis.call('DEL', jobKey, jobKey .. ':logs', jobKey .. ':lock', jobKey .. ':dependencies',
              jobKey .. ':processed', jobKey .. ':failed', jobKey .. ':unsuccessful')
 end
 
+-- The one batch delete: remove the jobs `ids` of zset `setKey`, with their
+-- keys. Returns #ids.
+local function removeJobs(setKey, ids)
+  for _, id in ipairs(ids) do removeJobKeys(id) end
+  if #ids > 0 then redis.call('ZREM', setKey, unpack(ids)) end
+  return #ids
+end
+
+-- Delete up to `budget` jobs from a state with their keys: the oldest of a
+-- list (its tail) or the lowest-scored of a zset. Returns how many.
+local function deleteBatch(key, budget, isList)
+  if budget <= 0 then return 0 end
+  if isList then
+    local ids = redis.call('LRANGE', key, -budget, -1)
+    for _, id in ipairs(ids) do removeJobKeys(id) end
+    if #ids > 0 then redis.call('LTRIM', key, 0, -#ids - 1) end
+    return #ids
+  end
+  return removeJobs(key, redis.call('ZRANGE', key, 0, budget - 1))
+end
+
 -- A finished job no longer blocks its deduplication id, unless the id was
 -- given a ttl (then it lives out its ttl).
 local function releaseDedup(jobKey, jobId, deid)
-  deid = deid or redis.call('HGET', jobKey, 'deid')
-  if deid then
+  deid = deid or redis.pcall('HGET', jobKey, 'deid')
+  if type(deid) == 'string' then
     local dk = base .. 'de:' .. deid
-    if redis.call('GET', dk) == jobId and redis.call('PTTL', dk) == -1 then
+    if redis.pcall('GET', dk) == jobId and redis.call('PTTL', dk) == -1 then
       redis.call('DEL', dk)
     end
   end
@@ -153,27 +190,17 @@ end
 -- keep at most count; bounded to 1000 removals a call.
 local function applyRetention(setKey, count, ageMs)
   if ageMs and ageMs > 0 then
-    local old = redis.call('ZRANGEBYSCORE', setKey, '-inf', now - ageMs, 'LIMIT', 0, 1000)
-    for _, id in ipairs(old) do removeJobKeys(id) end
-    if #old > 0 then redis.call('ZREM', setKey, unpack(old)) end
+    removeJobs(setKey, redis.call('ZRANGEBYSCORE', setKey, '-inf', now - ageMs, 'LIMIT', 0, 1000))
   end
   if count and count >= 0 then
     local excess = redis.call('ZCARD', setKey) - count
     if excess > 0 then
-      local ids = redis.call('ZRANGE', setKey, 0, math.min(excess, 1000) - 1)
-      for _, id in ipairs(ids) do removeJobKeys(id) end
-      redis.call('ZREM', setKey, unpack(ids))
+      removeJobs(setKey, redis.call('ZRANGE', setKey, 0, math.min(excess, 1000) - 1))
     end
   end
 end
 
--- Verify that the caller holds the job's lock. Returns 0 or an error code.
-local function checkLock(jobKey, token)
-  local held = redis.call('GET', jobKey .. ':lock')
-  if not held then return E_LOCK_MISSING end
-  if held ~= token then return E_LOCK_MISMATCH end
-  return 0
-end
+--@include damage
 
 -- Write a new job's hash and make it delayed or ready, with its events.
 -- j: {id, name, data, opts, delay, priority, lifo, gid, deid}
@@ -197,16 +224,3 @@ local function insertJob(j)
     emit('waiting', 'jobId', j.id)
   end
 end
-
--- keep_last_if_active: when the job owning a deduplication id finishes, the
--- last add made while it ran (kept in de-next `dn:<id>`) becomes a new job.
-local function startDeferredDuplicate(deid)
-  local dnKey = base .. 'dn:' .. deid
-  local d = redis.call('HMGET', dnKey, 'jid', 'name', 'data', 'opts', 'delay', 'priority', 'gid')
-  if not d[1] then return end
-  redis.call('DEL', dnKey)
-  redis.call('SET', base .. 'de:' .. deid, d[1])
-  insertJob({id = d[1], name = d[2], data = d[3], opts = d[4], delay = tonumber(d[5] or '0'),
-             priority = tonumber(d[6] or '0'), gid = d[7], deid = deid})
-end
-

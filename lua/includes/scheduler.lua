@@ -8,6 +8,9 @@
   The pending iteration is the job `repeat:<id>:<ms>` (its hash has `rjk` =
   the scheduler id, opts carry `repeat`, `repeatJobKey`, `jobId`). Exactly
   one exists per scheduler; the worker that takes it creates the next.
+  Numbers read back from a scheduler's hash (ic, offset, every) fall back to
+  their defaults when damaged, so a damaged field cannot stop a script
+  after its first write.
 ]]
 local function schedulerKey(id) return base .. 'repeat:' .. id end
 
@@ -23,8 +26,10 @@ local function createIteration(id, nextMs, name, data, opts, gid)
   opts['delay'] = delay
   opts['timestamp'] = now
   opts['repeatJobKey'] = id
-  if opts['repeat'] and opts['repeat']['pattern'] then opts['prevMillis'] = nextMs end
-  local priority = tonumber(opts['priority'] or 0)
+  if type(opts['repeat']) == 'table' and opts['repeat']['pattern'] then
+    opts['prevMillis'] = nextMs
+  end
+  local priority = tonumber(opts['priority']) or 0
   local fields = {'name', name, 'data', data, 'opts', cjson.encode(opts), 'timestamp', now,
                   'delay', delay, 'priority', priority, 'rjk', id}
   if gid then
@@ -50,8 +55,8 @@ local function removePendingIteration(id, score)
   if removed == 0 then
     removed = redis.call('LREM', kWait, 1, jobId) + redis.call('ZREM', kPrioritized, jobId)
     prev = 'waiting'
-    local gid = redis.call('HGET', base .. jobId, 'gid')
-    if gid then removed = removed + redis.call('ZREM', groupWaitKey(gid), jobId) end
+    local gid = redis.pcall('HGET', base .. jobId, 'gid')
+    if type(gid) == 'string' then removed = removed + redis.call('ZREM', groupWaitKey(gid), jobId) end
   end
   if removed > 0 then removeJobKeys(jobId) end
   return removed > 0, jobId, prev
