@@ -73,11 +73,15 @@ def test_wrongtype_and_busy_replies_under_load(scenario: Scenario) -> None:
     recovered = sc.wait_started_after(stopped_at, workers, BOUND + 10, feed=8,
                                       data={"duration": 0.2})
     sc.wait_finished(60)
-    result = sc.check(allow_duplicates=False)
+    # A BUSY spell can outlast a renewal's chance (lock 1 s): a job whose lock
+    # expired may run again, counted in its stalled counter (check() verifies
+    # every duplicate is so justified).
+    result = sc.check(allow_duplicates=True)
     errors = worker_errors(sc)
     texts = " ".join(f"{e.get('err', '')} {e.get('msg', '')}" for e in errors)
     report("error_replies", faults=faults.count, added=len(result.added),
-           ambiguous=len(result.ambiguous), producer_errors=len(producer.errors),
+           ambiguous=len(result.ambiguous), duplicates=len(result.duplicates),
+           producer_errors=len(producer.errors),
            worker_errors=len(errors), error_rate_max=max_rate([e["t"] for e in errors]),
            recovery_max=max(recovered.values()))
     control.close()
