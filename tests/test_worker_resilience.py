@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import redis
 from _worker_helpers import wait_for, wait_for_sync
 
-from pyqueue import AsyncQueue, Job, Queue, Worker
+from pyqueue import AsyncQueue, Job, Queue, RedisDataError, Worker
 from pyqueue._server import RedisServer
 
 
@@ -77,12 +78,27 @@ async def test_start_still_raises_when_redis_is_down(fresh_redis: RedisServer,
     await w.close()
 
 
+def damage_meta(client: redis.Redis, queue_name: str) -> Callable[[], None]:
+    """Replace the queue's ``meta`` hash by a string: every worker call (the
+    clock sync reads ``meta``) gets a WRONGTYPE error reply. Returns the repair."""
+    key = f"bull:{queue_name}:meta"
+    saved = client.hgetall(key)
+    client.delete(key)
+    client.set(key, "damaged")
+
+    def repair() -> None:
+        client.delete(key)
+        if saved:
+            client.hset(key, mapping=saved)
+
+    return repair
+
+
 async def test_worker_backs_off_on_error_replies_and_resumes(
     redis_url: str, queue_name: str, queue: AsyncQueue, redis_client: redis.Redis
 ) -> None:
-    limiter = f"bull:{queue_name}:limiter"
-    redis_client.hset(limiter, "x", "1")  # WRONGTYPE for the fetch script's GET
     job = await queue.add("j", {})
+    repair = damage_meta(redis_client, queue_name)
     errors: list[tuple[float, BaseException]] = []
     w = Worker(queue_name, lambda job: "ok", connection=redis_url, autorun=False,
                log_jobs=False)
@@ -90,21 +106,23 @@ async def test_worker_backs_off_on_error_replies_and_resumes(
     async with w:
         await wait_for(lambda: len(errors) >= 3, what="fetch errors")
         assert w.state == "reconnecting"
+        assert isinstance(errors[0][1], RedisDataError)
         assert "WRONGTYPE" in str(errors[0][1])
         started = time.monotonic()
         await wait_for(lambda: time.monotonic() - started > 1.5, what="time to pass")
         # Backed off (0.1, 0.2, 0.4, ... s), not spinning.
         assert len([t for t, _ in errors if t >= started]) <= 6
-        redis_client.delete(limiter)
+        repair()
         await wait_for(lambda: w.jobs_processed == 1, 15, "the job after the repair")
         assert w.state == "running"
     assert await queue.get_job_state(job.id) == "completed"
 
 
 async def test_close_is_prompt_while_the_worker_backs_off(
-    redis_url: str, queue_name: str, redis_client: redis.Redis
+    redis_url: str, queue_name: str, queue: AsyncQueue, redis_client: redis.Redis
 ) -> None:
-    redis_client.hset(f"bull:{queue_name}:limiter", "x", "1")
+    await queue.add("j", {})
+    repair = damage_meta(redis_client, queue_name)
     errors: list[BaseException] = []
     w = Worker(queue_name, lambda job: None, connection=redis_url, autorun=False)
     w.on("error", errors.append)
@@ -114,6 +132,7 @@ async def test_close_is_prompt_while_the_worker_backs_off(
     await asyncio.wait_for(w.close(), 5)
     assert time.monotonic() - began < 2
     assert w.state == "closed"
+    repair()
 
 
 # --------------------------------------------------------------------------- burst

@@ -18,6 +18,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 import redis
@@ -41,25 +42,40 @@ return 1
 """
 
 
+def damage_meta(control: redis.Redis, base: str) -> Callable[[], None]:
+    """Replace ``<base>meta`` by a string; returns the repair (the saved hash back)."""
+    key = base + "meta"
+    saved = control.hgetall(key)
+    control.delete(key)
+    control.set(key, "damaged")
+
+    def repair() -> None:
+        control.delete(key)
+        if saved:
+            control.hset(key, mapping=saved)
+
+    return repair
+
+
 def test_wrongtype_and_busy_replies_under_load(scenario: Scenario) -> None:
-    """A limiter key of the wrong type (WRONGTYPE in the fetch script) for 0.4 s
-    and a script that keeps Redis BUSY for 0.6 s, alternating every second,
-    while 2,000 jobs run: nothing lost, no error loop, recovery within the bound."""
+    """The queue's ``meta`` hash replaced by a string (WRONGTYPE for every
+    worker and producer call: the clock sync reads it) for 0.4 s, and a
+    script that keeps Redis BUSY for 0.6 s, alternating every second, while
+    2,000 jobs run: nothing lost, no error loop, recovery within the bound."""
     sc = scenario
     control = redis.Redis.from_url(sc.url)
     control.config_set("busy-reply-threshold", 50)  # BUSY after 50 ms of a script
     workers = [sc.start_worker(**BASE_OPTS, concurrency=4, duration=0.005) for _ in range(2)]
     sc.wait_ready(workers)
     producer = sc.produce_in_background(2000, per_batch=10, pause=0.05)
-    limiter = sc.base + "limiter"
     turn = {"n": 0}
 
     def fault() -> None:
         turn["n"] += 1
         if turn["n"] % 2:
-            control.hset(limiter, "x", "1")
+            repair = damage_meta(control, sc.base)
             time.sleep(0.4)  # the fault's length, not a synchronisation
-            control.delete(limiter)
+            repair()
         else:
             control.eval(BUSY_SCRIPT, 0, 600_000)
 
@@ -92,16 +108,15 @@ def test_wrongtype_and_busy_replies_under_load(scenario: Scenario) -> None:
 
 
 def test_worker_obeys_sigterm_while_every_fetch_fails(scenario: Scenario) -> None:
-    """With a damaged limiter key in place (every fetch fails with WRONGTYPE),
-    a worker still shuts down on SIGTERM, and another consumes every job once
-    the key is repaired."""
+    """With the queue's ``meta`` damaged (every worker call fails with
+    WRONGTYPE), a worker still shuts down on SIGTERM, and another consumes
+    every job once the key is repaired."""
     sc = scenario
     control = redis.Redis.from_url(sc.url)
-    limiter = sc.base + "limiter"
-    control.hset(limiter, "x", "1")
+    sc.add(50)
+    repair = damage_meta(control, sc.base)
     doomed = sc.start_worker(**BASE_OPTS, concurrency=2)
     sc.wait_ready([doomed])
-    sc.add(50)
 
     def saw_error() -> bool:
         return any(e["pid"] == doomed.pid for e in worker_errors(sc))
@@ -111,7 +126,7 @@ def test_worker_obeys_sigterm_while_every_fetch_fails(scenario: Scenario) -> Non
     doomed.signal(signal.SIGTERM)
     status = doomed.wait_exit(15)
     took = time.monotonic() - signalled
-    control.delete(limiter)
+    repair()
     survivor = sc.start_worker(**BASE_OPTS, concurrency=4)
     sc.wait_ready([survivor])
     sc.wait_finished(30)
