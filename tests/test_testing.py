@@ -159,3 +159,66 @@ def test_plugin_loads_with_dash_p_pyqueue_testing(tmp_path: Path, autoload: bool
     result = run_user_suite(tmp_path, *args, env_extra=extra)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
+
+
+# --------------------------------------------------------------------------- run_until_idle
+
+
+def test_run_until_idle_runs_every_due_job_with_retries(redis_url: str, queue_name: str) -> None:
+    from pyqueue import Job
+    from pyqueue.testing import run_until_idle
+
+    tries: dict[str, int] = {}
+
+    def process(job: Job) -> str:
+        tries[job.id] = tries.get(job.id, 0) + 1
+        if job.name == "flaky" and tries[job.id] == 1:
+            raise ValueError("first try fails")
+        return job.name.upper()
+
+    with Queue(queue_name, connection=redis_url) as queue:
+        plain = queue.add("plain", {})
+        flaky = queue.add("flaky", {}, attempts=2)  # retried at once: no backoff
+        later = queue.add("later", {}, delay=3600)
+        done = run_until_idle(queue_name, process, connection=redis_url)
+        assert sorted(job.id for job in done) == sorted([plain.id, flaky.id])
+        assert tries[flaky.id] == 2
+        assert queue.get_job_state(later.id) == "delayed"  # not due: left alone
+        assert queue.get_job(flaky.id).return_value == "FLAKY"  # type: ignore[union-attr]
+
+
+def test_run_until_idle_raises_the_first_job_that_failed_for_good(redis_url: str,
+                                                                 queue_name: str) -> None:
+    from pyqueue import JobFailedError
+    from pyqueue.testing import run_until_idle
+
+    def process(job: object) -> None:
+        raise KeyError("no such customer")
+
+    with Queue(queue_name, connection=redis_url) as queue:
+        job = queue.add("bill", {})
+        with pytest.raises(JobFailedError) as caught:
+            run_until_idle(queue_name, process, connection=redis_url)
+        assert isinstance(caught.value.__cause__, KeyError)
+        assert job.id in str(caught.value)
+        assert queue.get_job_state(job.id) == "failed"
+        queue.add("bill", {})
+        done = run_until_idle(queue_name, process, connection=redis_url,
+                              raise_on_failure=False)
+        assert len(done) == 1 and done[0].failed_reason == "'no such customer'"
+
+
+async def test_run_until_idle_inside_a_loop_points_to_the_async_form(
+        redis_url: str, queue_name: str) -> None:
+    from pyqueue import ConfigurationError
+    from pyqueue.testing import run_until_idle, run_until_idle_async
+
+    async def process(job: object) -> int:
+        return 1
+
+    with pytest.raises(ConfigurationError, match="run_until_idle_async"):
+        run_until_idle(queue_name, process, connection=redis_url)
+    async with AsyncQueue(queue_name, connection=redis_url) as queue:
+        await queue.add("one", {})
+        done = await run_until_idle_async(queue_name, process, connection=redis_url)
+    assert [job.name for job in done] == ["one"]

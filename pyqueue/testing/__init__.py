@@ -17,17 +17,19 @@
   runs with plugin autoloading disabled). Importing this package does not
   import pytest.
 
-``run_until_idle`` (run a real worker until the queue is idle) is not here
-yet: it needs ``Worker.run(burst=True)``.
+* :func:`run_until_idle` (and :func:`run_until_idle_async`): run a real
+  ``Worker`` on a queue until no job is waiting, active or due, and get the
+  jobs that finished; the first job that failed for good raises.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from .idle import run_until_idle, run_until_idle_async
 from .server import RedisServer
 
-__all__ = ["RedisServer"]
+__all__ = ["RedisServer", "run_until_idle", "run_until_idle_async"]
 
 
 def pytest_configure(config: Any) -> None:
