@@ -95,6 +95,12 @@ def test_blocks_are_found_and_mostly_runnable() -> None:
     assert len(no_run) <= len(RUNNABLE) // 2, [(b.page, b.line) for b in no_run]
 
 
+def test_every_page_is_listed_and_exists() -> None:
+    pages = {f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md")}
+    assert pages - set(PAGES) == set(), "add the new page to PAGES"
+    assert [page for page in PAGES if not (ROOT / page).exists()] == []
+
+
 def test_blocks_that_run_until_ctrl_c_say_so() -> None:
     for block in (b for b in ALL if b.mode == "until"):
         assert "Ctrl-C" in block.code, f"{block.page}:{block.line} runs until Ctrl-C: say so"
