@@ -28,12 +28,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: Pages whose blocks are run. The others' blocks are excerpts kept by other
-#: pages' owners (docs/workers.md, queues.md, jobs.md, events.md): add a page
-#: here once its blocks follow the conventions above.
-PAGES = ["README.md", "docs/getting-started.md", "docs/email.md", "docs/groups.md",
+#: Pages whose blocks are run: every page of docs/ (and the README). A new
+#: page is added here with its first block that follows the conventions above.
+PAGES = ["README.md", "docs/index.md", "docs/getting-started.md", "docs/queues.md",
+         "docs/workers.md", "docs/jobs.md", "docs/events.md", "docs/errors.md",
+         "docs/guarantees.md", "docs/testing.md", "docs/email.md", "docs/groups.md",
          "docs/schedulers.md", "docs/faq.md", "docs/migrating.md", "docs/cli.md",
-         "docs/index.md", "docs/format.md", "docs/benchmarks.md"]
+         "docs/format.md", "docs/benchmarks.md"]
 
 TIMEOUT = 60.0
 _FENCE = re.compile(r"^```python\s*$")
@@ -92,6 +93,12 @@ def test_blocks_are_found_and_mostly_runnable() -> None:
     assert [b for b in ALL if b.page == "README.md"]
     no_run = [b for b in ALL if b.mode == "no-run"]
     assert len(no_run) <= len(RUNNABLE) // 2, [(b.page, b.line) for b in no_run]
+
+
+def test_every_page_is_listed_and_exists() -> None:
+    pages = {f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md")}
+    assert pages - set(PAGES) == set(), "add the new page to PAGES"
+    assert [page for page in PAGES if not (ROOT / page).exists()] == []
 
 
 def test_blocks_that_run_until_ctrl_c_say_so() -> None:
