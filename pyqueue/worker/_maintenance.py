@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import redis
@@ -115,8 +116,9 @@ class RenewLocks:
         ids, tokens = self._tokens.snapshot()
         if not ids:
             return
-        plan = _ops.simple("extendLocks", self._keys, self._clock, op="extend_locks",
-                           ids=ids, tokens=tokens, lockMs=self._lock_ms)
+        plan = _ops.simple(self._clock, partial(S.extend_locks, self._keys, ids=ids,
+                                                tokens=tokens, lock_ms=self._lock_ms),
+                           op="extend_locks")
         reply = self._runner.guarded("lock renewal", plan)
         if reply is None:
             return
@@ -136,9 +138,9 @@ class CheckStalled:
             on_stalled
 
     def __call__(self) -> None:
-        plan = _ops.simple("moveStalledJobsToWait", self._keys, self._clock,
-                           op="stalled_check", maxStalled=self._max_stalled,
-                           intervalMs=self._stalled_ms)
+        plan = _ops.simple(self._clock, partial(
+            S.move_stalled_jobs_to_wait, self._keys, max_stalled=self._max_stalled,
+            interval_ms=self._stalled_ms), op="stalled_check")
         reply = self._runner.guarded("stalled check", plan)
         if reply:
             for job_id in reply[0]:

@@ -5,7 +5,6 @@ finish batcher, maintenance thread, events and hooks).
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import os
 import socket
@@ -324,9 +323,7 @@ class Worker:
 
     def _client_name(self) -> str:
         """BullMQ's worker connection name: ``<prefix>:<base64(queue)>[:w:<name>]``."""
-        encoded = base64.b64encode(self.name.encode()).decode()
-        suffix = f":w:{self.worker_name}" if self.worker_name else ""
-        return f"{self.prefix}:{encoded}{suffix}"
+        return self.keys.connection_name(self.worker_name)
 
     def _target(self) -> Processor:
         return self._processor if self._processor is not None else self.process
