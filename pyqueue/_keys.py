@@ -271,7 +271,7 @@ class QueueKeys:
     def queue_name_from_marker(prefix: str, key: str, marker: str) -> str | None:
         """The queue name in a key found by :meth:`queue_scan_pattern`, or None."""
         name = key[len(prefix) + 1:-len(marker)]
-        return name if name and ":" not in name else None
+        return name if ":" not in name else None
 
     def queue_marker(self, marker: str) -> str:
         """The key whose presence shows this queue exists (``marker`` from

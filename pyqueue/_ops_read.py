@@ -8,7 +8,7 @@ from typing import Any
 
 from . import _scripts as S
 from ._clock import Clock
-from ._keys import QueueKeys
+from ._keys import QUEUE_MARKERS, QueueKeys
 from ._plan import Plan, cmd
 from .errors import InvalidJobOptionsError
 
@@ -162,6 +162,30 @@ def is_paused(keys: QueueKeys) -> Plan[bool]:
     """Whether the queue is globally paused."""
     (reply,) = yield [cmd("HEXISTS", keys.meta, "paused")]
     return bool(reply)
+
+
+def queue_names(prefix: str) -> Plan[list[str]]:
+    """Every queue under ``prefix``, found by scanning for the keys every queue has."""
+    names: set[str] = set()
+    for marker in QUEUE_MARKERS:
+        pattern = QueueKeys.queue_scan_pattern(prefix, marker)
+        cursor: Any = 0
+        while True:
+            (reply,) = yield [cmd("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)]
+            cursor, found = reply[0], reply[1]
+            for key in found:
+                name = QueueKeys.queue_name_from_marker(prefix, S.text(key), marker)
+                if name is not None:
+                    names.add(name)
+            if int(cursor) == 0:
+                break
+    return sorted(names)
+
+
+def queue_exists(keys: QueueKeys) -> Plan[bool]:
+    """Whether the queue has any of the keys every queue has."""
+    replies = yield [cmd("EXISTS", keys.queue_marker(marker)) for marker in QUEUE_MARKERS]
+    return any(int(n) for n in replies)
 
 
 def decode_json(value: str | None, default: Any = None) -> Any:

@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from .. import _ops
+from .. import _ops, _ops_worker
 from .. import _scripts as S
 from .._keys import QueueKeys
 from .._plan import Plan
@@ -160,12 +160,9 @@ class PollCancellations:
         ids, _ = self._tokens.snapshot()
         if not ids:
             return
-        held = set(ids)
-        raw = self._client.smembers(self._keys.key("pq:cancel"))
-        for job_id in (S.text(m) for m in raw):
-            if job_id in held:
-                reason, remove = self._client.hmget(self._keys.job(job_id), ["pqcx", "pqcxrm"])
-                self._on_cancel(job_id, S.text(reason) if reason else "cancelled", bool(remove))
+        for job_id, reason, remove in run_sync(self._client,
+                                               _ops_worker.cancel_requests(self._keys, ids)):
+            self._on_cancel(job_id, reason, remove)
 
 
 def worker_tasks(runner: SyncRunner, keys: QueueKeys, clock: _ops.Clock, tokens: LockTokens,
@@ -197,7 +194,5 @@ class Heartbeat:
     def __call__(self) -> None:
         info = json.dumps({**self._health(), "host": socket.gethostname(), "pid": os.getpid(),
                            "heartbeat": time.time()})
-        pipe = self._client.pipeline(transaction=False)
-        pipe.zadd(self._keys.key("pq:workers"), {self._id: int(time.time() * 1000)})
-        pipe.hset(self._keys.key("pq:workerinfo"), self._id, info)
-        pipe.execute()
+        run_sync(self._client, _ops_worker.heartbeat(self._keys, self._id,
+                                                     int(time.time() * 1000), info))

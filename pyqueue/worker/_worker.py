@@ -16,9 +16,10 @@ from typing import Any
 import redis
 import redis.asyncio
 
-from .. import _ops
+from .. import _ops, _ops_worker
 from .. import backoff as _backoff
 from .._keys import QueueKeys, validate_prefix, validate_queue_name
+from .._runner import run_async, run_sync
 from ..connection import async_client
 from ..errors import ConfigurationError, InvalidJobOptionsError
 from ..options import Duration, duration_ms
@@ -299,9 +300,10 @@ class Worker:
         except RuntimeError:
             in_loop = False
         sync = self._conns.sync
+        plan = _ops_worker.pause_fetching(self.keys, ms)
         if in_loop or sync is None:
-            return self.client.set(self.keys.limiter, 2**53 - 1, px=ms)
-        sync.set(self.keys.limiter, 2**53 - 1, px=ms)
+            return run_async(self.client, plan)
+        run_sync(sync, plan)
         return None
 
     async def __aenter__(self) -> Worker:
