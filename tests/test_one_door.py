@@ -53,7 +53,7 @@ def test_key_names_only_in_keys(path: Path) -> None:
     if path.name == "_keys.py":
         return
     code = _code(path)
-    assert not re.search(r"\bkeys\.key\(|QueueKeys\([^)]*\)\.key\(", code)
+    assert not re.search(r"keys\.key\(|QueueKeys\([^)]*\)\.key\(", code)
     assert not re.search(r'f"\{[^}]*prefix[^}]*\}:', code), "a key built from the prefix"
     assert not re.search(r'"(pq|gr|g|de|dn|repeat):\S', code), "a key namespace spelled out"
 
