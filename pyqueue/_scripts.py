@@ -2,8 +2,11 @@
 
 Every script in ``lua/`` receives the same KEYS (the queue's key set, in
 ``_keys.QUEUE_SUFFIXES`` order) and the same ARGV layout: the job-key base,
-"now" in milliseconds, and a msgpack map of parameters. Scripts signal
-failures with negative integers, mapped to exceptions by :func:`check`.
+"now" in milliseconds, and a msgpack map of parameters. Each script has one
+builder here (``add_job``, ``move_to_finished``, ``clean``...) taking that
+map's fields as typed keyword parameters; callers never name a script.
+Scripts signal failures with negative integers, mapped to exceptions by
+:func:`check`.
 
 ``--@include name`` lines in a script are replaced by ``lua/includes/name.lua``
 when the script is loaded; the SHA1 is computed locally, so the first call
