@@ -107,11 +107,11 @@ class AsyncQueue:
 
     async def pause(self) -> None:
         """Pause the queue for every worker."""
-        await self._run(self._core.script("pause", "pause", pause=True))
+        await self._run(self._core.pause_plan(True))
 
     async def resume(self) -> None:
         """Resume a paused queue."""
-        await self._run(self._core.script("pause", "resume", pause=False))
+        await self._run(self._core.pause_plan(False))
 
     async def is_paused(self) -> bool:
         """Whether the queue is paused."""
@@ -132,7 +132,7 @@ class AsyncQueue:
 
     async def remove(self, job_id: str) -> bool:
         """Remove a job; ``False`` if it does not exist or is locked (running)."""
-        return bool(await self._run(self._core.script("removeJob", "remove", id=str(job_id))))
+        return bool(await self._run(self._core.remove_plan(str(job_id))))
 
     async def retry_jobs(self, state: str = "failed", count: int = 1000) -> int:
         """Move up to ``count`` failed (or completed) jobs back to wait."""
@@ -176,8 +176,7 @@ class AsyncQueue:
 
     async def remove_job_scheduler(self, scheduler_id: str) -> bool:
         """Delete a scheduler and its pending iteration; ``False`` if unknown."""
-        return bool(await self._run(self._core.script(
-            "removeJobScheduler", "remove_job_scheduler", id=scheduler_id)))
+        return bool(await self._run(self._core.remove_scheduler_plan(scheduler_id)))
 
     async def get_job_schedulers(self) -> list[dict[str, Any]]:
         """Every scheduler (see ``Queue.get_job_schedulers``)."""

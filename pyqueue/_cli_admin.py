@@ -8,6 +8,9 @@ import json
 import time
 from typing import Any
 
+from . import _ops_read, _ops_worker
+from ._keys import QueueKeys
+from ._runner import run_sync
 from .connection import mask_url
 from .queue import Queue
 
@@ -17,24 +20,15 @@ class UsageError(Exception):
 
 
 
-#: Keys whose presence means a queue exists: its meta hash, its id counter
-#: (both written by the first add) and pyqueue's worker heartbeats.
-_QUEUE_MARKERS = (":meta", ":id", ":pq:workers")
-
-
 def queue_names(client: Any, prefix: str) -> list[str]:
     """Every queue under ``prefix``, found by scanning (reads only)."""
-    names = set()
-    for marker in _QUEUE_MARKERS:
-        for key in client.scan_iter(match=f"{prefix}:*{marker}", count=1000):
-            text = key.decode() if isinstance(key, bytes) else str(key)
-            names.add(text[len(prefix) + 1:-len(marker)])
-    return sorted(n for n in names if ":" not in n)
+    names: list[str] = run_sync(client, _ops_read.queue_names(prefix))
+    return names
 
 
 def require_queue(client: Any, prefix: str, name: str) -> None:
     """Raise :class:`UsageError` unless a queue ``name`` exists (reads only)."""
-    if any(client.exists(f"{prefix}:{name}{marker}") for marker in _QUEUE_MARKERS):
+    if run_sync(client, _ops_read.queue_exists(QueueKeys(prefix, name))):
         return
     known = queue_names(client, prefix)
     shown = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "")
@@ -88,16 +82,11 @@ def jobs(args: argparse.Namespace, url: str) -> int:
 
 def health(args: argparse.Namespace, url: str) -> int:
     with Queue(args.queue, connection=url, prefix=args.prefix) as q:
-        client: Any = q.client  # redis-py's return types are too loose to be useful here
-        require_queue(client, args.prefix, args.queue)
-        beats = client.zrange(f"{q.prefix}:{q.name}:pq:workers", 0, -1, withscores=True)
-        infos = client.hgetall(f"{q.prefix}:{q.name}:pq:workerinfo")
+        require_queue(q.client, args.prefix, args.queue)
+        beats = run_sync(q.client, _ops_worker.worker_health(QueueKeys(q.prefix, q.name)))
     now = time.time()
     rows = []
-    for member, score in beats:
-        worker_id = member.decode() if isinstance(member, bytes) else str(member)
-        raw = infos.get(member) or infos.get(worker_id)
-        info = json.loads(raw) if raw else {}
+    for worker_id, score, info in beats:
         age = now - score / 1000
         rows.append({**info, "worker_id": worker_id, "heartbeat_age": round(age, 1),
                      "healthy": bool(info.get("consuming")) and age <= args.stale})

@@ -8,10 +8,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any, TypeVar
 
 from . import _ops
+from . import _scripts as S
 from ._keys import QueueKeys
 from ._plan import Plan
 from .errors import JobFailedError, JobNotFoundError, RedisDataError
@@ -259,8 +260,9 @@ class JobBase:
 
     def _update(self, op: str, **params: Any) -> Plan[Any]:
         keys, clock = self._binding.keys, self._binding.clock
-        return _ops.simple("updateJob", keys, clock, op=op, job_id=self.id, id=self.id,
-                           lockToken=self._token, **params)
+        return _ops.simple(clock, partial(S.update_job, keys, id=self.id,
+                                          lock_token=self._token, **params),
+                           op=op, job_id=self.id)
 
     def _progress_plan(self, value: Any) -> Plan[None]:
         encoded = encode_json(value, "progress")
@@ -274,7 +276,7 @@ class JobBase:
     def _log_plan(self, line: str) -> Plan[int]:
         keep = self.opts.get("kl")
         return _then(self._update("log", log=str(line),
-                                  keepLogs=keep if isinstance(keep, int) else None), int)
+                                  keep_logs=keep if isinstance(keep, int) else None), int)
 
     def _logs_plan(self, start: int, end: int) -> Plan[list[str]]:
         return _ops.get_logs(self._binding.keys, self.id, start, end)
@@ -290,19 +292,22 @@ class JobBase:
         return state_plan(self._binding.keys, self._binding.clock, self.id)
 
     def _remove_plan(self) -> Plan[bool]:
-        plan = _ops.simple("removeJob", self._binding.keys, self._binding.clock,
-                           op="remove", job_id=self.id, id=self.id)
+        plan = _ops.simple(self._binding.clock,
+                           partial(S.remove_job, self._binding.keys, id=self.id),
+                           op="remove", job_id=self.id)
         return _then(plan, bool)
 
     def _retry_plan(self, state: str, reset_attempts: bool) -> Plan[None]:
-        plan = _ops.simple("reprocessJobs", self._binding.keys, self._binding.clock,
-                           op="retry", job_id=self.id, state=state, id=self.id,
-                           resetAttempts=reset_attempts)
+        plan = _ops.simple(self._binding.clock,
+                           partial(S.reprocess_jobs, self._binding.keys, state=state,
+                                   id=self.id, reset_attempts=reset_attempts),
+                           op="retry", job_id=self.id)
         return _then(plan, _nothing)
 
     def _promote_plan(self) -> Plan[None]:
-        plan = _ops.simple("promote", self._binding.keys, self._binding.clock,
-                           op="promote", job_id=self.id, id=self.id)
+        plan = _ops.simple(self._binding.clock,
+                           partial(S.promote, self._binding.keys, id=self.id),
+                           op="promote", job_id=self.id)
         return _then(plan, _nothing)
 
     def _delayed_plan(self, until: datetime | Duration) -> Plan[None]:
@@ -313,9 +318,10 @@ class JobBase:
             due = int(until.timestamp() * 1000)
         else:
             due = clock.now_ms() + duration_ms(until, "until")
-        plan = _ops.simple("retryJob", self._binding.keys, clock, op="move_to_delayed",
-                           job_id=self.id, id=self.id, lockToken=self._token,
-                           dueMs=max(due, clock.now_ms() + 1))
+        plan = _ops.simple(clock, partial(S.retry_job, self._binding.keys, id=self.id,
+                                          lock_token=self._token,
+                                          due_ms=max(due, clock.now_ms() + 1)),
+                           op="move_to_delayed", job_id=self.id)
 
         def done(_: Any) -> None:
             self._token = None  # the worker must not finish it again

@@ -9,6 +9,7 @@ keeps every key of a queue in one Redis Cluster slot.
 
 from __future__ import annotations
 
+import base64
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -61,6 +62,16 @@ RESERVED_JOB_IDS = frozenset({
 # scheduler id with a segment of 10+ digits after a ':' could name another
 # scheduler's iteration (or one of its sub-keys) instead of a scheduler.
 _ITERATION_LIKE = re.compile(r":\d{10,}(?::|$)")
+
+#: Keys whose presence means a queue exists, as ``<queue>`` + marker: its meta
+#: hash, its id counter (both written by the first add) and pyqueue's worker
+#: heartbeats.
+QUEUE_MARKERS = (":meta", ":id", ":pq:workers")
+
+#: Where each public job state lives (a list or a zset).
+_STATE_KEYS = {"waiting": "wait", "active": "active", "paused": "paused",
+               "prioritized": "prioritized", "delayed": "delayed", "completed": "completed",
+               "failed": "failed", "waiting-children": "waiting-children"}
 
 
 def check_job_id(job_id: str) -> str:
@@ -189,6 +200,83 @@ class QueueKeys:
     @property
     def limiter(self) -> str:
         return self.key("limiter")
+
+    @property
+    def prioritized(self) -> str:
+        return self.key("prioritized")
+
+    @property
+    def repeat(self) -> str:
+        """The schedulers zset (member = scheduler id, score = next ms)."""
+        return self.key("repeat")
+
+    def scheduler(self, scheduler_id: str) -> str:
+        """A scheduler's hash, ``repeat:<id>``."""
+        return self.key(f"repeat:{scheduler_id}")
+
+    def state_key(self, state: str) -> str:
+        """The list or zset of a public state (``waiting`` is ``wait``)."""
+        return self.key(_STATE_KEYS[state])
+
+    @property
+    def workers(self) -> str:
+        """pyqueue's worker heartbeats: zset, member = worker id, score = ms."""
+        return self.key("pq:workers")
+
+    @property
+    def worker_info(self) -> str:
+        """pyqueue's worker health: hash, worker id -> JSON."""
+        return self.key("pq:workerinfo")
+
+    @property
+    def cancel(self) -> str:
+        """pyqueue's set of job ids whose cancellation was requested."""
+        return self.key("pq:cancel")
+
+    @property
+    def suppressed(self) -> str:
+        """pyqueue's email suppression hash."""
+        return self.key("pq:suppressed")
+
+    def quota(self, day: str) -> str:
+        """pyqueue's email quota counter for ``day`` (``YYYY-MM-DD``, UTC)."""
+        return self.key(f"pq:quota:{day}")
+
+    @property
+    def groups_all(self) -> str:
+        """The set of every group id that has jobs."""
+        return self.key("gr:all")
+
+    @property
+    def groups_delayed(self) -> str:
+        """The zset of delayed grouped jobs."""
+        return self.key("gr:delayed")
+
+    def group_wait(self, group_id: str) -> str:
+        """A group's ready jobs (zset)."""
+        return self.key(f"g:{group_id}:wait")
+
+    def connection_name(self, worker_name: str | None) -> str:
+        """BullMQ's worker connection name: ``<prefix>:<base64(queue)>[:w:<name>]``."""
+        encoded = base64.b64encode(self.name.encode()).decode()
+        suffix = f":w:{worker_name}" if worker_name else ""
+        return f"{self.prefix}:{encoded}{suffix}"
+
+    @staticmethod
+    def queue_scan_pattern(prefix: str, marker: str) -> str:
+        """SCAN pattern of every queue's ``marker`` key under ``prefix``."""
+        return f"{prefix}:*{marker}"
+
+    @staticmethod
+    def queue_name_from_marker(prefix: str, key: str, marker: str) -> str | None:
+        """The queue name in a key found by :meth:`queue_scan_pattern`, or None."""
+        name = key[len(prefix) + 1:-len(marker)]
+        return name if ":" not in name else None
+
+    def queue_marker(self, marker: str) -> str:
+        """The key whose presence shows this queue exists (``marker`` from
+        :data:`QUEUE_MARKERS`)."""
+        return f"{self.prefix}:{self.name}{marker}"
 
     def all(self, *suffixes: str) -> list[str]:
         """The keys for ``suffixes`` in order (all queue keys when none are given)."""

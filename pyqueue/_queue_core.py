@@ -4,9 +4,11 @@ described once (``QueueCore``), so the sync and asyncio shells cannot drift apar
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 from . import _ops, _schedule
+from . import _scripts as S
 from ._keys import QueueKeys, validate_prefix, validate_queue_name
 from ._plan import Plan
 from .errors import InvalidJobOptionsError
@@ -132,16 +134,28 @@ class QueueCore(Generic[J]):
         found = yield from _ops.get_jobs(self.keys, wanted, start, end, asc)
         return [self.job_class(binding, job_id, fields) for job_id, fields in found]
 
-    def script(self, name: str, op: str, **params: Any) -> Plan[Any]:
-        return _ops.simple(name, self.keys, self.clock, op=op, **params)
+    def pause_plan(self, pause: bool) -> Plan[Any]:
+        return _ops.simple(self.clock, partial(S.pause, self.keys, pause=pause),
+                           op="pause" if pause else "resume")
+
+    def remove_plan(self, job_id: str) -> Plan[Any]:
+        return _ops.simple(self.clock, partial(S.remove_job, self.keys, id=job_id),
+                           op="remove")
+
+    def remove_scheduler_plan(self, scheduler_id: str) -> Plan[Any]:
+        return _ops.simple(self.clock, partial(S.remove_job_scheduler, self.keys,
+                                               id=scheduler_id),
+                           op="remove_job_scheduler")
 
     def obliterate_plan(self, force: bool) -> Plan[None]:
-        yield from _ops.repeat_until_done("obliterate", self.keys, self.clock,
-                                          op="obliterate", force=force, batch=_ops.BATCH)
+        yield from _ops.repeat_until_done(
+            self.clock, partial(S.obliterate, self.keys, force=force, batch=_ops.BATCH),
+            op="obliterate")
 
     def drain_plan(self, delayed: bool) -> Plan[None]:
-        yield from _ops.repeat_until_done("drain", self.keys, self.clock, op="drain",
-                                          delayed=delayed, batch=_ops.BATCH)
+        yield from _ops.repeat_until_done(
+            self.clock, partial(S.drain, self.keys, delayed=delayed, batch=_ops.BATCH),
+            op="drain")
 
     def clean_plan(self, grace: Duration, limit: int, state: str) -> Plan[list[str]]:
         grace_ms = duration_ms(grace, "grace")
@@ -165,7 +179,9 @@ class QueueCore(Generic[J]):
     def concurrency_plan(self, n: int | None) -> Plan[None]:
         if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
             raise InvalidJobOptionsError(f"concurrency must be an int >= 0 or None, got {n!r}")
-        return self.script("setGlobalLimits", "set_global_concurrency", concurrency=n or 0)
+        return _ops.simple(self.clock, partial(S.set_global_limits, self.keys,
+                                               concurrency=n or 0),
+                           op="set_global_concurrency")
 
     def group_limits_plan(self, group: str | None, **limits: Any) -> Plan[None]:
         gid = "*" if group is None else validate_group(group)
@@ -174,16 +190,18 @@ class QueueCore(Generic[J]):
                                         or not isinstance(concurrency, int) or concurrency < 0):
             raise InvalidJobOptionsError(
                 f"concurrency must be an int >= 0 or None, got {concurrency!r}")
-        params: dict[str, Any] = {"gid": gid, "concurrency": concurrency}
+        max_jobs, ms = None, None
         if "max" in limits:
             max_jobs = limits["max"]
             if max_jobs is not None and (isinstance(max_jobs, bool)
                                          or not isinstance(max_jobs, int) or max_jobs < 0):
                 raise InvalidJobOptionsError(f"max must be an int >= 0 or None, got {max_jobs!r}")
-            params["max"] = max_jobs or 0
-            params["durationMs"] = duration_ms(limits.get("duration", 0), "duration",
-                                               allow_zero=not max_jobs)
-        return self.script("setGroupLimits", "set_group_limits", **params)
+            ms = duration_ms(limits.get("duration", 0), "duration", allow_zero=not max_jobs)
+            max_jobs = max_jobs or 0
+        return _ops.simple(self.clock, partial(S.set_group_limits, self.keys, gid=gid,
+                                               concurrency=concurrency, max=max_jobs,
+                                               duration_ms=ms),
+                           op="set_group_limits")
 
     def scheduler_plan(self, scheduler_id: str, binding: Binding,
                        **settings: Any) -> Plan[J]:
@@ -215,8 +233,9 @@ class QueueCore(Generic[J]):
     def cancel_plan(self, job_id: str, reason: str, remove: bool) -> Plan[str]:
         if not isinstance(reason, str) or not reason:
             raise InvalidJobOptionsError(f"reason must be a non-empty str, got {reason!r}")
-        status = yield from self.script("cancelJob", "cancel_job", job_id=str(job_id),
-                                        id=str(job_id), reason=reason, remove=remove)
+        status = yield from _ops.simple(
+            self.clock, partial(S.cancel_job, self.keys, id=str(job_id), reason=reason,
+                                remove=remove), op="cancel_job", job_id=str(job_id))
         return {0: "finished", 1: "cancelled", 2: "requested"}[int(status)]
 
     def rate_limit_plan(self, max_jobs: int | None, duration: Duration) -> Plan[None]:
@@ -224,5 +243,6 @@ class QueueCore(Generic[J]):
                                      or max_jobs < 0):
             raise InvalidJobOptionsError(f"max must be an int >= 0 or None, got {max_jobs!r}")
         ms = duration_ms(duration, "duration", allow_zero=not max_jobs)
-        return self.script("setGlobalLimits", "set_global_rate_limit", max=max_jobs or 0,
-                           durationMs=ms)
+        return _ops.simple(self.clock, partial(S.set_global_limits, self.keys,
+                                               max=max_jobs or 0, duration_ms=ms),
+                           op="set_global_rate_limit")

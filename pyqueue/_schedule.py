@@ -128,7 +128,7 @@ def upsert_plan(keys: QueueKeys, clock: _ops.Clock,
         start = params.get("startDate") or now
         params["nextMs"] = now if immediately else _cron.first_at_or_after(
             params["pattern"], params.get("tz"), max(start, now + 1))
-    (reply,) = yield [S.call("upsertJobScheduler", keys, now, **params)]
+    (reply,) = yield [S.upsert_job_scheduler(keys, now, params)]
     return S.text(reply[0]), int(reply[1])
 
 
@@ -157,8 +157,9 @@ def next_iteration_plan(keys: QueueKeys, clock: _ops.Clock, job_id: str, schedul
             return False
     nxt = dict(opts)
     nxt["repeat"] = {**repeat, "count": count + 1}
-    (reply,) = yield [S.call("updateJobScheduler", keys, now, id=scheduler_id, cur=job_id,
-                             opts=json.dumps(nxt, separators=(",", ":")), nextMs=next_ms)]
+    (reply,) = yield [S.update_job_scheduler(keys, now, id=scheduler_id, cur=job_id,
+                                             opts=json.dumps(nxt, separators=(",", ":")),
+                                             next_ms=next_ms)]
     return bool(reply)
 
 
@@ -171,17 +172,17 @@ def list_plan(keys: QueueKeys, only: str | None = None) -> Plan[list[dict[str, A
     """Schedulers as dicts: id, name, next, pattern or every, tz, limit,
     start_date, end_date, iteration_count, template."""
     if only is None:
-        (entries,) = yield [cmd("ZRANGE", keys.key("repeat"), 0, -1, "WITHSCORES")]
+        (entries,) = yield [cmd("ZRANGE", keys.repeat, 0, -1, "WITHSCORES")]
         if entries and isinstance(entries[0], list | tuple):  # parsed by the client
             pairs = [(S.text(member), score) for member, score in entries]
         else:
             pairs = [(S.text(entries[i]), entries[i + 1]) for i in range(0, len(entries), 2)]
     else:
-        (score,) = yield [cmd("ZSCORE", keys.key("repeat"), only)]
+        (score,) = yield [cmd("ZSCORE", keys.repeat, only)]
         pairs = [] if score is None else [(only, score)]
     if not pairs:
         return []
-    hashes = yield [cmd("HGETALL", keys.key(f"repeat:{sid}")) for sid, _ in pairs]
+    hashes = yield [cmd("HGETALL", keys.scheduler(sid)) for sid, _ in pairs]
     out = []
     for (sid, score), raw in zip(pairs, hashes, strict=True):
         h = S.pairs_to_dict(raw)

@@ -2,8 +2,11 @@
 
 Every script in ``lua/`` receives the same KEYS (the queue's key set, in
 ``_keys.QUEUE_SUFFIXES`` order) and the same ARGV layout: the job-key base,
-"now" in milliseconds, and a msgpack map of parameters. Scripts signal
-failures with negative integers, mapped to exceptions by :func:`check`.
+"now" in milliseconds, and a msgpack map of parameters. Each script has one
+builder here (``add_job``, ``move_to_finished``, ``clean``...) taking that
+map's fields as typed keyword parameters; callers never name a script.
+Scripts signal failures with negative integers, mapped to exceptions by
+:func:`check`.
 
 ``--@include name`` lines in a script are replaced by ``lua/includes/name.lua``
 when the script is loaded; the SHA1 is computed locally, so the first call
@@ -14,10 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
@@ -31,6 +35,9 @@ from .errors import (
     PyQueueError,
     QueueBusyError,
 )
+
+if TYPE_CHECKING:
+    from .options import EncodedJob
 
 _INCLUDE = re.compile(r'^--@include\s+"?([\w-]+)"?\s*$', re.MULTILINE)
 
@@ -82,12 +89,214 @@ def _static(name: str, keys: QueueKeys) -> tuple[tuple[Any, ...], bytes, int]:
     return words, encode_args(("EVALSHA", script.sha, *words)), len(words) + 2
 
 
-def call(name: str, keys: QueueKeys, now_ms: int, /, **params: Any) -> Command:
-    """A call of script ``name`` on the queue ``keys`` at time ``now_ms``."""
+def _call(name: str, keys: QueueKeys, now_ms: int, params: dict[str, Any]) -> Command:
+    """A call of script ``name`` on the queue ``keys`` at time ``now_ms``
+    (``params`` is packed as it is, not copied)."""
     words, head, head_count = _static(name, keys)
     tail = (int(now_ms), pack(params))
     return Command((*words, *tail), script=load(name), head=head, head_count=head_count,
                    tail=tail)
+
+
+# --- one builder per script ------------------------------------------------------
+# Each takes the queue's keys, "now" in ms and the ARGV[3] fields of the script
+# (see its header in lua/) as typed keyword parameters; ``None`` means "absent".
+
+#: moveToActive's fetch fields (``token``, ``lockMs``, ``n``, ``wname``, ``me``,
+#: optionally ``lmax``/``ldur``), built by :func:`fetch_args`.
+FetchArgs = dict[str, Any]
+#: One finish of moveToFinished, built by :func:`finish_item`.
+FinishItem = dict[str, Any]
+#: upsertJobScheduler's fields, built by ``_schedule.upsert_params``
+#: (id, name, data, opts, gid, every | pattern, tz, limit, startDate,
+#: endDate, offset, repeat, nextMs).
+SchedulerArgs = dict[str, Any]
+
+
+def job_args(job: EncodedJob) -> dict[str, Any]:
+    """addJob's fields for one job (see lua/addJob.lua)."""
+    options = job.options
+    params = {"id": options.job_id, "name": job.name, "data": job.data, "opts": options.opts,
+              "delay": options.delay_ms, "priority": options.priority}
+    if options.lifo:
+        params["lifo"] = True
+    if options.dedup_id is not None:
+        params["deid"] = options.dedup_id
+        params["dettl"] = options.dedup_ttl_ms
+        if options.dedup_mode is not None:
+            params["dmode"] = options.dedup_mode
+    if options.group is not None:
+        params["gid"] = options.group
+    return params
+
+
+def add_job(keys: QueueKeys, now_ms: int, job: EncodedJob, *, me: int | None) -> Command:
+    """addJob for one job; replies ``[job_id, status]``."""
+    params = job_args(job)
+    params["me"] = me
+    return _call("addJob", keys, now_ms, params)
+
+
+def add_jobs(keys: QueueKeys, now_ms: int, jobs: Sequence[EncodedJob], *,
+             me: int | None) -> Command:
+    """addJob for many jobs in one call; replies one ``[job_id, status]`` per job."""
+    return _call("addJob", keys, now_ms, {"me": me, "jobs": [job_args(job) for job in jobs]})
+
+
+def cancel_job(keys: QueueKeys, now_ms: int, *, id: str, reason: str, remove: bool) -> Command:
+    """cancelJob: replies 1 cancelled, 2 requested, 0 already finished."""
+    return _call("cancelJob", keys, now_ms, {"id": id, "reason": reason, "remove": remove})
+
+
+def clean(keys: QueueKeys, now_ms: int, *, state: str, cutoff: int, limit: int) -> Command:
+    """clean: removes up to ``limit`` jobs of ``state`` at or before ``cutoff``."""
+    return _call("clean", keys, now_ms, {"state": state, "cutoff": cutoff, "limit": limit})
+
+
+def drain(keys: QueueKeys, now_ms: int, *, delayed: bool, batch: int) -> Command:
+    """drain: removes up to ``batch`` waiting (and delayed) jobs; 0 when done."""
+    return _call("drain", keys, now_ms, {"delayed": delayed, "batch": batch})
+
+
+def extend_locks(keys: QueueKeys, now_ms: int, *, ids: list[str], tokens: list[str],
+                 lock_ms: int) -> Command:
+    """extendLocks: replies the ids whose lock was lost."""
+    return _call("extendLocks", keys, now_ms, {"ids": ids, "tokens": tokens, "lockMs": lock_ms})
+
+
+def get_state(keys: QueueKeys, now_ms: int, *, id: str) -> Command:
+    """getState: replies the job's state in BullMQ's words."""
+    return _call("getState", keys, now_ms, {"id": id})
+
+
+def group_counts(keys: QueueKeys, now_ms: int, *, per_group: bool) -> Command:
+    """groupCounts: ``[ready, delayed(, rows)]`` of grouped jobs."""
+    return _call("groupCounts", keys, now_ms, {"perGroup": per_group})
+
+
+def move_stalled_jobs_to_wait(keys: QueueKeys, now_ms: int, *, max_stalled: int,
+                              interval_ms: int) -> Command:
+    """moveStalledJobsToWait: the queue's stalled check."""
+    return _call("moveStalledJobsToWait", keys, now_ms,
+                 {"maxStalled": max_stalled, "intervalMs": interval_ms})
+
+
+def fetch_args(*, token: str, lock_ms: int, n: int, wname: str | None, me: int | None,
+               limiter: tuple[int, int] | None) -> FetchArgs:
+    """The fetch fields of moveToActive and moveToFinished (lua/includes/fetch.lua)."""
+    params: FetchArgs = {"token": token, "lockMs": lock_ms, "n": n, "wname": wname, "me": me}
+    if limiter is not None:
+        params["lmax"], params["ldur"] = limiter
+    return params
+
+
+def move_to_active(keys: QueueKeys, now_ms: int, fetch: FetchArgs) -> Command:
+    """moveToActive: hand out up to ``n`` jobs (``fetch`` is packed as it is)."""
+    return _call("moveToActive", keys, now_ms, fetch)
+
+
+def finish_item(*, id: str, lock_token: str | None, target: str, value: str,
+                keep_count: int, keep_age_ms: int, stacktrace: str | None = None,
+                exhausted: bool | None = None) -> FinishItem:
+    """One finish of moveToFinished (``target`` is "completed" or "failed")."""
+    item: FinishItem = {"id": id, "lockToken": lock_token, "target": target, "value": value}
+    if stacktrace is not None:
+        item["stacktrace"] = stacktrace
+    item["keepCount"], item["keepAgeMs"] = keep_count, keep_age_ms
+    if exhausted is not None:
+        item["exhausted"] = exhausted
+    return item
+
+
+def move_to_finished(keys: QueueKeys, now_ms: int, *, items: list[FinishItem],
+                     fetch: FetchArgs | None, me: int | None) -> Command:
+    """moveToFinished for ``items``, then a fetch of more jobs when ``fetch`` is
+    given (that dict is completed and packed, not copied)."""
+    params: dict[str, Any] = {} if fetch is None else fetch
+    params["items"] = items
+    if fetch is not None:
+        params["fetch"] = True
+    params["me"] = me
+    return _call("moveToFinished", keys, now_ms, params)
+
+
+def obliterate(keys: QueueKeys, now_ms: int, *, force: bool, batch: int) -> Command:
+    """obliterate: removes up to ``batch`` keys of the queue; 0 when done."""
+    return _call("obliterate", keys, now_ms, {"force": force, "batch": batch})
+
+
+def pause(keys: QueueKeys, now_ms: int, *, pause: bool) -> Command:
+    """pause: pause (True) or resume (False) the queue."""
+    return _call("pause", keys, now_ms, {"pause": pause})
+
+
+def promote(keys: QueueKeys, now_ms: int, *, id: str | None = None,
+            batch: int | None = None) -> Command:
+    """promote: one delayed job (``id``), or up to ``batch`` of them."""
+    return _call("promote", keys, now_ms, {"id": id, "batch": batch})
+
+
+def remove_job(keys: QueueKeys, now_ms: int, *, id: str) -> Command:
+    """removeJob: replies 1 when removed."""
+    return _call("removeJob", keys, now_ms, {"id": id})
+
+
+def remove_job_scheduler(keys: QueueKeys, now_ms: int, *, id: str) -> Command:
+    """removeJobScheduler: replies 1 when removed."""
+    return _call("removeJobScheduler", keys, now_ms, {"id": id})
+
+
+def reprocess_jobs(keys: QueueKeys, now_ms: int, *, state: str, id: str | None = None,
+                   count: int | None = None, reset_attempts: bool | None = None) -> Command:
+    """reprocessJobs: run finished jobs of ``state`` again (one with ``id``)."""
+    return _call("reprocessJobs", keys, now_ms,
+                 {"state": state, "id": id, "count": count, "resetAttempts": reset_attempts})
+
+
+def retry_job(keys: QueueKeys, now_ms: int, *, id: str, lock_token: str | None, due_ms: int,
+              front: bool | None = None, count_attempt: bool | None = None,
+              reason: str | None = None, stacktrace: str | None = None,
+              undo_start: bool | None = None) -> Command:
+    """retryJob: move an active job back to ready (``due_ms`` 0) or delayed."""
+    return _call("retryJob", keys, now_ms,
+                 {"id": id, "lockToken": lock_token, "dueMs": due_ms, "front": front,
+                  "countAttempt": count_attempt, "reason": reason, "stacktrace": stacktrace,
+                  "undoStart": undo_start})
+
+
+def set_global_limits(keys: QueueKeys, now_ms: int, *, concurrency: int | None = None,
+                      max: int | None = None, duration_ms: int | None = None) -> Command:
+    """setGlobalLimits: ``None`` leaves a limit, 0 clears it."""
+    return _call("setGlobalLimits", keys, now_ms,
+                 {"concurrency": concurrency, "max": max, "durationMs": duration_ms})
+
+
+def set_group_limits(keys: QueueKeys, now_ms: int, *, gid: str, concurrency: int | None = None,
+                     max: int | None = None, duration_ms: int | None = None) -> Command:
+    """setGroupLimits for group ``gid`` (``"*"``: the default of every group)."""
+    return _call("setGroupLimits", keys, now_ms,
+                 {"gid": gid, "concurrency": concurrency, "max": max, "durationMs": duration_ms})
+
+
+def update_job(keys: QueueKeys, now_ms: int, *, id: str, lock_token: str | None,
+               progress: str | None = None, data: str | None = None, log: str | None = None,
+               keep_logs: int | None = None) -> Command:
+    """updateJob: set ``progress`` or ``data`` (JSON text) or append a ``log`` line."""
+    return _call("updateJob", keys, now_ms,
+                 {"id": id, "lockToken": lock_token, "progress": progress, "data": data,
+                  "log": log, "keepLogs": keep_logs})
+
+
+def update_job_scheduler(keys: QueueKeys, now_ms: int, *, id: str, cur: str, opts: str,
+                         next_ms: int | None) -> Command:
+    """updateJobScheduler: create the iteration after ``cur``; replies 1 if created."""
+    return _call("updateJobScheduler", keys, now_ms,
+                 {"id": id, "cur": cur, "opts": opts, "nextMs": next_ms})
+
+
+def upsert_job_scheduler(keys: QueueKeys, now_ms: int, params: SchedulerArgs) -> Command:
+    """upsertJobScheduler: replies ``[pending job id, its ms]``."""
+    return _call("upsertJobScheduler", keys, now_ms, params)
 
 
 # --- replies ------------------------------------------------------------------

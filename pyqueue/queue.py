@@ -117,11 +117,11 @@ class Queue:
 
     def pause(self) -> None:
         """Pause the queue for every worker: they finish active jobs and take no new ones."""
-        self._run(self._core.script("pause", "pause", pause=True))
+        self._run(self._core.pause_plan(True))
 
     def resume(self) -> None:
         """Resume a paused queue."""
-        self._run(self._core.script("pause", "resume", pause=False))
+        self._run(self._core.pause_plan(False))
 
     def is_paused(self) -> bool:
         """Whether the queue is paused."""
@@ -141,7 +141,7 @@ class Queue:
 
     def remove(self, job_id: str) -> bool:
         """Remove a job; ``False`` if it does not exist or is locked (running)."""
-        return bool(self._run(self._core.script("removeJob", "remove", id=str(job_id))))
+        return bool(self._run(self._core.remove_plan(str(job_id))))
 
     def retry_jobs(self, state: str = "failed", count: int = 1000) -> int:
         """Move up to ``count`` failed (or completed) jobs back to wait; returns how many."""
@@ -192,8 +192,7 @@ class Queue:
 
     def remove_job_scheduler(self, scheduler_id: str) -> bool:
         """Delete a scheduler and its pending iteration; ``False`` if unknown."""
-        return bool(self._run(self._core.script("removeJobScheduler", "remove_job_scheduler",
-                                                id=scheduler_id)))
+        return bool(self._run(self._core.remove_scheduler_plan(scheduler_id)))
 
     def get_job_schedulers(self) -> list[dict[str, Any]]:
         """Every scheduler: id, name, next, pattern or every, tz, limit, start_date,

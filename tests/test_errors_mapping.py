@@ -25,7 +25,7 @@ from pyqueue import (
     RedisError,
     RedisReplyError,
     RedisStateError,
-    _ops,
+    _ops_add,
 )
 from pyqueue._plan import error_code, needs_reconnect, translate
 
@@ -169,7 +169,7 @@ def test_a_wrongtype_key_with_redis_py_clients_too(
 def test_add_bulk_says_which_jobs_were_acknowledged(
         redis_url: str, redis_client: redis.Redis, queue_name: str,
         monkeypatch: pytest.MonkeyPatch, pipelined: bool) -> None:
-    monkeypatch.setattr(_ops, "ADD_CHUNK", 1)  # one script call per job
+    monkeypatch.setattr(_ops_add, "ADD_CHUNK", 1)  # one script call per job
     # An ACL user that may touch every key of the queue except job-b's: the
     # second chunk fails inside Redis, the first and third are applied.
     user = f"bulk-{uuid.uuid4().hex[:8]}"

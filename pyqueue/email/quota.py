@@ -43,7 +43,7 @@ class DailyQuota:
 
     def key(self, now: datetime) -> str:
         """The counter key of ``now``'s day."""
-        return self.keys.key(f"pq:quota:{utc_day(now)}")
+        return self.keys.quota(utc_day(now))
 
     async def reserve(self, now: datetime | None = None) -> bool:
         """Take one unit of today's quota; ``False`` (nothing taken) when it is used up."""

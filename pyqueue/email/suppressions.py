@@ -27,8 +27,7 @@ Expiry = float | int | timedelta | datetime | None
 
 def suppression_key(queue_name: str, prefix: str = "bull") -> str:
     """The Redis key of a queue's suppression list."""
-    return QueueKeys(validate_prefix(prefix), validate_queue_name(queue_name)).key(
-        "pq:suppressed")
+    return QueueKeys(validate_prefix(prefix), validate_queue_name(queue_name)).suppressed
 
 
 def normalize(address: str) -> str:

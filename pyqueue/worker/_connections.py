@@ -9,9 +9,10 @@ import logging
 import redis
 import redis.asyncio
 
-from .._plan import needs_reconnect, translate
+from .. import _ops_worker
+from .._plan import needs_reconnect
 from .._resp import PipelinedConnection, options_from
-from .._runner import AsyncTransport, async_transport
+from .._runner import AsyncTransport, async_transport, run_async
 from ..connection import SOCKET_TIMEOUT, blocking_async_client, sync_twin
 from ..errors import RedisStateError
 
@@ -67,15 +68,7 @@ class Connections:
     async def check_eviction_policy(self, name: str, require: bool) -> None:
         """Warn (or refuse with ``RedisStateError`` when ``require``) when Redis may
         evict keys: an evicted job hash or lock is a lost or duplicated job."""
-        try:
-            reply = await self.client.config_get("maxmemory-policy")
-        except redis.exceptions.ResponseError:
-            return  # CONFIG is disabled (managed Redis): nothing to check
-        except redis.exceptions.RedisError as exc:
-            raise translate(exc) from exc
-        policy = next(iter(reply.values()), None) if reply else None
-        if isinstance(policy, bytes):
-            policy = policy.decode()
+        policy = await run_async(self.client, _ops_worker.eviction_policy())
         if policy is None or policy == "noeviction":
             return
         message = (f"Redis maxmemory-policy is {policy!r}, not 'noeviction': under memory "

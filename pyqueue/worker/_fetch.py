@@ -38,8 +38,8 @@ def idle_plan(keys: QueueKeys, clock: _ops.Clock) -> Plan[bool]:
     yield from clock.sync()
     due = (clock.now_ms() + 1) * 4096 - 1
     replies = yield [cmd("LLEN", keys.wait), cmd("LLEN", keys.active),
-                     cmd("ZCARD", keys.key("prioritized")), cmd("ZCOUNT", keys.delayed, 0, due),
-                     S.call("groupCounts", keys, 0, perGroup=False)]
+                     cmd("ZCARD", keys.prioritized), cmd("ZCOUNT", keys.delayed, 0, due),
+                     S.group_counts(keys, 0, per_group=False)]
     return all(int(n) == 0 for n in replies[:-1]) and int(replies[-1][0]) == 0
 
 
@@ -53,13 +53,10 @@ class FetchParams:
         self._clock, self._limiter = clock, limiter
         self._seq = 0
 
-    def __call__(self, n: int) -> dict[str, Any]:
+    def __call__(self, n: int) -> S.FetchArgs:
         self._seq += 1
-        params: dict[str, Any] = {"token": f"{self._id}:{self._seq}", "lockMs": self._lock_ms,
-                                  "n": n, "wname": self._name, "me": self._clock.max_events}
-        if self._limiter is not None:
-            params["lmax"], params["ldur"] = self._limiter
-        return params
+        return S.fetch_args(token=f"{self._id}:{self._seq}", lock_ms=self._lock_ms, n=n,
+                            wname=self._name, me=self._clock.max_events, limiter=self._limiter)
 
 
 class FetchLoop:
@@ -71,7 +68,7 @@ class FetchLoop:
                  status: Status, connections: Connections, events: LocalEvents,
                  hooks: HookSet, reporter: Reporter,
                  run: Callable[[Plan[Any]], Coroutine[Any, Any, Any]],
-                 fetch_params: Callable[[int], dict[str, Any]],
+                 fetch_params: Callable[[int], S.FetchArgs],
                  closing: Callable[[], bool], drain_delay: float) -> None:
         self._name, self._keys, self._clock, self._slots = name, keys, clock, slots
         self._status, self._connections, self._events = status, connections, events
@@ -141,8 +138,8 @@ class FetchLoop:
 
     def _fetch_plan(self, n: int) -> Plan[Any]:
         yield from self._clock.sync()
-        (reply,) = yield [S.call("moveToActive", self._keys, self._clock.now_ms(),
-                                 **self._fetch_params(n))]
+        (reply,) = yield [S.move_to_active(self._keys, self._clock.now_ms(),
+                                           self._fetch_params(n))]
         return S.decode_fetch(reply)
 
     async def sleep(self, seconds: float) -> None:

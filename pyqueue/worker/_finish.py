@@ -20,7 +20,7 @@ from ..errors import RedisConnectionError
 NextJob = tuple[str, str, dict[str, str]] | None
 #: Finishes waiting for their script call: (item sent to moveToFinished,
 #: future of (code, next job) for the slot that finished it).
-Finishes = list[tuple[dict[str, Any], Future[tuple[int, NextJob]]]]
+Finishes = list[tuple[S.FinishItem, Future[tuple[int, NextJob]]]]
 #: A worker at full concurrency keeps about this many finish calls in flight.
 FINISH_CHUNKS = 2
 
@@ -32,7 +32,7 @@ class FinishBatcher:
 
     def __init__(self, keys: QueueKeys, clock: _ops.Clock, concurrency: int, *,
                  transport: Callable[[], AsyncTransport],
-                 fetch_params: Callable[[int], dict[str, Any]],
+                 fetch_params: Callable[[int], S.FetchArgs],
                  closing: Callable[[], bool],
                  on_fetched: Callable[[list[tuple[str, str, dict[str, str]]]], None],
                  spawn: Callable[[str, str, dict[str, str]], None]) -> None:
@@ -47,7 +47,7 @@ class FinishBatcher:
         self._pending: Finishes = []
         self._scheduled = False
 
-    def submit(self, item: dict[str, Any]) -> Future[tuple[int, NextJob]]:
+    def submit(self, item: S.FinishItem) -> Future[tuple[int, NextJob]]:
         """Queue one finish; the future gets (script code, next job or None)."""
         loop = asyncio.get_running_loop()
         future: Future[tuple[int, NextJob]] = loop.create_future()
@@ -82,17 +82,15 @@ class FinishBatcher:
             assert result is not None
             self._hand_out(batch, result)
 
-    def command(self, items: list[dict[str, Any]]) -> tuple[Command, bool]:
+    def command(self, items: list[S.FinishItem]) -> tuple[Command, bool]:
         """The moveToFinished call for ``items`` (with a fetch of as many next
         jobs unless closing); the clock must be fresh."""
         fetch = not self._closing()
-        params: dict[str, Any] = {"items": items}
-        if fetch:
-            params.update(fetch=True, **self._fetch_params(len(items)))
-        params["me"] = self._clock.max_events
-        return S.call("moveToFinished", self._keys, self._clock.now_ms(), **params), fetch
+        return S.move_to_finished(self._keys, self._clock.now_ms(), items=items,
+                                  fetch=self._fetch_params(len(items)) if fetch else None,
+                                  me=self._clock.max_events), fetch
 
-    def plan(self, items: list[dict[str, Any]]) -> Plan[tuple[list[int], Any]]:
+    def plan(self, items: list[S.FinishItem]) -> Plan[tuple[list[int], Any]]:
         """The finish call as a plan (syncs the clock first)."""
         yield from self._clock.sync()
         command, fetch = self.command(items)

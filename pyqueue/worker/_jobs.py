@@ -8,6 +8,7 @@ import asyncio
 import traceback
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from .. import _ops, _schedule
@@ -150,7 +151,8 @@ class JobRunner:
         stays active and the stalled check hands it out again).
         """
         self._slots.tokens.release(job.id, job.lock_token)
-        future = self._batcher.submit({"id": job.id, "lockToken": job.lock_token, **params})
+        future = self._batcher.submit(S.finish_item(id=job.id, lock_token=job.lock_token,
+                                                        **params))
         try:
             code, nxt = await future
         except (RedisConnectionError, PyQueueError, OSError) as exc:
@@ -172,7 +174,7 @@ class JobRunner:
     async def _finish_completed(self, job: JobBase, value: str, result: Any) -> NextJob:
         keep = self._retention(job, True)
         accepted, nxt = await self._finish(job, target="completed", value=value,
-                                           keepCount=keep.count, keepAgeMs=keep.age_ms)
+                                           keep_count=keep.count, keep_age_ms=keep.age_ms)
         if accepted:
             job.return_value = result
             job.attempts_made += 1
@@ -197,8 +199,8 @@ class JobRunner:
             return None
         keep = self._retention(job, False)
         accepted, nxt = await self._finish(job, target="failed", value=reason,
-                                           stacktrace=trace, keepCount=keep.count,
-                                           keepAgeMs=keep.age_ms, exhausted=outcome.exhausted)
+                                           stacktrace=trace, keep_count=keep.count,
+                                           keep_age_ms=keep.age_ms, exhausted=outcome.exhausted)
         if accepted:
             job.attempts_made = made
             job.failed_reason = reason
@@ -212,8 +214,8 @@ class JobRunner:
         trace = self._stacktrace(job, exc)
         keep = Retention(count=0) if job.cancel_remove else self._retention(job, False)
         accepted, nxt = await self._finish(job, target="failed", value=reason,
-                                           stacktrace=trace, keepCount=keep.count,
-                                           keepAgeMs=keep.age_ms, exhausted=False)
+                                           stacktrace=trace, keep_count=keep.count,
+                                           keep_age_ms=keep.age_ms, exhausted=False)
         if accepted:
             job.attempts_made += 1
             job.failed_reason = reason
@@ -229,10 +231,10 @@ class JobRunner:
                      reason: str | None = None, trace: str | None = None,
                      front: bool = False, undo_start: bool = False) -> bool:
         """Move the job out of active without finishing it; False if refused."""
-        plan = _ops.simple("retryJob", self._keys, self._clock, op="retry", job_id=job.id,
-                           id=job.id, lockToken=job.lock_token, dueMs=due,
-                           countAttempt=count_attempt,
-                           reason=reason, stacktrace=trace, front=front, undoStart=undo_start)
+        plan = _ops.simple(self._clock, partial(
+            S.retry_job, self._keys, id=job.id, lock_token=job.lock_token, due_ms=due,
+            count_attempt=count_attempt, reason=reason, stacktrace=trace, front=front,
+            undo_start=undo_start), op="retry", job_id=job.id)
         self._slots.tokens.release(job.id, job.lock_token)
         try:
             await self._run(plan)
@@ -249,9 +251,9 @@ class JobRunner:
     async def release_active(self) -> None:
         """Hand every job still held back to the queue (shutdown)."""
         for job_id, token in self._slots.tokens.take_all().items():
-            plan = _ops.simple("retryJob", self._keys, self._clock, op="release",
-                               job_id=job_id, id=job_id, lockToken=token, dueMs=0,
-                               front=True, undoStart=True)
+            plan = _ops.simple(self._clock, partial(
+                S.retry_job, self._keys, id=job_id, lock_token=token, due_ms=0, front=True,
+                undo_start=True), op="release", job_id=job_id)
             try:
                 await self._run(plan)
             except PyQueueError as exc:

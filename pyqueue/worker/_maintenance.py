@@ -13,11 +13,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import redis
 
-from .. import _ops
+from .. import _ops, _ops_worker
 from .. import _scripts as S
 from .._keys import QueueKeys
 from .._plan import Plan
@@ -115,8 +116,9 @@ class RenewLocks:
         ids, tokens = self._tokens.snapshot()
         if not ids:
             return
-        plan = _ops.simple("extendLocks", self._keys, self._clock, op="extend_locks",
-                           ids=ids, tokens=tokens, lockMs=self._lock_ms)
+        plan = _ops.simple(self._clock, partial(S.extend_locks, self._keys, ids=ids,
+                                                tokens=tokens, lock_ms=self._lock_ms),
+                           op="extend_locks")
         reply = self._runner.guarded("lock renewal", plan)
         if reply is None:
             return
@@ -136,9 +138,9 @@ class CheckStalled:
             on_stalled
 
     def __call__(self) -> None:
-        plan = _ops.simple("moveStalledJobsToWait", self._keys, self._clock,
-                           op="stalled_check", maxStalled=self._max_stalled,
-                           intervalMs=self._stalled_ms)
+        plan = _ops.simple(self._clock, partial(
+            S.move_stalled_jobs_to_wait, self._keys, max_stalled=self._max_stalled,
+            interval_ms=self._stalled_ms), op="stalled_check")
         reply = self._runner.guarded("stalled check", plan)
         if reply:
             for job_id in reply[0]:
@@ -158,12 +160,9 @@ class PollCancellations:
         ids, _ = self._tokens.snapshot()
         if not ids:
             return
-        held = set(ids)
-        raw = self._client.smembers(self._keys.key("pq:cancel"))
-        for job_id in (S.text(m) for m in raw):
-            if job_id in held:
-                reason, remove = self._client.hmget(self._keys.job(job_id), ["pqcx", "pqcxrm"])
-                self._on_cancel(job_id, S.text(reason) if reason else "cancelled", bool(remove))
+        for job_id, reason, remove in run_sync(self._client,
+                                               _ops_worker.cancel_requests(self._keys, ids)):
+            self._on_cancel(job_id, reason, remove)
 
 
 def worker_tasks(runner: SyncRunner, keys: QueueKeys, clock: _ops.Clock, tokens: LockTokens,
@@ -195,7 +194,5 @@ class Heartbeat:
     def __call__(self) -> None:
         info = json.dumps({**self._health(), "host": socket.gethostname(), "pid": os.getpid(),
                            "heartbeat": time.time()})
-        pipe = self._client.pipeline(transaction=False)
-        pipe.zadd(self._keys.key("pq:workers"), {self._id: int(time.time() * 1000)})
-        pipe.hset(self._keys.key("pq:workerinfo"), self._id, info)
-        pipe.execute()
+        run_sync(self._client, _ops_worker.heartbeat(self._keys, self._id,
+                                                     int(time.time() * 1000), info))

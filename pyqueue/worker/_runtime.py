@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .. import _ops
+from .. import _ops, _ops_worker
 from .._keys import QueueKeys
 from .._plan import Plan
 from .._runner import run_async, run_sync
@@ -160,8 +160,7 @@ class Runtime:
             await asyncio.get_running_loop().run_in_executor(None, self.keeper.join, 5)
             keys, client = self.who.keys, self.conns.client
             with contextlib.suppress(Exception):
-                await client.zrem(keys.key("pq:workers"), self.who.worker_id)
-                await client.hdel(keys.key("pq:workerinfo"), self.who.worker_id)
+                await run_async(client, _ops_worker.sign_off(keys, self.who.worker_id))
         self.beat.stop()
         if self.executor is not None:
             self.executor.close()

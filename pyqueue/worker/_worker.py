@@ -5,7 +5,6 @@ finish batcher, maintenance thread, events and hooks).
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import os
 import socket
@@ -17,9 +16,10 @@ from typing import Any
 import redis
 import redis.asyncio
 
-from .. import _ops
+from .. import _ops, _ops_worker
 from .. import backoff as _backoff
 from .._keys import QueueKeys, validate_prefix, validate_queue_name
+from .._runner import run_async, run_sync
 from ..connection import async_client
 from ..errors import ConfigurationError, InvalidJobOptionsError
 from ..options import Duration, duration_ms
@@ -300,9 +300,10 @@ class Worker:
         except RuntimeError:
             in_loop = False
         sync = self._conns.sync
+        plan = _ops_worker.pause_fetching(self.keys, ms)
         if in_loop or sync is None:
-            return self.client.set(self.keys.limiter, 2**53 - 1, px=ms)
-        sync.set(self.keys.limiter, 2**53 - 1, px=ms)
+            return run_async(self.client, plan)
+        run_sync(sync, plan)
         return None
 
     async def __aenter__(self) -> Worker:
@@ -324,9 +325,7 @@ class Worker:
 
     def _client_name(self) -> str:
         """BullMQ's worker connection name: ``<prefix>:<base64(queue)>[:w:<name>]``."""
-        encoded = base64.b64encode(self.name.encode()).decode()
-        suffix = f":w:{self.worker_name}" if self.worker_name else ""
-        return f"{self.prefix}:{encoded}{suffix}"
+        return self.keys.connection_name(self.worker_name)
 
     def _target(self) -> Processor:
         return self._processor if self._processor is not None else self.process
