@@ -18,8 +18,15 @@ class Clock:
     declare live jobs stalled. ``fixed_ms`` pins the clock (for tests).
     """
 
-    def __init__(self, fixed_ms: int | None = None, meta_key: str | None = None) -> None:
+    def __init__(self, fixed_ms: int | None = None, meta_key: str | None = None, *,
+                 register_first: bool = False) -> None:
         self.meta_key = meta_key
+        #: Whether the queue is registered in ``meta`` (version, events cap).
+        #: A worker registers at its first sync (``register_first``); a
+        #: producer only when it adds jobs or a scheduler, so that commands on
+        #: a queue that does not exist (``retry_jobs`` on a typo) create nothing.
+        self.register_first = register_first
+        self.registered = False
         #: The events stream cap read from meta at each sync, passed to the
         #: scripts that write events (saves them a lookup per call).
         self.max_events: int | None = None
@@ -38,16 +45,27 @@ class Clock:
         return self.synced_at is not None and \
             time.monotonic() - self.synced_at < CLOCK_RESYNC_SECONDS
 
-    def sync(self) -> Plan[None]:
+    def _registering(self, register: bool) -> bool:
+        return self.meta_key is not None and not self.registered and (
+            register or (self.register_first and self.synced_at is None))
+
+    def needs_sync(self, register: bool = False) -> bool:
+        """Whether ``sync(register)`` would send anything."""
+        return not self.fresh() or self._registering(register)
+
+    def sync(self, register: bool = False) -> Plan[None]:
         """Measure the offset to the server clock if it is stale (one TIME call).
 
-        The first sync also registers the queue in ``meta`` as BullMQ does when
-        a Queue or Worker is created (``opts.maxLenEvents``, ``version``).
+        With ``register`` (adds), or at a worker's first sync, it also
+        registers the queue in ``meta`` as BullMQ does (``opts.maxLenEvents``,
+        ``version``), once.
         """
-        if self.fresh():
+        registering = self._registering(register)
+        if not registering and self.fresh():
             return
         batch = [cmd("TIME")]
-        if self.synced_at is None and self.meta_key is not None:
+        if registering:
+            assert self.meta_key is not None
             batch.append(cmd("HSETNX", self.meta_key, "opts.maxLenEvents", 10000))
             batch.append(cmd("HSET", self.meta_key, "version", f"pyqueue:{VERSION}"))
         if self.meta_key is not None:
@@ -55,6 +73,8 @@ class Clock:
         before = time.time()
         replies = yield batch
         after = time.time()
+        if registering:
+            self.registered = True
         if self.meta_key is not None and replies[-1] is not None:
             try:
                 self.max_events = int(replies[-1])

@@ -31,7 +31,7 @@ def add_jobs(keys: QueueKeys, clock: Clock,
     job (custom id taken, or deduplicated).
     """
     try:
-        yield from clock.sync()
+        yield from clock.sync(register=True)
     except RedisError as exc:  # before any add was sent: none was applied
         exc.acknowledged_ids = []
         raise

@@ -103,8 +103,8 @@ class QueueCore(Generic[J]):
     def add_one_plan(self, job: EncodedJob, binding: Binding) -> Plan[J]:
         """``add``: one script call (the hot path of producers, so one generator)."""
         clock = self.clock
-        if not clock.fresh():
-            yield from clock.sync()
+        if clock.needs_sync(register=True):
+            yield from clock.sync(register=True)
         now = clock.now_ms()
         (reply,) = yield [_ops.add_command(self.keys, clock, now, job)]
         job_id = text(reply[0])

@@ -120,7 +120,7 @@ def upsert_params(scheduler_id: object, *, pattern: object = None,
 def upsert_plan(keys: QueueKeys, clock: _ops.Clock,
                 params: dict[str, Any]) -> Plan[tuple[str, int]]:
     """Create or replace the scheduler; returns (pending job id, its ms)."""
-    yield from clock.sync()
+    yield from clock.sync(register=True)
     now = clock.now_ms()
     params = dict(params)
     immediately = params.pop("immediately")

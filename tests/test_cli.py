@@ -154,3 +154,22 @@ def test_worker_burst_processes_the_waiting_jobs_and_exits(redis_url: str,
     with Queue(queue_name, connection=redis_url) as q:
         assert [q.get_job_state(i) for i in ids] == ["completed"] * 3
     assert done.stderr.count("completed") >= 3  # one INFO line per job
+
+
+def test_queue_methods_on_a_queue_that_does_not_exist_create_nothing(
+        redis_url: str, redis_client: redis.Redis, queue_name: str) -> None:
+    with Queue(queue_name, connection=redis_url) as q:
+        q.retry_jobs()
+        q.retry_jobs(state="completed")
+        q.promote_jobs()
+        q.get_job_counts()
+        q.get_jobs(["waiting", "failed"])
+        q.clean(0, state="failed")
+        q.drain(delayed=True)
+        q.is_paused()
+        assert q.get_job("nope") is None
+        assert q.get_job_schedulers() == []
+        assert _keys(redis_client, queue_name) == []
+        q.add("first", {})  # the first add registers the queue, as BullMQ's does
+        meta = redis_client.hgetall(f"bull:{queue_name}:meta")
+        assert meta[b"version"].startswith(b"pyqueue:")

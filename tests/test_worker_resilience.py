@@ -196,3 +196,14 @@ async def test_burst_waits_for_jobs_active_elsewhere(
         assert w.running, "burst stopped although a job was active"
         release.set()
         await asyncio.wait_for(w.wait_closed(), 20)
+
+
+def test_run_burst_returns_on_a_paused_queue(redis_url: str, queue_name: str) -> None:
+    with Queue(queue_name, connection=redis_url) as q:
+        job = q.add("held", {})
+        q.pause()
+        Worker(queue_name, lambda job: None, connection=redis_url).run(burst=True)
+        assert q.get_job_state(job.id) == "waiting"  # nothing could be taken
+        q.resume()
+        Worker(queue_name, lambda job: None, connection=redis_url).run(burst=True)
+        assert q.get_job_state(job.id) == "completed"

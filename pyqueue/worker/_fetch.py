@@ -33,14 +33,20 @@ def next_backoff(previous: float) -> float:
 
 
 def idle_plan(keys: QueueKeys, clock: _ops.Clock) -> Plan[bool]:
-    """Whether the queue has no job waiting, active, prioritized, grouped and
-    ready, or delayed and due (``burst`` mode stops then)."""
+    """Whether nothing is left for ``burst`` mode: no job active, and none
+    that could be taken now (waiting, prioritized, grouped and ready, or
+    delayed and due) unless the queue is paused, when none can be."""
     yield from clock.sync()
     due = (clock.now_ms() + 1) * 4096 - 1
-    replies = yield [cmd("LLEN", keys.wait), cmd("LLEN", keys.active),
-                     cmd("ZCARD", keys.prioritized), cmd("ZCOUNT", keys.delayed, 0, due),
+    replies = yield [cmd("LLEN", keys.active), cmd("HEXISTS", keys.meta, "paused"),
+                     cmd("LLEN", keys.wait), cmd("ZCARD", keys.prioritized),
+                     cmd("ZCOUNT", keys.delayed, 0, due),
                      S.group_counts(keys, 0, per_group=False)]
-    return all(int(n) == 0 for n in replies[:-1]) and int(replies[-1][0]) == 0
+    if int(replies[0]) > 0:
+        return False
+    if int(replies[1]):
+        return True
+    return all(int(n) == 0 for n in replies[2:-1]) and int(replies[-1][0]) == 0
 
 
 class FetchParams:

@@ -113,7 +113,7 @@ class Worker:
         self.cancel_poll_interval = 0.5
         self.require_noeviction = require_noeviction
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.clock = _ops.Clock(meta_key=self.keys.meta)
+        self.clock = _ops.Clock(meta_key=self.keys.meta, register_first=True)
         self._is_async = check_target(self._target(), execution)
         self._events = LocalEvents(self.name)
         all_hooks = [*hooks, JobLogHook(self.name)] if log_jobs else list(hooks)
