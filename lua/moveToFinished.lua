@@ -32,7 +32,7 @@ local function finishOne(item)
   local jobKey = base .. jobId
   local fenced = fence(jobKey, item.lockToken)
   if fenced ~= 0 then return fenced end
-  local owned, damage = readJob(jobKey, 'deid', 'gid', 'pqcx', 'atm')
+  local owned, damage = readHeldJob(jobKey, 'deid', 'gid', 'pqcx', 'atm')
   if not leaveActive(jobId) then return E_NOT_ACTIVE end
   if damage then
     local gid = redis.pcall('HGET', jobKey, 'gid')
