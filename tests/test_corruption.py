@@ -225,8 +225,21 @@ def test_fetch_promotes_around_a_damaged_delayed_job(
     assert reason(client, keys, ids[2]).startswith("job hash missing")
 
 
-@pytest.mark.parametrize("field,value", [("ats", "x"), ("atm", "1.5"), ("priority", "nan"),
-                                         ("timestamp", "")])
+@pytest.mark.parametrize("field,value", [("priority", "nan"), ("timestamp", ""),
+                                         ("delay", "soon")])
+def test_fetch_hands_out_a_job_whose_damage_does_not_touch_running_it(
+    queue: Queue, client: redis.Redis, keys: QueueKeys, field: str, value: str
+) -> None:
+    # Running a job does not use these fields; promotion, retry and clean,
+    # which do, check them (tests above and below).
+    first = queue.add("j", {}).id
+    client.hset(keys.job(first), field, value)
+    reply = script(client, keys, "moveToActive", token="t", lockMs=1000, n=1)
+    assert [str(j[0]) for j in reply[2:]] == [first]
+    assert queue.get_job_state(first) == "active"
+
+
+@pytest.mark.parametrize("field,value", [("ats", "x"), ("atm", "1.5"), ("ats", "1e3")])
 def test_fetch_fails_a_damaged_waiting_job_and_hands_out_the_next(
     queue: Queue, client: redis.Redis, keys: QueueKeys, field: str, value: str
 ) -> None:

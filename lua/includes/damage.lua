@@ -64,12 +64,16 @@ local function readJob(jobKey, ...)
   return fields, nil
 end
 
--- The damage of a hash read with HGETALL (flat array), or nil. Hot (every
--- job a worker takes): one table lookup for a field that needs no check.
+-- The damage that would break running a job, from its hash read with
+-- HGETALL (flat array), or nil: the attempt counters that fetch and finish
+-- increment (atm, ats; stc is the stalled check's, checked there). Fields
+-- that running the job does not use (priority, delay, timestamp) are
+-- checked where they are used (promotion, retry, clean). Hot: every job a
+-- worker takes.
 local function hashDamage(flat)
   for i = 1, #flat, 2 do
     local name = flat[i]
-    if CHECKED_FIELDS[name] then
+    if INTEGER_FIELDS[name] then
       local bad = fieldDamage(name, flat[i + 1])
       if bad then return bad end
     end

@@ -5,7 +5,8 @@
   Reads from P: token (lock token prefix), lockMs, n (max jobs to take),
   lmax/ldur (the worker's limiter, optional), wname (worker name, optional).
   A damaged job (includes/damage.lua) met while promoting or taking jobs is
-  moved to failed alone; it is not handed out and the others are.
+  moved to failed alone; it is not handed out and the others are. Taking a
+  job checks what running it needs (a hash, integer attempt counters).
   Returns {status, number, job...}:
     status 0: number = ms until the next delayed job is due (0 = none known),
       followed by the jobs taken, each {jobId, lockToken, field, value, ...};
