@@ -30,6 +30,9 @@ class LocalEvents:
     def __init__(self, name: str) -> None:
         self._name = name
         self._listeners: dict[str, list[Callable[..., Any]]] = {e: [] for e in EVENTS}
+        #: The listeners by event, for hot call sites that skip :meth:`emit`
+        #: (a call per job) when nobody listens.
+        self.listeners = self._listeners
         self.loop: asyncio.AbstractEventLoop | None = None
 
     def add(self, event: str, callback: Callable[..., Any]) -> None:

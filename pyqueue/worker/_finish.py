@@ -92,7 +92,8 @@ class FinishBatcher:
 
     def plan(self, items: list[S.FinishItem]) -> Plan[tuple[list[int], Any]]:
         """The finish call as a plan (syncs the clock first)."""
-        yield from self._clock.sync()
+        if self._clock.needs_sync():
+            yield from self._clock.sync()
         command, fetch = self.command(items)
         (reply,) = yield [command]
         return self._decode(reply, fetch)

@@ -23,7 +23,7 @@ from ..errors import (
     RedisConnectionError,
     UnrecoverableError,
 )
-from ..job import Binding, JobBase, make_job
+from ..job import AsyncJob, Binding, Job, JobBase
 from ..options import Retention, encode_json, retention_from_opts
 from ._events import HookSet, LocalEvents
 from ._executors import Executor, invoke
@@ -71,7 +71,8 @@ class JobRunner:
     async def process(self, job_id: str, token: str, fields: dict[str, str]) -> NextJob:
         """Run one job and finish it; returns the next job handed out, if any."""
         assert self.binding is not None and self.executor is not None
-        job = make_job(self.binding, job_id, fields, token)
+        binding = self.binding
+        job = (AsyncJob if binding.is_async else Job)(binding, job_id, fields, token)
         if job.corruption is not None:
             return await self._settle(job, UnrecoverableError(job.corruption), final=True)
         if not self._is_async:
@@ -80,7 +81,8 @@ class JobRunner:
             return await self._settle(job, UnrecoverableError(job.deferred_failure), final=True)
         if job.scheduler_id is not None:
             await self._schedule_next(job)
-        self._events.emit("active", job)
+        if self._events.listeners["active"]:
+            self._events.emit("active", job)
         hooks = self._hooks
         if hooks.before_process:
             hooks.call(hooks.before_process, job)
@@ -178,7 +180,8 @@ class JobRunner:
         if accepted:
             job.return_value = result
             job.attempts_made += 1
-            self._events.emit("completed", job, result)
+            if self._events.listeners["completed"]:
+                self._events.emit("completed", job, result)
             if self._hooks.on_completed:
                 self._hooks.call(self._hooks.on_completed, job, result)
         return nxt
