@@ -105,5 +105,10 @@ class HookSet:
             try:
                 method(*args)
             except Exception:
-                logger.exception("worker %s: hook %s raised", self._name,
-                                 getattr(method, "__qualname__", method))
+                self.failed(method)
+
+    def failed(self, method: Hook) -> None:
+        """Log the exception a hook method raised (call from its ``except``);
+        hot call sites loop over the methods themselves and call this."""
+        logger.exception("worker %s: hook %s raised", self._name,
+                         getattr(method, "__qualname__", method))

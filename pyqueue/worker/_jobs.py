@@ -84,8 +84,11 @@ class JobRunner:
         if self._events.listeners["active"]:
             self._events.emit("active", job)
         hooks = self._hooks
-        if hooks.before_process:
-            hooks.call(hooks.before_process, job)
+        for method in hooks.before_process:  # inlined HookSet.call: once per job
+            try:
+                method(job)
+            except Exception:
+                hooks.failed(method)
         task = asyncio.current_task()
         assert task is not None
         self._slots.current[job.id] = (job, task)
@@ -182,8 +185,11 @@ class JobRunner:
             job.attempts_made += 1
             if self._events.listeners["completed"]:
                 self._events.emit("completed", job, result)
-            if self._hooks.on_completed:
-                self._hooks.call(self._hooks.on_completed, job, result)
+            for method in self._hooks.on_completed:  # inlined HookSet.call
+                try:
+                    method(job, result)
+                except Exception:
+                    self._hooks.failed(method)
         return nxt
 
     async def _finish_failed(self, job: JobBase, exc: BaseException, outcome: Outcome) -> NextJob:

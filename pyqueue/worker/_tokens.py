@@ -29,6 +29,11 @@ class LockTokens:
 
     def release(self, job_id: str, token: str | None) -> None:
         """Stop renewing ``job_id``'s lock if it is still held with ``token``."""
+        # Only the event loop adds entries, so an entry missing (or held with
+        # another token) now stays so: skip the lock (a job's finish and its
+        # slot both release it, and the second finds it gone).
+        if self._tokens.get(job_id) != token:
+            return
         with self._lock:
             if self._tokens.get(job_id) == token:
                 del self._tokens[job_id]
