@@ -165,3 +165,21 @@ class AppProcess:
             self.proc.wait(10)
         self._log.close()
         self.client.close()
+
+
+def damage_meta(client: Any, base: str) -> Callable[[], None]:
+    """Replace the queue's ``<base>meta`` hash by a string: every call that
+    reads ``meta`` (the clock sync, fetches, wake-ups) gets a WRONGTYPE error
+    reply. Returns the repair (the saved hash put back)."""
+    key = base + "meta"
+    saved = client.hgetall(key)
+    client.delete(key)
+    client.set(key, "damaged")
+
+    def repair() -> None:
+        client.delete(key)
+        if saved:
+            client.hset(key, mapping=saved)
+
+    return repair
+

@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 import redis
-from _worker_helpers import wait_for, wait_for_sync
+from _worker_helpers import damage_meta, wait_for, wait_for_sync
 
 from pyqueue import AsyncQueue, Job, Queue, RedisDataError, Worker
 from pyqueue._server import RedisServer
@@ -78,27 +77,11 @@ async def test_start_still_raises_when_redis_is_down(fresh_redis: RedisServer,
     await w.close()
 
 
-def damage_meta(client: redis.Redis, queue_name: str) -> Callable[[], None]:
-    """Replace the queue's ``meta`` hash by a string: every worker call (the
-    clock sync reads ``meta``) gets a WRONGTYPE error reply. Returns the repair."""
-    key = f"bull:{queue_name}:meta"
-    saved = client.hgetall(key)
-    client.delete(key)
-    client.set(key, "damaged")
-
-    def repair() -> None:
-        client.delete(key)
-        if saved:
-            client.hset(key, mapping=saved)
-
-    return repair
-
-
 async def test_worker_backs_off_on_error_replies_and_resumes(
     redis_url: str, queue_name: str, queue: AsyncQueue, redis_client: redis.Redis
 ) -> None:
     job = await queue.add("j", {})
-    repair = damage_meta(redis_client, queue_name)
+    repair = damage_meta(redis_client, f"bull:{queue_name}:")
     errors: list[tuple[float, BaseException]] = []
     w = Worker(queue_name, lambda job: "ok", connection=redis_url, autorun=False,
                log_jobs=False)
@@ -122,7 +105,7 @@ async def test_close_is_prompt_while_the_worker_backs_off(
     redis_url: str, queue_name: str, queue: AsyncQueue, redis_client: redis.Redis
 ) -> None:
     await queue.add("j", {})
-    repair = damage_meta(redis_client, queue_name)
+    repair = damage_meta(redis_client, f"bull:{queue_name}:")
     errors: list[BaseException] = []
     w = Worker(queue_name, lambda job: None, connection=redis_url, autorun=False)
     w.on("error", errors.append)

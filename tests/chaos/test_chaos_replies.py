@@ -18,10 +18,10 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable
 
 import pytest
 import redis
+from _worker_helpers import damage_meta
 from harness import REAL_TIME, Scenario, max_rate, recovery_bound, wait_until
 from test_chaos_faults import BASE_OPTS, BOUND, FaultLoop, report, worker_errors
 
@@ -40,21 +40,6 @@ while true do
 end
 return 1
 """
-
-
-def damage_meta(control: redis.Redis, base: str) -> Callable[[], None]:
-    """Replace ``<base>meta`` by a string; returns the repair (the saved hash back)."""
-    key = base + "meta"
-    saved = control.hgetall(key)
-    control.delete(key)
-    control.set(key, "damaged")
-
-    def repair() -> None:
-        control.delete(key)
-        if saved:
-            control.hset(key, mapping=saved)
-
-    return repair
 
 
 def test_wrongtype_and_busy_replies_under_load(scenario: Scenario) -> None:
