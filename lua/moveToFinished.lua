@@ -30,16 +30,8 @@
 local function finishOne(item)
   local jobId = item.id
   local jobKey = base .. jobId
-  local fenced = fence(jobKey, item.lockToken)
-  if fenced ~= 0 then return fenced end
-  local owned, damage = readHeldJob(jobKey, 'deid', 'gid', 'pqcx', 'atm')
-  if not leaveActive(jobId) then return E_NOT_ACTIVE end
-  if damage then
-    local gid = redis.pcall('HGET', jobKey, 'gid')
-    if type(gid) == 'string' then groupRelease(gid) end
-    failDamaged(jobId, damage, 'active')
-    return E_JOB_CORRUPT
-  end
+  local owned, code = leaveActive(jobId, item.lockToken, 'deid', 'gid', 'pqcx', 'atm')
+  if not owned then return code end
 
   if owned.pqcx then redis.call('SREM', base .. 'pq:cancel', jobId) end
   if owned.deid then

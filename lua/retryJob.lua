@@ -21,16 +21,8 @@
 --@include fence
 local jobId = P.id
 local jobKey = base .. jobId
-local fenced = fence(jobKey, P.lockToken)
-if fenced ~= 0 then return fenced end
-local f, damage = readJob(jobKey, 'priority', 'gid', 'atm', 'ats')
-if not leaveActive(jobId) then return E_NOT_ACTIVE end
-if damage then
-  local gid = redis.pcall('HGET', jobKey, 'gid')
-  if type(gid) == 'string' then groupRelease(gid) end
-  failDamaged(jobId, damage, 'active')
-  return E_JOB_CORRUPT
-end
+local f, code = leaveActive(jobId, P.lockToken, 'priority', 'gid', 'atm', 'ats')
+if not f then return code end
 
 -- A cancelled job that is handed back (shutdown) loses its cancellation:
 -- it was never started on purpose, and a new worker runs it afresh.

@@ -136,7 +136,7 @@ def test_exception_chains_are_walked_once_even_when_they_loop() -> None:
     import redis.exceptions as rexc
 
     from pyqueue._plan import exception_chain as chain
-    from pyqueue.worker._connections import is_failover
+    from pyqueue._plan import needs_reconnect as is_failover
 
     first = ValueError("a")
     second = rexc.ResponseError("WRONGTYPE wrong kind of value")

@@ -5,9 +5,12 @@
 
   fence(jobKey, token) -> 0 | E_JOB_MISSING | E_LOCK_MISSING | E_LOCK_MISMATCH
     Reads only. A lock key of another type counts as a missing lock.
-  leaveActive(jobId) -> true | false
-    The job leaves `active` (false, and nothing written, when it is not
-    there), its lock is deleted and its stalled mark cleared.
+  leaveActive(jobId, token, names...) -> fields, 0 | nil, error code
+    The preamble of a worker's finish or retry: fence the job, read `names`
+    of its hash (readHeldJob: checked before any write), take it out of
+    `active` (E_NOT_ACTIVE, nothing written, when it is not there) with its
+    lock and stalled mark. A damaged job is then failed alone
+    (E_JOB_CORRUPT, includes/damage.lua).
 ]]
 local function fence(jobKey, token)
   if redis.call('EXISTS', jobKey) == 0 then return E_JOB_MISSING end
@@ -17,9 +20,19 @@ local function fence(jobKey, token)
   return 0
 end
 
-local function leaveActive(jobId)
-  if redis.call('LREM', kActive, -1, jobId) == 0 then return false end
-  redis.call('DEL', base .. jobId .. ':lock')
+local function leaveActive(jobId, token, ...)
+  local jobKey = base .. jobId
+  local fenced = fence(jobKey, token)
+  if fenced ~= 0 then return nil, fenced end
+  local fields, damage = readHeldJob(jobKey, ...)
+  if redis.call('LREM', kActive, -1, jobId) == 0 then return nil, E_NOT_ACTIVE end
+  redis.call('DEL', jobKey .. ':lock')
   redis.call('SREM', kStalled, jobId)
-  return true
+  if damage then
+    local gid = redis.pcall('HGET', jobKey, 'gid')
+    if type(gid) == 'string' then groupRelease(gid) end
+    failDamaged(jobId, damage, 'active')
+    return nil, E_JOB_CORRUPT
+  end
+  return fields, 0
 end

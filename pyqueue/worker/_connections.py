@@ -19,10 +19,6 @@ from ..errors import RedisStateError
 logger = logging.getLogger("pyqueue.worker")
 
 
-#: The worker's name for the runner's check (kept for readers of this module).
-is_failover = needs_reconnect
-
-
 class Connections:
     """What a running worker holds:
 
@@ -80,7 +76,7 @@ class Connections:
     async def reset_if_failover(self, name: str, exc: BaseException) -> None:
         """After a failover the old primary answers READONLY (or unblocks us with
         UNBLOCKED): drop every connection so the next command reaches the new one."""
-        if not is_failover(exc):
+        if not needs_reconnect(exc):
             return
         logger.warning("worker %s: Redis is no longer a writable primary; reconnecting", name)
         if self.fast is not None:

@@ -29,24 +29,23 @@ class LocalEvents:
 
     def __init__(self, name: str) -> None:
         self._name = name
-        self._listeners: dict[str, list[Callable[..., Any]]] = {e: [] for e in EVENTS}
-        #: The listeners by event, for hot call sites that skip :meth:`emit`
+        #: The listeners by event; hot call sites test it to skip :meth:`emit`
         #: (a call per job) when nobody listens.
-        self.listeners = self._listeners
+        self.listeners: dict[str, list[Callable[..., Any]]] = {e: [] for e in EVENTS}
         self.loop: asyncio.AbstractEventLoop | None = None
 
     def add(self, event: str, callback: Callable[..., Any]) -> None:
         """Register ``callback`` for ``event`` (a name of :data:`WorkerEvent`)."""
-        if event not in self._listeners:
+        if event not in self.listeners:
             raise InvalidJobOptionsError(f"unknown worker event {event!r}; known: {EVENTS}")
         if not callable(callback):
             raise InvalidJobOptionsError(f"worker event callback must be callable, "
                                          f"got {callback!r}")
-        self._listeners[event].append(callback)
+        self.listeners[event].append(callback)
 
     def emit(self, event: str, *args: Any) -> None:
         """Call ``event``'s listeners (on the loop); awaitables run as tasks."""
-        for callback in self._listeners.get(event, ()):
+        for callback in self.listeners.get(event, ()):
             try:
                 result = callback(*args)
                 if inspect.isawaitable(result):

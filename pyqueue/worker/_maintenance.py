@@ -21,9 +21,8 @@ import redis
 from .. import _ops, _ops_worker
 from .. import _scripts as S
 from .._keys import QueueKeys
-from .._plan import Plan
+from .._plan import Plan, needs_reconnect
 from .._runner import run_sync
-from ._connections import is_failover
 from ._report import Reporter
 from ._tokens import LockTokens
 
@@ -98,7 +97,7 @@ class SyncRunner:
         try:
             return run_sync(self.client, plan)
         except Exception as exc:
-            if is_failover(exc):
+            if needs_reconnect(exc):
                 self.client.connection_pool.disconnect()
             self._reporter.report_threadsafe(f"{what} failed", exc)
             return None
