@@ -91,32 +91,35 @@ def script_names() -> list[str]:
 def _library() -> tuple[str, str]:
     """The library holding every script as a function: ``(text, hash)``.
 
-    The includes come first, each once, in the order the scripts name them
-    (an include uses only what prelude or an earlier include defines); then
-    one ``redis.register_function`` per script, whose body is the script
-    without its include lines, after ``begin(KEYS, ARGV)``.
+    Scripts that include the same parts, in the same order, share one
+    ``do ... end`` block: the parts, evaluated once when the library loads,
+    then one ``redis.register_function`` per script whose body is the script
+    without its include lines, after ``begin(KEYS, ARGV)``. So each function
+    sees exactly what its script sees under EVAL (same parts, same order),
+    and no block holds more locals than its largest script does.
     """
     directory = _lua_dir()
-    seen: set[str] = set()
-    parts: list[str] = []
-    bodies: list[tuple[str, str]] = []
+    blocks: dict[str, list[tuple[str, str]]] = {}
     for name in script_names():
         text = (directory / f"{name}.lua").read_text(encoding="utf-8")
-        for match in _INCLUDE.finditer(text):
-            part = match.group(1)
-            if part not in seen:
-                seen.add(part)
-                parts.append(_assemble(part, directory / "includes", seen))
-        bodies.append((name, _INCLUDE.sub("", text)))
-    shared = _BEGIN.sub("", "\n".join(parts))
-    digest = hashlib.sha1(shared.encode())
-    for name, body in bodies:
-        digest.update(f"\0{name}\0{body}".encode())
+        seen: set[str] = set()
+        parts = "\n".join(_assemble(m.group(1), directory / "includes", seen)
+                          for m in _INCLUDE.finditer(text))
+        parts = _BEGIN.sub("", parts)
+        blocks.setdefault(parts, []).append((name, _INCLUDE.sub("", text)))
+    digest = hashlib.sha1()
+    for parts, scripts in blocks.items():
+        digest.update(parts.encode())
+        for name, body in scripts:
+            digest.update(f"\0{name}\0{body}".encode())
     version = digest.hexdigest()[:16]
-    lines = [f"#!lua name=pyqueue_{version}", shared]
-    for name, body in bodies:
-        lines.append(f"redis.register_function('{_function_name(version, name)}', "
-                     f"function(KEYS, ARGV)\nbegin(KEYS, ARGV)\n{body}\nend)")
+    lines = [f"#!lua name=pyqueue_{version}"]
+    for parts, scripts in blocks.items():
+        lines += ["do", parts]
+        for name, body in scripts:
+            lines.append(f"redis.register_function('{_function_name(version, name)}', "
+                         f"function(KEYS, ARGV)\nbegin(KEYS, ARGV)\n{body}\nend)")
+        lines.append("end")
     return "\n".join(lines), version
 
 
