@@ -225,3 +225,10 @@ def test_the_relay_command_runs_until_sigterm(pg_dsn: str, redis_url: str,
         _out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
+
+
+def test_the_relay_benchmark_runs(pg_dsn: str, redis_url: str) -> None:
+    from benchmarks.outbox_relay import measure
+
+    figures = measure(pg_dsn, redis_url, rows=300, batch_size=100, relays=2)
+    assert figures["rows"] == 300 and figures["rows_per_s"] > 0
