@@ -16,6 +16,7 @@ import redis
 
 from pyqueue import Queue
 from pyqueue.cli import main
+from pyqueue.testing import assert_enqueued, assert_not_enqueued
 
 
 def run(argv: list[str]) -> int:
@@ -152,7 +153,9 @@ def test_worker_burst_processes_the_waiting_jobs_and_exits(redis_url: str,
         env={**os.environ, "PYTHONPATH": str(root)})
     assert done.returncode == 0, done.stderr
     with Queue(queue_name, connection=redis_url) as q:
-        assert [q.get_job_state(i) for i in ids] == ["completed"] * 3
+        finished = assert_enqueued(q, "resize", states=["completed"], count=3)
+        assert sorted(job.id for job in finished) == sorted(ids)
+        assert_not_enqueued(q)
     assert done.stderr.count("completed") >= 3  # one INFO line per job
 
 

@@ -28,6 +28,7 @@ from pyqueue import (
 )
 from pyqueue.cli import main
 from pyqueue.outbox import Relay, enqueue, init, schema_sql
+from pyqueue.testing import assert_enqueued, assert_not_enqueued
 
 
 def _relay(dsn: str, url: str, **options: object) -> Relay:
@@ -103,13 +104,12 @@ def test_committed_rows_become_jobs_and_rolled_back_ones_never(pg_dsn: str, redi
     with _relay(pg_dsn, redis_url) as relay:
         assert relay.run_until_empty() == 1
     with Queue(queue_name, connection=redis_url) as q:
-        job = q.get_job(f"outbox-{kept}")
-        assert job is not None and job.data == {"to": "a@example.com"}
-        assert job.name == "welcome" and job.priority == 2
+        (job,) = assert_enqueued(q, "welcome", {"to": "a@example.com"})
+        assert job.id == f"outbox-{kept}" and job.priority == 2
         assert job.opts["attempts"] == 3 and job.opts["backoff"] == {"type": "fixed",
                                                                      "delay": 2000}
         assert q.get_job(f"outbox-{dropped}") is None
-        assert q.get_job_counts("prioritized")["prioritized"] == 1
+        assert_not_enqueued(q, data={"to": "b@example.com"})
     assert rows(pg_dsn) == [(kept, True, 0, None, False)]
 
 
