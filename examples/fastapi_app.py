@@ -38,7 +38,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 app = FastAPI(lifespan=lifespan)
 
 try:  # the dashboard, when pyqueue's web extra is installed
-    from pyqueue.web import create_app  # type: ignore[import-not-found,unused-ignore]
+    from pyqueue.web import create_app
 except ImportError:
     pass
 else:

@@ -100,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--stale", type=float, default=15.0,
                    help="seconds after which a heartbeat counts as stale (default 15)")
+    p.add_argument("--host", default=None,
+                   help="only the workers on this host name (a probe: --host \"$(hostname)\")")
     _common(p)
 
     p = sub.add_parser("embedded", help="print the embedded Redis server's URL, starting it")
