@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 
 import pytest
 from _outbox import REPO, pg_dsn_fixture, psycopg, rows  # noqa: F401
@@ -27,7 +28,7 @@ from pyqueue import (
     Queue,
 )
 from pyqueue.cli import main
-from pyqueue.outbox import Relay, enqueue, init, schema_sql
+from pyqueue.outbox import PrometheusRelayHooks, Relay, RelayHooks, enqueue, init, schema_sql
 from pyqueue.testing import assert_enqueued, assert_not_enqueued
 
 
@@ -232,3 +233,64 @@ def test_the_relay_benchmark_runs(pg_dsn: str, redis_url: str) -> None:
 
     figures = measure(pg_dsn, redis_url, rows=300, batch_size=100, relays=2)
     assert figures["rows"] == 300 and figures["rows_per_s"] > 0
+
+
+class _FailOnce(RelayHooks):
+    """Raises in the first batch, after its Redis add: the batch rolls back."""
+
+    def __init__(self) -> None:
+        self.raised = 0
+
+    def on_added(self, ids: Sequence[int]) -> None:
+        if not self.raised:
+            self.raised += 1
+            raise RuntimeError("hook failed")
+
+
+def test_a_failing_hook_rolls_the_batch_back_and_the_relay_goes_on(
+        pg_dsn: str, redis_url: str, queue_name: str, caplog: pytest.LogCaptureFixture) -> None:
+    with psycopg.connect(pg_dsn) as conn:
+        ids = [enqueue(conn, queue_name, "n", i) for i in range(3)]
+    hook = _FailOnce()
+    relay = Relay(pg_dsn, connection=redis_url, poll_interval=0.2, max_backoff=0.2,
+                  hooks=[hook])
+    thread = threading.Thread(target=relay.run, kwargs={"handle_signals": False})
+    thread.start()
+    try:
+        wait_for_sync(lambda: all(r[1] for r in rows(pg_dsn)), timeout=20,
+                      what="the rows published after the hook's failure")
+    finally:
+        relay.stop()
+        thread.join(10)
+    assert hook.raised == 1 and "hook failed" in caplog.text
+    with Queue(queue_name, connection=redis_url) as q:  # added twice, one job each
+        assert [j.id for j in q.get_jobs("waiting", asc=True)] == [f"outbox-{i}" for i in ids]
+
+
+def test_prometheus_counters(pg_dsn: str, redis_url: str, queue_name: str) -> None:
+    from prometheus_client import REGISTRY
+
+    def published() -> float:
+        return REGISTRY.get_sample_value("pyqueue_outbox_published_total") or 0.0
+
+    with psycopg.connect(pg_dsn) as conn:
+        for i in range(4):
+            enqueue(conn, queue_name, "n", i)
+        conn.execute("INSERT INTO pyqueue_outbox (queue, name) VALUES ('bad:q', 'n')")
+    before = published()
+    invalid = REGISTRY.get_sample_value("pyqueue_outbox_invalid_total") or 0.0
+    with _relay(pg_dsn, redis_url) as relay:
+        assert any(isinstance(h, PrometheusRelayHooks) for h in relay.hooks)
+        relay.run_until_empty()
+    assert published() - before == 4
+    assert REGISTRY.get_sample_value("pyqueue_outbox_invalid_total") == invalid + 1
+
+
+def test_a_dsn_password_never_reaches_the_output() -> None:
+    secret = "s3cret-pw-4242"
+    for command in ("status", "init"):
+        done = subprocess.run([sys.executable, "-m", "pyqueue.cli", "outbox", command, "--dsn",
+                               f"postgresql://app:{secret}@127.0.0.1:1/app?connect_timeout=2"],
+                              capture_output=True, text=True, cwd=REPO, timeout=60)
+        assert done.returncode == 1
+        assert "PostgreSQL" in done.stderr and secret not in done.stderr + done.stdout

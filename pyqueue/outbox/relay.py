@@ -299,7 +299,8 @@ class Relay:
     def run(self, *, handle_signals: bool = True) -> None:
         """Relay until :meth:`stop` (or SIGINT/SIGTERM when ``handle_signals``
         and called from the main thread), retrying with backoff while Redis
-        or PostgreSQL fails. Closes the connections when it returns."""
+        or PostgreSQL fails (or a hook raises: logged with its traceback).
+        Closes the connections when it returns."""
         self._stop.clear()
         restore = self._install_signals() if handle_signals else {}
         backoff = 0.0
@@ -311,10 +312,13 @@ class Relay:
                     backoff = 0.0
                     if count < self.batch_size:
                         self._wait(self.poll_interval)
-                except (RedisError, redis.exceptions.RedisError, psycopg.Error) as exc:
+                except Exception as exc:
                     backoff = min(self.max_backoff, max(0.1, backoff * 2))
-                    log.warning("outbox relay: %s: %s; retrying in %.1f s",
-                                type(exc).__name__, exc, backoff)
+                    expected = isinstance(exc, RedisError | redis.exceptions.RedisError
+                                          | psycopg.Error)
+                    log.log(logging.WARNING if expected else logging.ERROR,
+                            "outbox relay: %s: %s; retrying in %.1f s",
+                            type(exc).__name__, exc, backoff, exc_info=not expected)
                     if isinstance(exc, psycopg.Error):
                         self._drop_pg()
                     self._stop.wait(backoff)
