@@ -89,6 +89,14 @@ def test_enqueue_validates_like_add_before_the_insert(pg_dsn: str, redis_url: st
             q.add(*args[1:], **opts)  # the same input fails Queue.add the same way
 
 
+@pytest.mark.parametrize("options", [{"batch_size": 0}, {"poll_interval": -1},
+                                     {"prefix": ""}, {"retention": -5}])
+def test_bad_relay_options_raise_before_connecting(options: dict, redis_url: str  # type: ignore[type-arg]
+                                                   ) -> None:
+    with pytest.raises(ValueError):
+        Relay("host=127.0.0.1 port=1 dbname=none", connection=redis_url, **options)
+
+
 def test_enqueue_refuses_what_is_not_a_psycopg_connection() -> None:
     with pytest.raises(TypeError, match="psycopg"):
         enqueue(object(), "email", "welcome", {})

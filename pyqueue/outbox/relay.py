@@ -53,6 +53,7 @@ import redis
 
 from .. import Queue
 from .._duration import duration_ms
+from .._keys import validate_prefix
 from ..connection import sync_client
 from ..errors import ConfigurationError, RedisError
 from ..options import encode_job
@@ -118,7 +119,7 @@ class Relay:
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise ConfigurationError(f"{option} must be seconds > 0, got {value!r}")
         self.dsn = dsn
-        self.prefix = prefix
+        self.prefix = validate_prefix(prefix)
         self.batch_size = batch_size
         self.poll_interval = float(poll_interval)
         self.retention_ms = None if retention is None else \
