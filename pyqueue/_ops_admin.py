@@ -53,9 +53,10 @@ def promote_due(keys: QueueKeys, clock: Clock, ahead_ms: int) -> Plan[list[str]]
     control of ``pyqueue.testing``); returns their ids. A job that a worker
     promoted meanwhile is skipped."""
     yield from clock.sync()
-    until = clock.now_ms() + ahead_ms
-    (due,) = yield [cmd("ZRANGEBYSCORE", keys.delayed, 0, (until + 1) * 4096 - 1)]
-    ids = [S.text(job_id) for job_id in due]
+    last = (clock.now_ms() + ahead_ms + 1) * 4096 - 1  # scores: due_ms * 4096 + seq
+    plain, grouped = yield [cmd("ZRANGEBYSCORE", keys.delayed, 0, last),
+                            cmd("ZRANGEBYSCORE", keys.groups_delayed, 0, last)]
+    ids = [S.text(job_id) for job_id in [*plain, *grouped]]
     if not ids:
         return []
     replies = yield [S.promote(keys, clock.now_ms(), id=job_id) for job_id in ids]

@@ -113,3 +113,12 @@ def test_the_plugin_fixture(pyqueue_queue: Queue, pyqueue_time_travel: TimeTrave
     job = pyqueue_queue.add("x", None, delay=5)
     assert pyqueue_time_travel.advance(5) == [job.id]
     assert_enqueued(pyqueue_queue, "x", states=["waiting"])
+
+
+def test_advance_promotes_delayed_grouped_jobs_too(redis_url: str, queue_name: str) -> None:
+    with Queue(queue_name, connection=redis_url) as q:
+        job = q.add("per-domain", {"to": "a@example.com"}, group="example.com", delay=90)
+        assert q.get_job_state(job.id) == "delayed"
+        assert advance(q, 90) == [job.id]
+        (done,) = run_until_idle(queue_name, lambda j: j.data["to"], connection=redis_url)
+        assert done.return_value == "a@example.com"
