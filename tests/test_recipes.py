@@ -103,6 +103,9 @@ async def test_the_fastapi_recipe(app_redis: str, monkeypatch: pytest.MonkeyPatc
         assert status.json() == {"state": "completed",
                                  "result": {"month": "2026-11", "rows": 42}}
         assert (await client.get("/reports/nope")).status_code == 404
+        if any(getattr(route, "path", "") == "/queues" for route in example.app.routes):
+            dashboard = await client.get("/queues/", follow_redirects=True)  # pyqueue[web]
+            assert dashboard.status_code == 200 and example.QUEUE in dashboard.text
 
 
 def test_the_flask_recipe(app_redis: str, monkeypatch: pytest.MonkeyPatch) -> None:
