@@ -200,7 +200,7 @@ def test_a_running_relay_wakes_on_notify_not_on_its_poll(pg_dsn: str, redis_url:
     thread.start()
     try:
         with Queue(queue_name, connection=redis_url) as q:
-            wait_for_sync(lambda: relay._listen is not None, what="the relay listening")
+            wait_for_sync(lambda: relay.listening, what="the relay listening")
             for i in range(3):
                 with psycopg.connect(pg_dsn) as conn:
                     row_id = enqueue(conn, queue_name, "n", i)
@@ -211,7 +211,7 @@ def test_a_running_relay_wakes_on_notify_not_on_its_poll(pg_dsn: str, redis_url:
     finally:
         relay.stop()
         thread.join(10)
-    assert not thread.is_alive()
+    assert not thread.is_alive() and not relay.listening
 
 
 def test_the_relay_command_runs_until_sigterm(pg_dsn: str, redis_url: str,

@@ -148,6 +148,12 @@ class Relay:
             self._listen = conn
         return self._listen
 
+    @property
+    def listening(self) -> bool:
+        """Whether the relay's ``LISTEN`` connection is open (it opens at the
+        first wait; rows committed from then on wake the relay at once)."""
+        return self._listen is not None and not self._listen.closed
+
     def _queue(self, name: str) -> Queue:
         queue = self._queues.get(name)
         if queue is None:
