@@ -14,6 +14,8 @@ Produce with :func:`enqueue_email`, consume with :class:`EmailWorker`::
 
     EmailWorker("email").run()      # SMTP_* settings from the environment
 
+Transports: SMTP (default), Amazon SES v2 (``pyqueue.email.ses``) and Resend
+(``pyqueue.email.resend``), ``pip install 'pyqueue-redis[providers]'``.
 See docs/email.md.
 """
 
@@ -38,6 +40,7 @@ from .sender import SMTPSender
 from .settings import SMTPSettings
 from .suppressions import AsyncSuppressions, Suppressions
 from .templates import TemplateError, Templates
+from .transport import ProviderError, Transport, transport_from_env
 from .worker import EmailWorker, PermanentSendError, TemporarySendError
 
 #: ``EmailMessage``-shaped job data (an alias of :class:`EmailData`).
@@ -55,12 +58,14 @@ __all__ = [
     "EmailMessageData",
     "EmailWorker",
     "PermanentSendError",
+    "ProviderError",
     "SMTPSender",
     "SMTPSettings",
     "Suppressions",
     "TemplateError",
     "Templates",
     "TemporarySendError",
+    "Transport",
     "Verdict",
     "build_job",
     "build_message",
@@ -72,5 +77,6 @@ __all__ = [
     "job_id_for",
     "message_id_for",
     "set_send_rate",
+    "transport_from_env",
     "validate_data",
 ]

@@ -1,4 +1,4 @@
-"""``EmailWorker``: a pyqueue ``Worker`` that sends mail jobs over SMTP.
+"""``EmailWorker``: a pyqueue ``Worker`` that sends mail jobs (SMTP, SES or Resend).
 
 One attempt: validate the job data, render its template, build the message
 (Message-ID from ``mail_uid``), drop suppressed recipients, take a unit of
@@ -36,6 +36,7 @@ from .sender import SMTPSender
 from .settings import SMTPSettings
 from .suppressions import AsyncSuppressions
 from .templates import Templates
+from .transport import Transport, transport_from_env
 
 logger = logging.getLogger("pyqueue.email")
 
@@ -68,7 +69,8 @@ class EmailWorker(Worker):
     throttling reply, 60), ``quota_pause`` (on a provider's quota reply,
     3600), ``dead_letter`` (copy finally failed mail to ``<queue>-dlq``,
     True), ``tls_context`` (an ``ssl.SSLContext`` to use instead of the
-    default verifying one).
+    default verifying one), ``transport`` (a :class:`~pyqueue.email.transport.Transport`
+    or ``"smtp"``, ``"ses"``, ``"resend"``; default ``$EMAIL_TRANSPORT``, else SMTP).
     """
 
     #: The queue ``pyqueue worker pyqueue.email:EmailWorker`` consumes.
@@ -80,6 +82,7 @@ class EmailWorker(Worker):
                  daily_quota: int | None = None, quota_jitter: float = 600.0,
                  throttle_pause: float = 60.0, quota_pause: float = 3600.0,
                  dead_letter: bool = True, tls_context: ssl.SSLContext | None = None,
+                 transport: Transport | str | None = None,
                  **worker_options: Any) -> None:
         if "processor" in worker_options:
             raise TypeError("EmailWorker takes no processor: it sends the mail itself")
@@ -94,13 +97,23 @@ class EmailWorker(Worker):
         self.throttle_pause = throttle_pause
         self.quota_pause = quota_pause
         self.dead_letter = dead_letter
-        self.sender = SMTPSender(self.smtp, size=self.concurrency, tls_context=tls_context)
+        self.sender: Transport = self._make_transport(transport, tls_context)
         self.suppressions = AsyncSuppressions(self.name, connection=self.client,
                                               prefix=self.prefix)
         self._dlq = AsyncQueue(deadletter.dlq_name(self.name), connection=self.client,
                                prefix=self.prefix)
         self.on("failed", self._on_failed)
-        logger.info("email worker for %r: %s", self.name, self.smtp.describe())
+        logger.info("email worker for %r: %s", self.name, self.sender.describe())
+
+    def _make_transport(self, transport: Transport | str | None,
+                        tls_context: ssl.SSLContext | None) -> Transport:
+        """``transport`` as given, else the one ``$EMAIL_TRANSPORT`` names (SMTP)."""
+        if transport is not None and not isinstance(transport, str):
+            return transport
+        kind = (transport or os.environ.get("EMAIL_TRANSPORT") or "smtp").strip().lower()
+        if kind == "smtp":
+            return SMTPSender(self.smtp, size=self.concurrency, tls_context=tls_context)
+        return transport_from_env(kind)
 
     async def process(self, job: AsyncJob) -> Any:
         """Send one mail (see the module docstring for what happens on failure)."""
@@ -130,7 +143,8 @@ class EmailWorker(Worker):
         mail_uid = data.get("mail_uid") or job.id
         try:
             msg, envelope_from, recipients = build_message(
-                data, default_from=self.smtp.from_address, mail_uid=mail_uid)
+                data, default_from=getattr(self.sender, "default_from", None)
+                or self.smtp.from_address, mail_uid=mail_uid)
         except ValueError as exc:
             raise PermanentSendError(Verdict(FAIL, 0, f"bad mail: {exc}")) from None
         message_id = str(msg["Message-ID"])
@@ -147,7 +161,7 @@ class EmailWorker(Worker):
             await job.move_to_delayed(until)
             raise DelayedError(f"daily quota reached; delayed to {until.isoformat()}")
         try:
-            result = await self.sender.send(msg, envelope_from, to_send)
+            result = await self.sender.send(msg, envelope_from, to_send, mail_uid=mail_uid)
         except Exception as exc:
             if self.quota is not None:
                 await self.quota.release()
@@ -163,7 +177,8 @@ class EmailWorker(Worker):
                     len(result.accepted))
         return {"status": "sent", "message_id": message_id, "accepted": result.accepted,
                 "refused": refused, "suppressed": sorted(suppressed),
-                "response": result.response,
+                "response": result.response, "transport": self.sender.name,
+                "provider_id": result.provider_id,
                 "sent_at": datetime.now(timezone.utc).isoformat()}
 
     def _prepare(self, job: JobBase) -> EmailData:
@@ -195,7 +210,8 @@ class EmailWorker(Worker):
         """Turn a send error into the right signal for the worker (always raises)."""
         verdict = classify_exception(exc)
         if verdict.kind == THROTTLE:
-            pause = self.quota_pause if verdict.quota else self.throttle_pause
+            pause = verdict.retry_after or (
+                self.quota_pause if verdict.quota else self.throttle_pause)
             logger.warning("job %s: provider throttling (%s); pausing queue %r for %ss",
                            job.id, verdict.reason, self.name, pause)
             await self.rate_limit(pause)
