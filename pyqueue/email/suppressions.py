@@ -10,6 +10,7 @@ counts as absent (and is deleted when next looked at).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Iterable
@@ -35,6 +36,17 @@ def normalize(address: str) -> str:
     return bare_address(parse_address(address, "address"))
 
 
+def address_digest(address: str) -> str:
+    """A stable SHA-256 digest of an address (bare, lower-cased) for keys and
+    forgotten entries: the plain address is not kept."""
+    return hashlib.sha256(("pyqueue-email:" + address.strip().lower()).encode()).hexdigest()
+
+
+def hashed_field(address: str) -> str:
+    """The suppression-list field of a forgotten address: ``sha256:<digest>``."""
+    return "sha256:" + address_digest(address)
+
+
 def _expires_at(expires: Expiry, now: float) -> float | None:
     """``expires``: seconds from now, a timedelta, an aware datetime, or None (never)."""
     if expires is None:
@@ -58,7 +70,12 @@ def _entry(address: str, raw: Any, now: float) -> dict[str, Any] | None:
     if expires is not None and float(expires) <= now:
         return None
     return {"address": address, "reason": data.get("reason", ""), "at": data.get("at"),
-            "expires": expires}
+            "expires": expires, "source": data.get("source", "manual")}
+
+
+def _record(reason: str, source: str, now: float, expires: Expiry) -> str:
+    return json.dumps({"reason": reason, "at": now, "expires": _expires_at(expires, now),
+                       "source": source})
 
 
 def _text(value: Any) -> str:
@@ -84,23 +101,27 @@ class Suppressions:
         """The suppression list of a ``Queue`` (shares its connection)."""
         return cls(queue.name, connection=queue.client, prefix=queue.prefix)
 
-    def add(self, address: str, reason: str = "manual", *, expires: Expiry = None) -> str:
-        """Suppress ``address`` (optionally until ``expires``); returns its key form."""
+    def add(self, address: str, reason: str = "manual", *, expires: Expiry = None,
+            source: str = "manual") -> str:
+        """Suppress ``address`` (optionally until ``expires``); returns its key form.
+        ``source``: who said so (``manual``, ``smtp``, ``ses``, ``resend``...)."""
         addr = normalize(address)
-        now = time.time()
-        self.client.hset(self.key, addr, json.dumps(
-            {"reason": reason, "at": now, "expires": _expires_at(expires, now)}))
+        self.client.hset(self.key, addr, _record(reason, source, time.time(), expires))
         return addr
 
     def remove(self, address: str) -> bool:
-        """Stop suppressing ``address``; ``False`` if it was not listed."""
-        return bool(self.client.hdel(self.key, normalize(address)))
+        """Stop suppressing ``address`` (its plain or hashed entry); ``False`` if it
+        was not listed."""
+        addr = normalize(address)
+        return bool(self.client.hdel(self.key, addr, hashed_field(addr)))
 
     def get(self, address: str) -> dict[str, Any] | None:
-        """The entry ``{address, reason, at, expires}``, or ``None``."""
+        """The entry ``{address, reason, at, expires, source}``, or ``None``. A
+        forgotten address is found by its hash (``address`` is then ``sha256:...``)."""
         addr = normalize(address)
-        entry = _entry(addr, self.client.hget(self.key, addr), time.time())
-        return entry
+        now = time.time()
+        plain, hashed = self.client.hmget(self.key, [addr, hashed_field(addr)])
+        return _entry(addr, plain, now) or _entry(hashed_field(addr), hashed, now)
 
     def is_suppressed(self, address: str) -> bool:
         """Whether mail to ``address`` is skipped."""
@@ -142,28 +163,28 @@ class AsyncSuppressions:
         self.client, self._owns = async_client(connection)
 
     async def add(self, address: str, reason: str = "manual", *,
-                  expires: Expiry = None) -> str:
+                  expires: Expiry = None, source: str = "manual") -> str:
         """Suppress ``address`` (optionally until ``expires``)."""
         addr = normalize(address)
-        now = time.time()
-        await self.client.hset(self.key, addr, json.dumps(
-            {"reason": reason, "at": now, "expires": _expires_at(expires, now)}))
+        await self.client.hset(self.key, addr, _record(reason, source, time.time(), expires))
         return addr
 
     async def remove(self, address: str) -> bool:
-        """Stop suppressing ``address``."""
-        return bool(await self.client.hdel(self.key, normalize(address)))
+        """Stop suppressing ``address`` (plain or hashed entry)."""
+        addr = normalize(address)
+        return bool(await self.client.hdel(self.key, addr, hashed_field(addr)))
 
     async def suppressed(self, addresses: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """Of ``addresses`` (bare, lower-cased), those suppressed now, with entries."""
+        """Of ``addresses`` (bare, lower-cased), those suppressed now (by their
+        plain or hashed entry), with entries."""
         wanted = list(dict.fromkeys(addresses))
         if not wanted:
             return {}
-        raws = await self.client.hmget(self.key, wanted)
+        raws = await self.client.hmget(self.key, wanted + [hashed_field(a) for a in wanted])
         now = time.time()
         out = {}
-        for addr, raw in zip(wanted, raws, strict=True):
-            entry = _entry(addr, raw, now)
+        for i, addr in enumerate(wanted):
+            entry = _entry(addr, raws[i], now) or _entry(addr, raws[len(wanted) + i], now)
             if entry is not None:
                 out[addr] = entry
         return out

@@ -172,7 +172,8 @@ class EmailWorker(Worker):
             verdict = classify_reply(code, text, stage="rcpt")
             refused[addr] = verdict.reason
             if verdict.kind == BOUNCE:
-                await self.suppressions.add(addr, f"hard bounce: {verdict.reason}")
+                await self.suppressions.add(addr, f"hard bounce: {verdict.reason}",
+                                            source=self.sender.name)
         logger.info("job %s: sent %s to %d recipient(s)", job.id, message_id,
                     len(result.accepted))
         return {"status": "sent", "message_id": message_id, "accepted": result.accepted,
@@ -220,7 +221,8 @@ class EmailWorker(Worker):
             bounced = [r.recipient for r in getattr(exc, "recipients", [])] or \
                 ([exc.recipient] if hasattr(exc, "recipient") else recipients)
             for addr in bounced:
-                await self.suppressions.add(addr, f"hard bounce: {verdict.reason}")
+                await self.suppressions.add(addr, f"hard bounce: {verdict.reason}",
+                                            source=self.sender.name)
             logger.warning("job %s: hard bounce (%s); suppressed %s", job.id, verdict.reason,
                            ", ".join(bounced))
             raise PermanentSendError(verdict) from exc
