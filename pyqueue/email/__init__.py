@@ -37,6 +37,7 @@ from .message import (
 )
 from .quota import DailyQuota
 from .sender import SMTPSender
+from .sendlimits import SendLimit
 from .settings import SMTPSettings
 from .suppressions import AsyncSuppressions, Suppressions
 from .templates import TemplateError, Templates
@@ -61,6 +62,7 @@ __all__ = [
     "ProviderError",
     "SMTPSender",
     "SMTPSettings",
+    "SendLimit",
     "Suppressions",
     "TemplateError",
     "Templates",

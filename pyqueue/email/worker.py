@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import ssl
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from .classify import BOUNCE, FAIL, THROTTLE, Verdict, classify_exception, class
 from .message import EmailData, build_message, validate_data
 from .quota import DailyQuota
 from .sender import SMTPSender
+from .sendlimits import OverLimit, SendLimit, SendLimits
 from .settings import SMTPSettings
 from .suppressions import AsyncSuppressions
 from .templates import Templates
@@ -70,7 +72,9 @@ class EmailWorker(Worker):
     3600), ``dead_letter`` (copy finally failed mail to ``<queue>-dlq``,
     True), ``tls_context`` (an ``ssl.SSLContext`` to use instead of the
     default verifying one), ``transport`` (a :class:`~pyqueue.email.transport.Transport`
-    or ``"smtp"``, ``"ses"``, ``"resend"``; default ``$EMAIL_TRANSPORT``, else SMTP).
+    or ``"smtp"``, ``"ses"``, ``"resend"``; default ``$EMAIL_TRANSPORT``, else SMTP),
+    ``limits`` (:class:`~pyqueue.email.sendlimits.SendLimit` rules: per-recipient,
+    per-user and per-type sliding windows, shared by every worker).
     """
 
     #: The queue ``pyqueue worker pyqueue.email:EmailWorker`` consumes.
@@ -83,6 +87,7 @@ class EmailWorker(Worker):
                  throttle_pause: float = 60.0, quota_pause: float = 3600.0,
                  dead_letter: bool = True, tls_context: ssl.SSLContext | None = None,
                  transport: Transport | str | None = None,
+                 limits: Sequence[SendLimit] | None = None,
                  **worker_options: Any) -> None:
         if "processor" in worker_options:
             raise TypeError("EmailWorker takes no processor: it sends the mail itself")
@@ -98,6 +103,8 @@ class EmailWorker(Worker):
         self.quota_pause = quota_pause
         self.dead_letter = dead_letter
         self.sender: Transport = self._make_transport(transport, tls_context)
+        self.send_limits = SendLimits(self.client, self.keys, limits, clock=self.clock) \
+            if limits else None
         self.suppressions = AsyncSuppressions(self.name, connection=self.client,
                                               prefix=self.prefix)
         self._dlq = AsyncQueue(deadletter.dlq_name(self.name), connection=self.client,
@@ -154,6 +161,10 @@ class EmailWorker(Worker):
             logger.info("job %s: every recipient is suppressed; not sent", job.id)
             return {"status": "suppressed", "message_id": message_id, "accepted": [],
                     "suppressed": sorted(suppressed)}
+        if self.send_limits is not None:
+            over = await self.send_limits.take(job.id, data, to_send)
+            if over is not None:
+                return await self._over_limit(job, over, message_id)
         if self.quota is not None and not await self.quota.reserve():
             until = self.quota.resume_at()
             logger.info("job %s: daily quota of %d used; delayed to %s", job.id,
@@ -181,6 +192,21 @@ class EmailWorker(Worker):
                 "response": result.response, "transport": self.sender.name,
                 "provider_id": result.provider_id,
                 "sent_at": datetime.now(timezone.utc).isoformat()}
+
+    async def _over_limit(self, job: AsyncJob, over: OverLimit,
+                          message_id: str) -> dict[str, Any]:
+        """Drop the mail (``on_limit="drop"``) or delay it until the window frees."""
+        rule = over.rule
+        reason = f"over limit {rule.name!r} ({rule.limit} per {rule.window:g}s per {rule.per})"
+        if rule.on_limit == "drop":
+            logger.info("job %s: dropped: %s", job.id, reason)
+            return {"status": "dropped", "reason": reason, "message_id": message_id,
+                    "accepted": []}
+        # A little jitter so that mails parked on one window do not all wake together.
+        seconds = over.wait_ms / 1000 + random.uniform(0, min(over.wait_ms / 10000, 1.0))
+        logger.info("job %s: %s; delayed %.3fs", job.id, reason, seconds)
+        await job.move_to_delayed(seconds)
+        raise DelayedError(f"{reason}; delayed {seconds:.3f}s")
 
     def _prepare(self, job: JobBase) -> EmailData:
         """Validated job data with its template rendered in."""
