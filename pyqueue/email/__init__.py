@@ -24,6 +24,7 @@ from __future__ import annotations
 from .classify import Verdict, classify_exception, classify_reply
 from .deadletter import DeadLetters, dlq_name
 from .enqueue import PRIORITY_BULK, PRIORITY_TRANSACTIONAL, build_job, enqueue_email
+from .forget import forget
 from .limits import set_send_rate
 from .message import (
     MAX_ATTACHMENT_BYTES,
@@ -75,6 +76,7 @@ __all__ = [
     "classify_reply",
     "dlq_name",
     "enqueue_email",
+    "forget",
     "html_to_text",
     "job_id_for",
     "message_id_for",

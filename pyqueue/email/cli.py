@@ -7,10 +7,11 @@
     pyqueue email suppress list [--json]
     pyqueue email dlq list [--limit N] [--json]
     pyqueue email dlq replay (JOB_ID | --all)
+    pyqueue email forget ADDRESS [--wait SECONDS] [--json]
 
 Each takes ``--queue NAME`` (default ``email``), ``--redis URL`` and
-``--prefix``. ``pyqueue.cli`` calls :func:`register` to add the ``email``
-command and :func:`run` to execute it.
+``--prefix``, after ``email`` or after the action. ``pyqueue.cli`` calls
+:func:`register` to add the ``email`` command and :func:`run` to execute it.
 """
 
 from __future__ import annotations
@@ -26,20 +27,37 @@ from .deadletter import DeadLetters
 from .suppressions import Suppressions
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--queue", default="email", help="mail queue name (default: email)")
-    parser.add_argument("--redis", metavar="URL", default=None,
+def _common(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
+    # Accepted after ``email`` (``pyqueue email --queue Q forget X``) and after
+    # the action; only the ``email`` level sets defaults, so a value given there
+    # is not overwritten by the action's parser.
+    def default(value: Any) -> Any:
+        return value if top else argparse.SUPPRESS
+
+    parser.add_argument("--queue", default=default("email"),
+                        help="mail queue name (default: email)")
+    parser.add_argument("--redis", metavar="URL", default=default(None),
                         help="Redis URL (default: $PYQUEUE_REDIS_URL, $REDIS_URL, "
                              "else the embedded server)")
-    parser.add_argument("--prefix", default="bull", help="key prefix (default: bull)")
+    parser.add_argument("--prefix", default=default("bull"), help="key prefix (default: bull)")
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``email`` command (with ``suppress`` and ``dlq``) to ``subparsers``."""
     email: argparse.ArgumentParser = subparsers.add_parser(
-        "email", help="email worker: suppression list, dead letters")
+        "email", help="email worker: suppression list, dead letters, GDPR forget")
+    _common(email, top=True)
     groups = email.add_subparsers(dest="email_command", metavar="SUBCOMMAND")
     groups.required = True
+
+    p = groups.add_parser("forget", help="GDPR erase: remove every job, log and event "
+                                         "that mentions an address; keep it suppressed, "
+                                         "hashed")
+    p.add_argument("address")
+    p.add_argument("--wait", type=float, default=10.0, metavar="SECONDS",
+                   help="how long to wait for an active job of the address (default 10)")
+    p.add_argument("--json", action="store_true", help="print the counts as JSON")
+    _common(p)
 
     supp = groups.add_parser("suppress", help="the suppression list (addresses never mailed)")
     supp_cmds = supp.add_subparsers(dest="suppress_command", metavar="ACTION")
@@ -80,6 +98,8 @@ def _when(epoch: Any) -> str:
 
 def run(args: argparse.Namespace, url: str) -> int:
     """Execute a parsed ``pyqueue email ...`` command against ``url``; exit status."""
+    if args.email_command == "forget":
+        return _forget(args, url)
     if args.email_command == "suppress":
         with Suppressions(args.queue, connection=url, prefix=args.prefix) as supp:
             try:
@@ -125,6 +145,29 @@ def run(args: argparse.Namespace, url: str) -> int:
         for new_id in ids:
             print(f"replayed as job {new_id}")
         return 0
+
+
+def _forget(args: argparse.Namespace, url: str) -> int:
+    from ..queue import Queue
+    from .forget import forget
+
+    with Queue(args.queue, connection=url, prefix=args.prefix) as queue:
+        try:
+            counts = forget(queue, args.address, wait=args.wait)
+        except ValueError as exc:
+            print(f"pyqueue email forget: {exc}", file=sys.stderr)
+            return 2
+    if args.json:
+        print(json.dumps(counts, indent=2, sort_keys=True))
+    else:
+        removed = ", ".join(f"{name} {n}" for name, n in sorted(counts.items())
+                            if name not in ("suppressed", "busy") and n)
+        print(f"forgot the address on queue {args.queue!r}: {removed or 'nothing stored'}; "
+              "it stays suppressed (hashed)")
+        if counts.get("busy"):
+            print(f"{counts['busy']} job(s) still active were not removed: run forget again "
+                  "once they finish", file=sys.stderr)
+    return 1 if counts.get("busy") else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
