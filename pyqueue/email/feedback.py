@@ -43,7 +43,7 @@ from ..errors import ConfigurationError
 from . import webhook
 from .message import bare_address
 from .sns import SNS_HOST, Refused, SNSVerifier
-from .suppressions import AsyncSuppressions, address_digest
+from .suppressions import SuppressionStore, address_digest, store_from_env
 
 try:
     from starlette.applications import Starlette
@@ -67,8 +67,8 @@ class Feedback:
 
     def __init__(self, queue_name: str = "email", *,
                  connection: str | redis.asyncio.Redis | None = None, prefix: str = "bull",
-                 soft_bounce_threshold: int = 3, soft_bounce_window: float = 7 * 86400.0
-                 ) -> None:
+                 soft_bounce_threshold: int = 3, soft_bounce_window: float = 7 * 86400.0,
+                 suppressions: SuppressionStore | None = None) -> None:
         from ..connection import async_client
 
         if soft_bounce_threshold < 1 or soft_bounce_window <= 0:
@@ -76,7 +76,8 @@ class Feedback:
                                      "soft_bounce_window > 0")
         self.keys = QueueKeys(validate_prefix(prefix), validate_queue_name(queue_name))
         self.client, self._owns = async_client(connection)
-        self.suppressions = AsyncSuppressions(queue_name, connection=self.client, prefix=prefix)
+        self.suppressions: SuppressionStore = suppressions if suppressions is not None \
+            else store_from_env(queue_name, connection=self.client, prefix=prefix)
         self.threshold = soft_bounce_threshold
         self.window_ms = int(soft_bounce_window * 1000)
 
@@ -150,7 +151,8 @@ class Feedback:
         return {"ignored": str(kind)}
 
     async def close(self) -> None:
-        """Release the Redis connection (if created here)."""
+        """Release the Redis connection (if created here) and the store's."""
+        await self.suppressions.close()
         if self._owns:
             await self.client.aclose()
 
@@ -175,10 +177,13 @@ def create_feedback_app(queue_name: str = "email", *,
                         resend_secret: str | None = None, soft_bounce_threshold: int = 3,
                         soft_bounce_window: float = 7 * 86400.0, sns_max_age: float = 3600.0,
                         resend_tolerance: float = 300.0, sns_host_pattern: str = SNS_HOST,
-                        tls_verify: Any = True) -> Starlette:
+                        tls_verify: Any = True,
+                        suppressions: SuppressionStore | None = None) -> Starlette:
     """The feedback ASGI app (see the module docstring). Topics default to
     ``$SES_SNS_TOPIC_ARNS`` (comma-separated), the secret to
-    ``$RESEND_WEBHOOK_SECRET``; at least one of the two is needed. The app's
+    ``$RESEND_WEBHOOK_SECRET``; at least one of the two is needed. Suppressions
+    go to ``suppressions`` (default: PostgreSQL when ``$EMAIL_SUPPRESSIONS_DSN``
+    is set, else the queue's Redis hash). The app's
     ``state.feedback`` is the :class:`Feedback` it writes with."""
     if sns_topic_arns is None and os.environ.get("SES_SNS_TOPIC_ARNS"):
         sns_topic_arns = [a.strip() for a in os.environ["SES_SNS_TOPIC_ARNS"].split(",")
@@ -194,7 +199,7 @@ def create_feedback_app(queue_name: str = "email", *,
                            verify=tls_verify) if sns_topic_arns else None
     feedback = Feedback(queue_name, connection=connection, prefix=prefix,
                         soft_bounce_threshold=soft_bounce_threshold,
-                        soft_bounce_window=soft_bounce_window)
+                        soft_bounce_window=soft_bounce_window, suppressions=suppressions)
 
     async def ses(request: Request) -> JSONResponse:
         if verifier is None:

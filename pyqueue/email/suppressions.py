@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 import redis.asyncio
@@ -80,6 +81,40 @@ def _record(reason: str, source: str, now: float, expires: Expiry) -> str:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class SuppressionStore(Protocol):
+    """What the worker and the feedback endpoint need from a suppression list
+    (:class:`AsyncSuppressions` in Redis, the default, or
+    ``pgsuppressions.PostgresSuppressions``)."""
+
+    async def add(self, address: str, reason: str = "manual", *, expires: Expiry = None,
+                  source: str = "manual") -> str:
+        """Suppress ``address``; returns its key form."""
+        ...
+
+    async def suppressed(self, addresses: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Of ``addresses`` (bare, lower-cased), those suppressed, with entries."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections this store opened."""
+        ...
+
+
+def store_from_env(queue_name: str, *, connection: Any, prefix: str = "bull",
+                   environ: Mapping[str, str] | None = None) -> SuppressionStore:
+    """PostgreSQL when ``$EMAIL_SUPPRESSIONS_DSN`` is set (table
+    ``$EMAIL_SUPPRESSIONS_TABLE``, default ``email_suppressions``), else the
+    queue's Redis hash."""
+    env = os.environ if environ is None else environ
+    if env.get("EMAIL_SUPPRESSIONS_DSN"):
+        from .pgsuppressions import PostgresSuppressions
+
+        return PostgresSuppressions(env["EMAIL_SUPPRESSIONS_DSN"],
+                                    table=env.get("EMAIL_SUPPRESSIONS_TABLE")
+                                    or "email_suppressions")
+    return AsyncSuppressions(queue_name, connection=connection, prefix=prefix)
 
 
 class Suppressions:

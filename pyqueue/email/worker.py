@@ -36,7 +36,7 @@ from .quota import DailyQuota
 from .sender import SMTPSender
 from .sendlimits import OverLimit, SendLimit, SendLimits
 from .settings import SMTPSettings
-from .suppressions import AsyncSuppressions
+from .suppressions import SuppressionStore, store_from_env
 from .templates import Templates
 from .transport import Transport, transport_from_env
 
@@ -74,7 +74,10 @@ class EmailWorker(Worker):
     default verifying one), ``transport`` (a :class:`~pyqueue.email.transport.Transport`
     or ``"smtp"``, ``"ses"``, ``"resend"``; default ``$EMAIL_TRANSPORT``, else SMTP),
     ``limits`` (:class:`~pyqueue.email.sendlimits.SendLimit` rules: per-recipient,
-    per-user and per-type sliding windows, shared by every worker).
+    per-user and per-type sliding windows, shared by every worker),
+    ``suppressions`` (a :class:`~pyqueue.email.suppressions.SuppressionStore`;
+    default: PostgreSQL when ``$EMAIL_SUPPRESSIONS_DSN`` is set, else the queue's
+    Redis hash).
     """
 
     #: The queue ``pyqueue worker pyqueue.email:EmailWorker`` consumes.
@@ -88,6 +91,7 @@ class EmailWorker(Worker):
                  dead_letter: bool = True, tls_context: ssl.SSLContext | None = None,
                  transport: Transport | str | None = None,
                  limits: Sequence[SendLimit] | None = None,
+                 suppressions: SuppressionStore | None = None,
                  **worker_options: Any) -> None:
         if "processor" in worker_options:
             raise TypeError("EmailWorker takes no processor: it sends the mail itself")
@@ -105,8 +109,8 @@ class EmailWorker(Worker):
         self.sender: Transport = self._make_transport(transport, tls_context)
         self.send_limits = SendLimits(self.client, self.keys, limits, clock=self.clock) \
             if limits else None
-        self.suppressions = AsyncSuppressions(self.name, connection=self.client,
-                                              prefix=self.prefix)
+        self.suppressions: SuppressionStore = suppressions if suppressions is not None \
+            else store_from_env(self.name, connection=self.client, prefix=self.prefix)
         self._dlq = AsyncQueue(deadletter.dlq_name(self.name), connection=self.client,
                                prefix=self.prefix)
         self.on("failed", self._on_failed)
@@ -278,3 +282,4 @@ class EmailWorker(Worker):
         await super().close(force)
         await self.sender.close()
         await self._dlq.close()
+        await self.suppressions.close()
