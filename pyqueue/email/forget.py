@@ -88,7 +88,8 @@ def _remove_jobs(queue: Queue, ids: list[str], wait: float) -> tuple[Counter[str
     while pending:
         left = []
         for job_id in pending:
-            state = queue.get_job_state(job_id)
+            raw = queue.get_job_state(job_id)
+            state = str(getattr(raw, "value", raw))  # a JobState (a str Enum)
             if state == "unknown":
                 continue
             if queue.remove(job_id):

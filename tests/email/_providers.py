@@ -132,6 +132,8 @@ class SESServer(ProviderServer):
         super().__init__()
         self.messages: list[dict[str, Any]] = []
         self.signatures_checked = 0
+        #: The benchmark turns the (botocore, CPU-heavy) check off to time pyqueue alone.
+        self.check_signatures = True
 
     def error(self, status: int, name: str, message: str,
               extra: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
@@ -173,7 +175,7 @@ class SESServer(ProviderServer):
                body: bytes) -> tuple[int, dict[str, str], Any]:
         if path != "/v2/email/outbound-emails":
             return self.error(404, "NotFoundException", f"no route {path}")
-        problem = self.check_signature(path, headers, body)
+        problem = self.check_signature(path, headers, body) if self.check_signatures else None
         if problem is not None:
             return self.error(403, "SignatureDoesNotMatch", problem)
         rule = self._next_rule()
