@@ -86,6 +86,24 @@ class Feedback:
         key = self.keys.feedback_seen(source, address_digest(message_id))
         return bool(await self.client.set(key, "1", nx=True, ex=SEEN_TTL))
 
+    async def unmark(self, source: str, message_id: str) -> None:
+        """Forget that a notice was seen (its processing failed: let the retry in)."""
+        await self.client.delete(self.keys.feedback_seen(source, address_digest(message_id)))
+
+    async def apply(self, source: str, message_id: str,
+                    notice: Mapping[str, Any]) -> dict[str, Any]:
+        """Apply a verified notice once: ``{"status": "duplicate"}`` for a repeat.
+        If applying fails the mark is removed and the error raised, so the
+        provider's retry (it gets a 500) is processed."""
+        if not await self.first_time(source, message_id):
+            return {"status": "duplicate"}
+        try:
+            result = await (self.ses(notice) if source == "ses" else self.resend(notice))
+        except BaseException:
+            await self.unmark(source, message_id)
+            raise
+        return {"status": "ok", **result}
+
     async def hard(self, source: str, addresses: Sequence[str], reason: str) -> list[str]:
         """Suppress ``addresses`` for ``reason``; returns those suppressed."""
         done = []
@@ -223,9 +241,7 @@ def create_feedback_app(queue_name: str = "email", *,
             return _refuse("ses", request, str(exc))
         except ValueError:
             return _refuse("ses", request, "Message is not JSON")
-        if not await feedback.first_time("ses", message["MessageId"]):
-            return JSONResponse({"status": "duplicate"})
-        return JSONResponse({"status": "ok", **await feedback.ses(notice)})
+        return JSONResponse(await feedback.apply("ses", message["MessageId"], notice))
 
     async def resend(request: Request) -> JSONResponse:
         if key is None:
@@ -242,9 +258,7 @@ def create_feedback_app(queue_name: str = "email", *,
             return _refuse("resend", request, str(exc))
         except ValueError:
             return _refuse("resend", request, "body is not JSON")
-        if not await feedback.first_time("resend", msg_id):
-            return JSONResponse({"status": "duplicate"})
-        return JSONResponse({"status": "ok", **await feedback.resend(event)})
+        return JSONResponse(await feedback.apply("resend", msg_id, event))
 
     async def close() -> None:
         if verifier is not None:

@@ -260,3 +260,19 @@ def test_the_app_needs_a_source(redis_url: str, tmp_path: Path) -> None:
         create_feedback_app("email", connection=redis_url)
     with pytest.raises(ConfigurationError, match="whsec_"):
         create_feedback_app("email", connection=redis_url, resend_secret="whsec_!!")
+
+
+async def test_a_failed_apply_lets_the_retry_in(redis_url: str, queue: Queue) -> None:
+    from pyqueue.email.feedback import Feedback
+    from pyqueue.email.pgsuppressions import PostgresSuppressions
+
+    event = json.loads(resend_event("email.bounced", "jan@example.com", "Permanent"))
+    broken = Feedback(queue.name, connection=redis_url, suppressions=PostgresSuppressions(
+        "postgresql://postgres@127.0.0.1:1/test?connect_timeout=2"))
+    with pytest.raises(Exception, match="connection"):
+        await broken.apply("resend", "msg_1", event)
+    await broken.close()
+    working = Feedback(queue.name, connection=redis_url)
+    assert (await working.apply("resend", "msg_1", event))["hard"] == ["jan@example.com"]
+    assert (await working.apply("resend", "msg_1", event)) == {"status": "duplicate"}
+    await working.close()

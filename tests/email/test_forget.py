@@ -135,3 +135,31 @@ def test_forget_matches_whole_addresses_only(queue: Queue, redis_client: redis.R
     assert pattern.search(f"{addr}.") and not pattern.search(near[1])
     with pytest.raises(ValueError):
         forget(queue, "not an address")
+
+
+async def test_an_active_job_is_reported_busy_then_forgotten(queue: Queue,
+                                                             redis_url: str) -> None:
+    import asyncio
+
+    from pyqueue import Worker
+
+    release = asyncio.Event()
+    started_job = asyncio.Event()
+
+    async def hold(job: Any) -> None:
+        started_job.set()
+        await release.wait()
+
+    addr = f"kim.{uuid.uuid4().hex[:8]}@example.com"
+    job = enqueue_email(queue, to=addr, subject="x", text="x")
+    worker = Worker(queue.name, hold, connection=redis_url, autorun=False)
+    await worker.start()
+    await asyncio.wait_for(started_job.wait(), 10)
+    counts = await asyncio.to_thread(forget, queue, addr, wait=0.3)
+    assert counts["busy"] == 1 and queue.get_job(job.id) is not None
+    release.set()
+    await state(queue, job.id, "completed")
+    await worker.close()
+    counts = await asyncio.to_thread(forget, queue, addr)
+    assert counts["busy"] == 0 and counts["completed"] == 1
+    assert queue.get_job(job.id) is None
