@@ -21,6 +21,7 @@ See docs/email.md.
 
 from __future__ import annotations
 
+from .batch import enqueue_batch
 from .classify import Verdict, classify_exception, classify_reply
 from .deadletter import DeadLetters, dlq_name
 from .enqueue import PRIORITY_BULK, PRIORITY_TRANSACTIONAL, build_job, enqueue_email
@@ -75,6 +76,7 @@ __all__ = [
     "classify_exception",
     "classify_reply",
     "dlq_name",
+    "enqueue_batch",
     "enqueue_email",
     "forget",
     "html_to_text",
