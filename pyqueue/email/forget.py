@@ -61,24 +61,33 @@ def _dead_letter_queues(queue: Queue) -> list[str]:
 
 
 def _job_ids(client: redis.Redis, keys: QueueKeys, matches: re.Pattern[str]) -> list[str]:
-    """Ids of the queue's jobs whose hash or logs mention the address."""
+    """Ids of the queue's jobs whose hash or logs mention the address (three
+    pipelined round trips per thousand keys scanned)."""
     found = []
     base = keys.base
-    for raw_key in client.scan_iter(match=base + "*", count=1000):
-        key = _text(raw_key)
-        job_id = key[len(base):]
-        if job_id.endswith(":logs"):
-            continue
-        if client.type(key) not in (b"hash", "hash"):
-            continue
-        fields = client.hgetall(key)
-        if b"data" not in fields and "data" not in fields:
-            continue  # meta, schedulers, groups: not a job
-        texts = [key, *(_text(v) for v in fields.values())]
-        texts += [_text(line) for line in client.lrange(keys.logs(job_id), 0, -1)]
-        if any(matches.search(t) for t in texts):
-            found.append(job_id)
-    return found
+    cursor = 0
+    while True:
+        cursor, batch = client.scan(cursor, match=base + "*", count=1000)
+        names = [_text(k) for k in batch if not _text(k).endswith(":logs")]
+        pipe = client.pipeline(transaction=False)
+        for name in names:
+            pipe.type(name)
+        hashes = [n for n, kind in zip(names, pipe.execute(), strict=True)
+                  if _text(kind) == "hash"]
+        pipe = client.pipeline(transaction=False)
+        for name in hashes:
+            pipe.hgetall(name)
+            pipe.lrange(keys.logs(name[len(base):]), 0, -1)
+        replies = pipe.execute()
+        for i, name in enumerate(hashes):
+            fields, logs = replies[2 * i], replies[2 * i + 1]
+            if b"data" not in fields and "data" not in fields:
+                continue  # meta, schedulers, groups: not a job
+            texts = [name, *(_text(v) for v in fields.values()), *(_text(x) for x in logs)]
+            if any(matches.search(t) for t in texts):
+                found.append(name[len(base):])
+        if int(cursor) == 0:
+            return found
 
 
 def _remove_jobs(queue: Queue, ids: list[str], wait: float) -> tuple[Counter[str], list[str]]:
