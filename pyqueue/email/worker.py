@@ -1,14 +1,19 @@
 """``EmailWorker``: a pyqueue ``Worker`` that sends mail jobs (SMTP, SES or Resend).
 
 One attempt: validate the job data, render its template, build the message
-(Message-ID from ``mail_uid``), drop suppressed recipients, take a unit of
-the daily quota, send over a reused connection, and classify any failure:
+(Message-ID from ``mail_uid``), drop suppressed recipients, take a slot in
+each ``SendLimit`` window (else delay or drop the mail), take a unit of the
+daily quota, send through the transport (SMTP over a reused connection, or
+an HTTP provider), and classify any failure (``classify``, ``transport``):
 
-- connection errors and 4xx: raise, so the job retries with its backoff;
-- throttling replies: pause the whole queue (``worker.rate_limit``) and hand
-  the job back without using an attempt (``RateLimitError``);
+- connection errors, timeouts, SMTP 4xx, HTTP 5xx: raise, so the job retries
+  with its backoff;
+- throttling replies: pause the whole queue (``worker.rate_limit``, for the
+  provider's ``Retry-After`` when it sends one) and hand the job back without
+  using an attempt (``RateLimitError``);
 - hard bounces: add the address to the suppression list, fail without retry;
-- other 5xx and bad job data: fail without retry (``UnrecoverableError``).
+- other SMTP 5xx, HTTP 4xx and bad job data: fail without retry
+  (``UnrecoverableError``).
 
 A mail that fails for good is copied to the dead-letter queue
 (``<queue>-dlq``) with the reason, before the job is marked failed.
