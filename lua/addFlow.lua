@@ -6,7 +6,8 @@
 
   KEYS, ARGV[1..2]: see includes/prelude.lua (the root's queue).
   ARGV[3] params:
-    nodes   array in pre-order (a parent before its children), each a map:
+    nodes   array, a parent before its children (breadth first, as BullMQ
+            writes a flow), each a map:
       qb        queue base "<prefix>:<queue>:" of the node's queue
       up        index in nodes of the node's parent (absent for the root)
       id        custom job id, or "" for the next auto id of its queue

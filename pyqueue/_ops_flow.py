@@ -8,6 +8,7 @@ takes ``add``'s options plus the failure policies of a child
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,14 +75,16 @@ def encode_node_options(opts: Mapping[str, Any], where: str) -> Mapping[str, Any
 
 def encode_tree(tree: object, prefix: str, defaults: Mapping[str, Mapping[str, Any]] | None = None,
                 *, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> list[FlowSpec]:
-    """Check and encode a flow tree; returns its nodes in pre-order (parents first).
+    """Check and encode a flow tree; returns its nodes breadth first (parents first).
 
     ``defaults`` maps queue names to default job options.
     """
     out: list[FlowSpec] = []
     taken: set[tuple[str, str]] = set()
-
-    def visit(node: object, up: int | None, path: str, depth: int) -> None:
+    # Breadth first, as BullMQ writes a flow: a level's jobs before the next level's.
+    pending: deque[tuple[object, int | None, str, int]] = deque([(tree, None, "flow", 0)])
+    while pending:
+        node, up, path, depth = pending.popleft()
         if depth > MAX_DEPTH:
             raise InvalidJobOptionsError(f"flow deeper than {MAX_DEPTH} levels at {path}")
         if not isinstance(node, Mapping):
@@ -116,14 +119,12 @@ def encode_tree(tree: object, prefix: str, defaults: Mapping[str, Mapping[str, A
         if not isinstance(children, Sequence) or isinstance(children, str | bytes):
             raise InvalidJobOptionsError(f"{path}: children must be a list, got {children!r}")
         for i, child in enumerate(children):
-            visit(child, index, f"{path}.children[{i}]", depth + 1)
-
-    visit(tree, None, "flow", 0)
+            pending.append((child, index, f"{path}.children[{i}]", depth + 1))
     return out
 
 
 def script_nodes(specs: list[FlowSpec]) -> list[dict[str, Any]]:
-    """addFlow's ``nodes`` (1-based ``up``, as Lua indexes)."""
+    """addFlow's ``nodes`` (1-based ``up``, as Lua indexes), parents first."""
     nodes = []
     for spec in specs:
         options = spec.job.options

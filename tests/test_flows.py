@@ -50,12 +50,13 @@ async def workers(redis_url: str, processors: dict[str, Any]) -> AsyncIterator[l
 
 
 def tree(queue_name: str, **child_opts: Any) -> dict[str, Any]:
-    """A parent in ``<q>p`` with two children in ``<q>c``; the first takes ``child_opts``."""
+    """A parent in ``<q>p`` with two children in ``<q>c``: ``b`` (id 1) and ``a``
+    (id 2, taking ``child_opts``; a one-slot worker runs it last)."""
     return {"name": "parent", "queue_name": f"{queue_name}p", "data": {"p": 1},
             "children": [
+                {"name": "b", "queue_name": f"{queue_name}c", "data": {"v": 2}},
                 {"name": "a", "queue_name": f"{queue_name}c", "data": {"v": 1},
                  "opts": child_opts},
-                {"name": "b", "queue_name": f"{queue_name}c", "data": {"v": 2}},
             ]}
 
 
@@ -145,7 +146,7 @@ def test_bad_flows_are_refused_before_any_write(flows: FlowProducer, queue_name:
 
 def test_same_custom_id_twice_in_a_flow_is_refused(flows: FlowProducer, queue_name: str) -> None:
     spec = tree(queue_name, job_id="x")
-    spec["children"][1]["opts"] = {"job_id": "x"}
+    spec["children"][0]["opts"] = {"job_id": "x"}
     with pytest.raises(InvalidJobIdError, match="twice"):
         flows.add(spec)
 
@@ -201,7 +202,7 @@ async def test_parent_runs_after_children_with_their_values(redis_url: str, queu
         assert await job.wait_until_finished(timeout=10) == "sent"
         deps = await job.get_dependencies()
     c = f"bull:{queue_name}c"
-    assert seen == {f"{c}:1": {"v": 1}, f"{c}:2": {"v": 2}}
+    assert seen == {f"{c}:1": {"v": 2}, f"{c}:2": {"v": 1}}
     assert deps == {"processed": seen, "unprocessed": [], "failed": {}, "ignored": {}}
 
 
@@ -242,16 +243,16 @@ async def _finished(q: AsyncQueue, job_id: str) -> bool:
 async def test_fail_parent_on_failure(redis_url: str, queue_name: str) -> None:
     pq, parent = await run_policy(redis_url, queue_name, True, fail_parent_on_failure=True)
     assert await parent.get_state() == "failed"
-    assert parent.failed_reason == f"child bull:{queue_name}c:1 failed"
+    assert parent.failed_reason == f"child bull:{queue_name}c:2 failed"
     assert (await parent.get_dependencies())["failed"] == {
-        f"bull:{queue_name}c:1": "card declined"}
+        f"bull:{queue_name}c:2": "card declined"}
     await pq.close()
 
 
 async def test_continue_parent_on_failure(redis_url: str, queue_name: str) -> None:
     pq, parent = await run_policy(redis_url, queue_name, True, continue_parent_on_failure=True)
     assert await parent.get_state() == "completed"
-    assert parent.return_value["ignored"] == {f"bull:{queue_name}c:1": "card declined"}
+    assert parent.return_value["ignored"] == {f"bull:{queue_name}c:2": "card declined"}
     await pq.close()
 
 
@@ -259,8 +260,8 @@ async def test_ignore_dependency_on_failure(redis_url: str, queue_name: str) -> 
     pq, parent = await run_policy(redis_url, queue_name, True, ignore_dependency_on_failure=True)
     assert await parent.get_state() == "completed"
     deps = parent.return_value
-    assert deps["ignored"] == {f"bull:{queue_name}c:1": "card declined"}
-    assert deps["processed"] == {f"bull:{queue_name}c:2": "b"}
+    assert deps["ignored"] == {f"bull:{queue_name}c:2": "card declined"}
+    assert deps["processed"] == {f"bull:{queue_name}c:1": "b"}
     await pq.close()
 
 
@@ -268,7 +269,7 @@ async def test_remove_dependency_on_failure(redis_url: str, queue_name: str) -> 
     pq, parent = await run_policy(redis_url, queue_name, True, remove_dependency_on_failure=True)
     assert await parent.get_state() == "completed"
     assert parent.return_value["ignored"] == {}
-    assert parent.return_value["processed"] == {f"bull:{queue_name}c:2": "b"}
+    assert parent.return_value["processed"] == {f"bull:{queue_name}c:1": "b"}
     await pq.close()
 
 
