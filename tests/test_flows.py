@@ -332,3 +332,23 @@ def test_remove_parent_with_pending_children_is_refused(flows: FlowProducer, que
         # The last child gone, the parent moved on to wait.
         assert pq.get_job_state(node.job.id) == "waiting"
         assert pq.remove(node.job.id)
+
+
+def test_cancelled_children_count_as_failed_or_removed(flows: FlowProducer, queue_name: str,
+                                                       redis_client: redis.Redis) -> None:
+    """Cancelling a waiting child applies its failure policy; cancelling with
+    remove=True takes it out of its parent's dependencies."""
+    node = flows.add(tree(queue_name, fail_parent_on_failure=True))
+    with Queue(f"{queue_name}p", connection=flows.client) as pq, \
+            Queue(f"{queue_name}c", connection=flows.client) as cq:
+        assert cq.cancel_job("2", "no longer needed") == "cancelled"
+        assert pq.get_job_state(node.job.id) == "waiting"
+        parent = pq.get_job(node.job.id)
+        assert parent is not None
+        assert parent.deferred_failure == f"child bull:{queue_name}c:2 failed"
+
+        other = flows.add(tree(queue_name))
+        assert cq.cancel_job("3", remove=True) == "cancelled"
+        assert pq.get_job_state(other.job.id) == "waiting-children"
+        assert cq.cancel_job("4", remove=True) == "cancelled"
+        assert pq.get_job_state(other.job.id) == "waiting"
