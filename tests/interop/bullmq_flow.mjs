@@ -13,6 +13,8 @@
 //            otherwise return {name, values: job.getChildrenValues(), ignored: job.getIgnoredChildrenFailures()}.
 //   getflow  {queue, id, depth?}                   -> {"flow": node}  (FlowProducer.getFlow, as Bull Board's flow view)
 //   deps     {queue, id}                           -> {"deps": job.getDependencies(), "counts": job.getDependenciesCount()}
+//   board    {queues: [name], queue, id}           -> Bull Board's answer to GET /api/queues/:queue/:id/flow
+//            (@bull-board/api's route handler, with a BullMQAdapter per queue)
 
 import { FlowProducer, Worker, Job, Queue } from 'bullmq';
 
@@ -107,7 +109,26 @@ async function cmdDeps(args) {
   }
 }
 
-const COMMANDS = { add: cmdAdd, work: cmdWork, getflow: cmdGetFlow, deps: cmdDeps };
+async function cmdBoard(args) {
+  const { BullMQAdapter } = await import('@bull-board/api/bullMQAdapter');
+  const { jobFlowHandler } = await import('@bull-board/api/dist/handlers/jobFlow.js');
+  const queues = new Map();
+  const open = [];
+  for (const name of args.queues) {
+    const queue = new Queue(name, opts(args));
+    open.push(queue);
+    queues.set(name, new BullMQAdapter(queue));
+  }
+  try {
+    const res = await jobFlowHandler({ queues, params: { queueName: args.queue, jobId: String(args.id) },
+                                       query: { depth: 10, maxChildren: 100 } });
+    return { status: res.status, body: res.body };
+  } finally {
+    await Promise.all(open.map(q => q.close()));
+  }
+}
+
+const COMMANDS = { add: cmdAdd, work: cmdWork, getflow: cmdGetFlow, deps: cmdDeps, board: cmdBoard };
 
 const [command, raw] = process.argv.slice(2);
 const args = raw ? JSON.parse(raw) : {};

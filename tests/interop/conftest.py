@@ -34,7 +34,8 @@ def node_harness() -> str:
     node = shutil.which("node")
     if node is None:
         pytest.skip("interop tests need Node.js: `node` is not on PATH")
-    if not (HERE / "node_modules" / "bullmq" / "package.json").exists():
+    wanted = json.loads((HERE / "package.json").read_text())["dependencies"]
+    if not all((HERE / "node_modules" / name / "package.json").exists() for name in wanted):
         npm = shutil.which("npm")
         if npm is None:
             pytest.skip("interop tests need npm to install tests/interop/node_modules "

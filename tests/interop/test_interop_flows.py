@@ -286,3 +286,28 @@ async def test_mixed_node_children_pyqueue_parent(bull_flow, redis_url, queue_na
             assert job is not None
             result = await job.wait_until_finished(timeout=10)
     assert sorted(v["name"] for v in result["values"].values()) == ["c0", "c1", "c2"]
+
+
+def test_bull_board_flow_view_shows_a_pyqueue_flow(bull_flow, redis_url, queue_name):
+    """Bull Board's ``GET /api/queues/:queue/:id/flow`` (its route handler, from
+    ``@bull-board/api``), asked about a grandchild, finds the root through the
+    children's ``opts.parent`` and shows the whole pyqueue flow across queues."""
+    email, payments = f"{queue_name}e", f"{queue_name}p"
+    with FlowProducer(connection=redis_url) as flows:
+        node = flows.add({"name": "invoice", "queue_name": email, "data": {},
+                          "children": [{"name": "charge", "queue_name": payments, "data": {},
+                                        "children": [{"name": "fraud-check",
+                                                      "queue_name": payments, "data": {}}]}]})
+    grandchild = node.children[0].children[0].job
+    answer = bull_flow("board", queues=[email, payments], queue=payments, id=grandchild.id)
+    assert answer["status"] == 200
+    root = answer["body"]["flowRoot"]
+
+    def shape(n: dict[str, Any]) -> tuple[Any, ...]:
+        return (n["queueName"], n["id"], n["name"], n["state"],
+                tuple(shape(c) for c in n["children"]))
+    assert shape(root) == (email, node.job.id, "invoice", "waiting-children", (
+        (payments, node.children[0].job.id, "charge", "waiting-children", (
+            (payments, grandchild.id, "fraud-check", "waiting", ()),)),))
+    assert root["dependencies"] == {"processed": 0, "unprocessed": 1, "ignored": 0,
+                                    "failed": 0}
