@@ -352,3 +352,30 @@ def test_cancelled_children_count_as_failed_or_removed(flows: FlowProducer, queu
         assert pq.get_job_state(other.job.id) == "waiting-children"
         assert cq.cancel_job("4", remove=True) == "cancelled"
         assert pq.get_job_state(other.job.id) == "waiting"
+
+
+@pytest.mark.parametrize("parent_opts, state", [
+    ({"delay": 60}, "delayed"),
+    ({"priority": 5}, "prioritized"),
+    ({}, "waiting"),
+])
+async def test_released_parent_goes_where_its_options_say(redis_url: str, queue_name: str,
+                                                          parent_opts: dict[str, Any],
+                                                          state: str) -> None:
+    """A parent's delay starts when its children are done; its priority applies
+    then. A child removed on completion leaves its result with the parent."""
+    spec = {"name": "parent", "queue_name": f"{queue_name}p", "data": {}, "opts": parent_opts,
+            "children": [{"name": "c", "queue_name": f"{queue_name}c", "data": {"v": 5},
+                          "opts": {"remove_on_complete": True}}]}
+    async with AsyncFlowProducer(connection=redis_url) as flows:
+        node = await flows.add(spec)
+        async with AsyncQueue(f"{queue_name}p", connection=redis_url) as pq, \
+                workers(redis_url, {f"{queue_name}c": echo}):
+            await wait_for(lambda: _state_is(pq, node.job.id, state), what=state)
+        assert await node.job.get_children_values() == {f"bull:{queue_name}c:1": {"v": 5}}
+        found = await flows.get_flow(node.job.id, f"{queue_name}p")
+        assert found is not None and found.children == []  # the child itself is gone
+
+
+async def _state_is(q: AsyncQueue, job_id: str, state: str) -> bool:
+    return await q.get_job_state(job_id) == state
