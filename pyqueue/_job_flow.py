@@ -61,6 +61,21 @@ class FlowPlans:
         (raw,) = yield [cmd("HGETALL", self._job_key + ":processed")]
         return {k: _ops.decode_json(v) for k, v in S.pairs_to_dict(raw).items()}
 
+    def _ignored_failures_plan(self) -> Plan[dict[str, str]]:
+        (raw,) = yield [cmd("HGETALL", self._job_key + ":failed")]
+        return S.pairs_to_dict(raw)
+
+    def _detach_plan(self) -> Plan[bool]:
+        status = yield from _ops.simple(
+            self._binding.clock, partial(S.remove_child_dependency, self._binding.keys,
+                                         id=self.id),
+            op="remove_child_dependency", job_id=self.id)
+        if int(status) == 1:
+            self.fields.pop("parentKey", None)
+            self.fields.pop("parent", None)
+            return True
+        return False
+
     def _dependencies_plan(self) -> Plan[dict[str, Any]]:
         return F.dependencies_plan(self._job_key)
 

@@ -3,7 +3,8 @@ by one addFlow call (``add_trees``), and read back as a tree (``read_flow``).
 
 A tree node is ``{"name", "queue_name", "data", "opts", "children"}``; ``opts``
 takes ``add``'s options plus the failure policies of a child
-(``fail_parent_on_failure`` ...). Everything is checked here, before any write.
+(``fail_parent_on_failure`` ...), and on the root ``parent`` (an existing job
+the whole flow goes under). Everything is checked here, before any write.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class FlowSpec:
     up: int | None  # index of the parent node in the flat list
     policy: str | None
     children: list[int] = field(default_factory=list)
+    #: The root only: an existing job that becomes its parent (``opts["parent"]``).
+    parent: tuple[QueueKeys, str] | None = None
 
 
 def check_parent(parent: object, prefix: str) -> tuple[str, str]:
@@ -99,8 +102,13 @@ def encode_tree(tree: object, prefix: str, defaults: Mapping[str, Mapping[str, A
         opts = node.get("opts") or {}
         if not isinstance(opts, Mapping):
             raise InvalidJobOptionsError(f"{path}: opts must be a mapping, got {opts!r}")
-        if up is not None and opts.get("parent") is not None:
-            raise InvalidJobOptionsError(f"{path}: only the root of a flow may name a parent")
+        parent = None
+        if opts.get("parent") is not None:
+            if up is not None:
+                raise InvalidJobOptionsError(f"{path}: only the root of a flow may name a "
+                                             "parent (the others have theirs in the tree)")
+            parent_id, parent_queue = check_parent(opts["parent"], prefix)
+            parent = (QueueKeys(prefix, parent_queue), parent_id)
         merged = {**(defaults or {}).get(keys.name, {}), **encode_node_options(opts, path)}
         policy = failure_policy(merged)
         options = encode_options(merged)
@@ -112,7 +120,7 @@ def encode_tree(tree: object, prefix: str, defaults: Mapping[str, Mapping[str, A
                                         f"queue {keys.name!r} of this flow")
             taken.add((keys.name, options.job_id))
         index = len(out)
-        out.append(FlowSpec(keys, job, up, policy))
+        out.append(FlowSpec(keys, job, up, policy, parent=parent))
         if up is not None:
             out[up].children.append(index)
         children = node.get("children") or []
@@ -146,18 +154,22 @@ def script_nodes(specs: list[FlowSpec]) -> list[dict[str, Any]]:
 Added = tuple[int, list[str], int]
 
 
-def add_trees(clock: Clock, trees: list[list[FlowSpec]],
-              parent: tuple[QueueKeys, str] | None = None) -> Plan[list[Added]]:
+def _parent_ref(specs: list[FlowSpec]) -> tuple[str, str, str] | None:
+    """addFlow's (key, id, queue base) of the root's existing parent, if any."""
+    if specs[0].parent is None:
+        return None
+    pkeys, pid = specs[0].parent
+    return pkeys.job(pid), pid, pkeys.base
+
+
+def add_trees(clock: Clock, trees: list[list[FlowSpec]]) -> Plan[list[Added]]:
     """Write each tree with one addFlow call (all in one round trip)."""
     if clock.needs_sync(register=True):
         yield from clock.sync(register=True)
     now = clock.now_ms()
-    parent_ref = None
-    if parent is not None:
-        pkeys, pid = parent
-        parent_ref = (pkeys.job(pid), pid, pkeys.base)
-    calls = [S.add_flow(specs[0].keys, now, nodes=script_nodes(specs), parent=parent_ref,
-                        version=f"pyqueue:{VERSION}", me=None) for specs in trees]
+    calls = [S.add_flow(specs[0].keys, now, nodes=script_nodes(specs),
+                        parent=_parent_ref(specs), version=f"pyqueue:{VERSION}", me=None)
+             for specs in trees]
     replies = yield calls
     out: list[Added] = []
     for reply in replies:
@@ -166,14 +178,14 @@ def add_trees(clock: Clock, trees: list[list[FlowSpec]],
     return out
 
 
-def stored_fields(spec: FlowSpec, specs: list[FlowSpec], ids: list[str], index: int,
-                  now: int, parent: tuple[QueueKeys, str] | None = None) -> dict[str, str]:
-    """The hash addFlow wrote for node ``index`` (so no read-back is needed)."""
+def stored_fields(spec: FlowSpec, specs: list[FlowSpec], ids: list[str],
+                  now: int) -> dict[str, str]:
+    """The hash addFlow wrote for ``spec`` (so no read-back is needed)."""
     options = spec.job.options
     fields = {"name": spec.job.name, "data": spec.job.data, "opts": options.opts,
               "timestamp": str(now), "delay": str(options.delay_ms),
               "priority": str(options.priority)}
-    ref: tuple[QueueKeys, str] | None = parent
+    ref = spec.parent
     if spec.up is not None:
         ref = (specs[spec.up].keys, ids[spec.up])
     if ref is not None:

@@ -118,16 +118,14 @@ class QueueCore(Generic[J]):
                    binding: Binding) -> Plan[J]:
         """``add(..., parent={"id", "queue"})``: one job that its (existing) parent
         waits for; an addFlow call of one node (see lua/addFlow.lua)."""
-        parent_id, parent_queue = _ops_flow.check_parent(opts["parent"], self.prefix)
         tree = {"name": name, "queue_name": self.name, "data": data, "opts": opts}
         specs = _ops_flow.encode_tree(tree, self.prefix, {self.name: self.default_job_options},
                                       max_payload_bytes=self.max_payload_bytes)
-        parent = (QueueKeys(self.prefix, parent_queue), parent_id)
-        ((status, ids, now),) = yield from _ops_flow.add_trees(self.clock, [specs], parent)
+        ((status, ids, now),) = yield from _ops_flow.add_trees(self.clock, [specs])
         if status == 0:  # the custom id existed: that job
             fields = yield from _ops.get_job_hash(self.keys, ids[0])
             return self.job_class(binding, ids[0], fields or {})
-        fields = _ops_flow.stored_fields(specs[0], specs, ids, 0, now, parent)
+        fields = _ops_flow.stored_fields(specs[0], specs, ids, now)
         return self.job_class(binding, ids[0], fields, data=specs[0].job.value)
 
     def new_job(self, job: EncodedJob, job_id: str, now: int, binding: Binding) -> J:

@@ -232,6 +232,11 @@ def move_to_waiting_children(keys: QueueKeys, now_ms: int, *, id: str,
     return _call("moveToWaitingChildren", keys, now_ms, {"id": id, "lockToken": lock_token})
 
 
+def remove_child_dependency(keys: QueueKeys, now_ms: int, *, id: str) -> Command:
+    """removeChildDependency: replies 1 when the child left its parent's dependencies."""
+    return _call("removeChildDependency", keys, now_ms, {"id": id})
+
+
 def save_step(keys: QueueKeys, now_ms: int, *, id: str, lock_token: str | None, name: str,
               value: str) -> Command:
     """saveStep: store a durable step's JSON result in the job's hash (fenced)."""

@@ -75,17 +75,11 @@ class _FlowCore(Generic[J]):
         return found
 
     def encode(self, tree: object) -> list[F.FlowSpec]:
-        root_opts = tree.get("opts") if isinstance(tree, Mapping) else None
-        if isinstance(root_opts, Mapping) and root_opts.get("parent") is not None:
-            raise InvalidJobOptionsError(
-                "flow: the root names a parent; add it with Queue.add(..., parent=...) "
-                "or put the tree under that parent's children")
         return F.encode_tree(tree, self.prefix, self.queue_defaults,
                              max_payload_bytes=self.max_payload_bytes)
 
-    def add_plan(self, trees: list[list[F.FlowSpec]],
-                 parent: tuple[QueueKeys, str] | None = None) -> Plan[list[FlowNode[J]]]:
-        added = yield from F.add_trees(self.clock, trees, parent)
+    def add_plan(self, trees: list[list[F.FlowSpec]]) -> Plan[list[FlowNode[J]]]:
+        added = yield from F.add_trees(self.clock, trees)
         out = []
         for specs, (status, ids, now) in zip(trees, added, strict=True):
             if status == 0:  # the root's custom id existed: that flow, as stored
@@ -96,7 +90,7 @@ class _FlowCore(Generic[J]):
                 continue
             nodes = []
             for i, spec in enumerate(specs):
-                fields = F.stored_fields(spec, specs, ids, i, now, parent)
+                fields = F.stored_fields(spec, specs, ids, now)
                 job = self.job_class(self.binding(spec.keys.name), ids[i], fields,
                                      data=spec.job.value)
                 nodes.append(FlowNode(job))

@@ -113,6 +113,16 @@ class Job(JobBase, metaclass=ABCMeta):
         """How many children are ``processed``, ``unprocessed``, ``failed``, ``ignored``."""
         return self._run(self._dependencies_count_plan())
 
+    def get_ignored_children_failures(self) -> dict[str, str]:
+        """Failed reasons of the children whose failure was ignored (child key ->
+        reason; ``ignore_dependency_on_failure``, ``continue_parent_on_failure``)."""
+        return self._run(self._ignored_failures_plan())
+
+    def remove_child_dependency(self) -> bool:
+        """This child stops being a dependency of its parent (which moves on if it
+        waited for it last); ``False`` when it has no parent waiting for it."""
+        return self._run(self._detach_plan())
+
     def move_to_waiting_children(self) -> bool:
         """From inside a processor: wait for the children this job added (no worker
         slot held). ``True``: it waits now; raise ``WaitingChildrenError`` and the
@@ -209,6 +219,16 @@ class AsyncJob(JobBase):
     async def get_dependencies_count(self) -> dict[str, int]:
         """How many children are ``processed``, ``unprocessed``, ``failed``, ``ignored``."""
         return await self._run(self._dependencies_count_plan())
+
+    async def get_ignored_children_failures(self) -> dict[str, str]:
+        """Failed reasons of the children whose failure was ignored (see
+        :meth:`Job.get_ignored_children_failures`)."""
+        return await self._run(self._ignored_failures_plan())
+
+    async def remove_child_dependency(self) -> bool:
+        """This child stops being a dependency of its parent (see
+        :meth:`Job.remove_child_dependency`)."""
+        return await self._run(self._detach_plan())
 
     async def move_to_waiting_children(self) -> bool:
         """From inside a processor: wait for this job's children (see

@@ -379,3 +379,44 @@ async def test_released_parent_goes_where_its_options_say(redis_url: str, queue_
 
 async def _state_is(q: AsyncQueue, job_id: str, state: str) -> bool:
     return await q.get_job_state(job_id) == state
+
+
+def test_a_flow_under_an_existing_parent(flows: FlowProducer, queue_name: str,
+                                         redis_client: redis.Redis) -> None:
+    """The root's ``opts["parent"]`` puts the whole flow under an existing job."""
+    with Queue(f"{queue_name}b", connection=flows.client) as bq:
+        batch = bq.add("batch", {})
+        spec = tree(queue_name)
+        spec["opts"] = {"parent": {"id": batch.id, "queue": f"{queue_name}b"},
+                        "fail_parent_on_failure": True}
+        node = flows.add(spec)
+        assert node.job.parent == {"id": batch.id, "queue": f"{queue_name}b"}
+        stored = h(redis_client, f"bull:{queue_name}p:{node.job.id}")
+        assert node.job.fields == stored
+        assert json.loads(stored["parent"])["fpof"] is True
+        assert batch.get_dependencies()["unprocessed"] == [f"bull:{queue_name}p:{node.job.id}"]
+        with pytest.raises(InvalidJobOptionsError, match="only the root"):
+            bad = tree(queue_name)
+            bad["children"][0]["opts"] = {"parent": {"id": batch.id, "queue": f"{queue_name}b"}}
+            flows.add(bad)
+
+
+def test_remove_child_dependency_lets_the_parent_go_on(flows: FlowProducer,
+                                                        queue_name: str) -> None:
+    node = flows.add(tree(queue_name))
+    with Queue(f"{queue_name}p", connection=flows.client) as pq:
+        first, second = (c.job for c in node.children)
+        assert first.remove_child_dependency() is True
+        assert first.parent is None
+        assert first.remove_child_dependency() is False
+        assert pq.get_job_state(node.job.id) == "waiting-children"
+        assert second.remove_child_dependency() is True
+        assert pq.get_job_state(node.job.id) == "waiting"
+        assert node.job.get_dependencies_count()["unprocessed"] == 0
+
+
+async def test_ignored_children_failures(redis_url: str, queue_name: str) -> None:
+    pq, parent = await run_policy(redis_url, queue_name, True, ignore_dependency_on_failure=True)
+    assert await parent.get_ignored_children_failures() == {
+        f"bull:{queue_name}c:2": "card declined"}
+    await pq.close()
