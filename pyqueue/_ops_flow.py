@@ -33,8 +33,9 @@ from .options import (
 NODE_KEYS = frozenset({"name", "queue_name", "data", "opts", "children"})
 #: Options a flow node cannot take (refused before any write): see docs/flows.md.
 _REFUSED = {
-    "group": "groups: a grouped job waits in its group, where a parent cannot wait for it",
-    "deduplication": "deduplication: a deduplicated child would leave its parent waiting",
+    "group": "the flow script does not place jobs in groups",
+    "deduplication": "a deduplicated job is not added, so its parent would wait for a job "
+                     "that is not its child",
     "repeat": "repeat: a job scheduler's iterations cannot be children",
 }
 MAX_DEPTH = 100

@@ -229,6 +229,9 @@ class QueueCore(Generic[J]):
                     binding: Binding) -> Plan[J]:
         """``add(..., repeat={...})``: a scheduler keyed by ``job_id`` or name + pattern."""
         opts = dict(opts)
+        if opts.get("parent") is not None:
+            raise InvalidJobOptionsError("repeat and parent cannot go together: a job "
+                                         "scheduler's iterations cannot be flow children")
         repeat = opts.pop("repeat")
         if not isinstance(repeat, Mapping):
             raise InvalidJobOptionsError(f"repeat must be a mapping, got {repeat!r}")

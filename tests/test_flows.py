@@ -420,3 +420,17 @@ async def test_ignored_children_failures(redis_url: str, queue_name: str) -> Non
     assert await parent.get_ignored_children_failures() == {
         f"bull:{queue_name}c:2": "card declined"}
     await pq.close()
+
+
+@pytest.mark.parametrize("extra", [{"repeat": {"every": 10}}, {"group": "g"},
+                                   {"deduplication": {"id": "d"}}])
+def test_queue_add_with_parent_refuses_what_flows_cannot_hold(
+        flows: FlowProducer, queue_name: str, redis_client: redis.Redis,
+        extra: dict[str, Any]) -> None:
+    node = flows.add(tree(queue_name))
+    before = sorted(redis_client.scan_iter(match=f"bull:{queue_name}*"))
+    with Queue(f"{queue_name}c", connection=flows.client) as q, \
+            pytest.raises(InvalidJobOptionsError):
+        q.add("x", {}, parent={"id": node.job.id, "queue": f"{queue_name}p"},
+              **extra)
+    assert sorted(redis_client.scan_iter(match=f"bull:{queue_name}*")) == before
