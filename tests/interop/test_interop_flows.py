@@ -311,3 +311,57 @@ def test_bull_board_flow_view_shows_a_pyqueue_flow(bull_flow, redis_url, queue_n
             (payments, grandchild.id, "fraud-check", "waiting", ()),)),))
     assert root["dependencies"] == {"processed": 0, "unprocessed": 1, "ignored": 0,
                                     "failed": 0}
+
+
+async def test_same_release_same_bytes(bull_flow, redis_url, queue_name, redis_client):
+    """Children run by BullMQ's worker and by pyqueue's, for every policy: the
+    parents end up with the same fields, the same ``:processed``, ``:failed``,
+    ``:unsuccessful`` and ``:dependencies``, in the same state, with the same
+    events."""
+    node_q = {p: f"{queue_name}n{i}" for i, p in enumerate(POLICIES)}
+    py_q = {p: f"{queue_name}y{i}" for i, p in enumerate(POLICIES)}
+    flows_n = (await bull_flow.aio("add", trees=[policy_tree(node_q[p], p, node=True)
+                                                 for p in POLICIES]))["flows"]
+    await bull_flow.aio("work", queues=[f"{q}c" for q in node_q.values()],
+                        count=2 * len(POLICIES))
+    with FlowProducer(connection=redis_url) as flows:
+        nodes = flows.add_bulk([policy_tree(py_q[p], p, node=False) for p in POLICIES])
+    workers = [Worker(f"{q}c", py_processor, connection=redis_url, autorun=False,
+                      shutdown_grace=2, drain_delay=0.05) for q in py_q.values()]
+    for w in workers:
+        await w.start()
+    try:
+        for q in py_q.values():
+            async with AsyncQueue(f"{q}c", connection=redis_url) as cq:
+                await wait_for(lambda cq=cq: _counts(cq, completed=1, failed=1), what=q)
+    finally:
+        for w in workers:
+            await w.close()
+    r = redis_client
+
+    def parent_side(q: str, parent_id: str, child_ids: list[str]) -> dict[str, Any]:
+        key = f"bull:{q}p:{parent_id}"
+        renames = {f"bull:{q}c:{cid}": f"child{i}" for i, cid in enumerate(child_ids)}
+        fields = {text(k): text(v) for k, v in r.hgetall(key).items()}
+        fields.pop("timestamp")
+        if "defa" in fields:
+            fields["defa"] = fields["defa"].replace(f"bull:{q}c:{child_ids[1]}", "child1")
+        events = [[(text(k), "<id>" if text(k) == "jobId" else text(v))
+                   for k, v in e.items()] for _, e in r.xrange(f"bull:{q}p:events")]
+        return {
+            "fields": fields, "events": events,
+            "processed": {renames[text(k)]: json.loads(v)
+                          for k, v in r.hgetall(key + ":processed").items()},
+            "failed": {renames[text(k)]: text(v)
+                       for k, v in r.hgetall(key + ":failed").items()},
+            "unsuccessful": [renames[text(m)] for m in r.zrange(key + ":unsuccessful", 0, -1)],
+            "deps": sorted(renames[text(m)] for m in r.smembers(key + ":dependencies")),
+            "state": [k for k in ("wait", "waiting-children", "prioritized", "delayed")
+                      if r.exists(f"bull:{q}p:{k}")],
+        }
+
+    for policy, flow, node in zip(POLICIES, flows_n, nodes, strict=True):
+        node_side = parent_side(node_q[policy], flow["id"], [c["id"] for c in flow["children"]])
+        py_side = parent_side(py_q[policy], node.job.id, [c.job.id for c in node.children])
+        assert py_side == node_side, policy
+        assert py_side["processed"] == {"child0": {"name": "ok", "values": {}, "ignored": {}}}
