@@ -23,8 +23,9 @@
   Returns {status, id...}: status 1 = added, ids of the nodes in order;
     status 0 = the root's custom id exists: nothing was written but the
     `duplicated` event, the one id is the existing root's.
-  Errors (nothing written): -5 the parent pk does not exist; -11 the custom
-    id of a job below the root is taken.
+  Errors (nothing written): -5 the parent pk does not exist; -8 the parent
+    pk is damaged (not a hash, or its :dependencies not a set); -11 the
+    custom id of a job below the root is taken.
 ]]
 --@include prelude
 --@include flow
@@ -41,7 +42,12 @@ for i = 2, #nodes do
     return E_FLOW_ID_TAKEN
   end
 end
-if P.pk and redis.call('EXISTS', P.pk) == 0 then return E_PARENT_MISSING end
+if P.pk then
+  local kind = redis.call('TYPE', P.pk).ok
+  if kind == 'none' then return E_PARENT_MISSING end
+  local deps = redis.call('TYPE', P.pk .. ':dependencies').ok
+  if kind ~= 'hash' or (deps ~= 'none' and deps ~= 'set') then return E_JOB_CORRUPT end
+end
 
 local registered = {}
 local ids, keys = {}, {}

@@ -19,7 +19,7 @@ from ._clock import VERSION, Clock
 from ._keys import QueueKeys, validate_queue_name
 from ._ops_read import decode_json
 from ._plan import Plan, cmd
-from .errors import InvalidJobIdError, InvalidJobOptionsError
+from .errors import InvalidJobIdError, InvalidJobOptionsError, JobStateError
 from .options import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     EncodedJob,
@@ -173,7 +173,12 @@ def add_trees(clock: Clock, trees: list[list[FlowSpec]]) -> Plan[list[Added]]:
              for specs in trees]
     replies = yield calls
     out: list[Added] = []
-    for reply in replies:
+    for specs, reply in zip(trees, replies, strict=True):
+        if reply == S.E_JOB_CORRUPT and specs[0].parent is not None:
+            pkeys, pid = specs[0].parent
+            raise JobStateError(f"add_flow: the parent job {pkeys.job(pid)!r} is damaged (not "
+                                "a hash, or its :dependencies not a set); nothing was added",
+                                pid)
         S.check(reply, op="add_flow")
         out.append((int(reply[0]), [S.text(x) for x in reply[1:]], now))
     return out

@@ -434,3 +434,28 @@ def test_queue_add_with_parent_refuses_what_flows_cannot_hold(
         q.add("x", {}, parent={"id": node.job.id, "queue": f"{queue_name}p"},
               **extra)
     assert sorted(redis_client.scan_iter(match=f"bull:{queue_name}*")) == before
+
+
+async def test_a_damaged_parent_does_not_stop_its_child_finishing(
+        redis_url: str, queue_name: str, redis_client: redis.Redis) -> None:
+    """The parent's :dependencies replaced by a string: the child still completes
+    (its own move stands); the parent is left as it was."""
+    async with AsyncFlowProducer(connection=redis_url) as flows:
+        node = await flows.add(tree(queue_name))
+    deps = f"bull:{queue_name}p:{node.job.id}:dependencies"
+    redis_client.delete(deps)
+    redis_client.set(deps, "damaged")
+    async with AsyncQueue(f"{queue_name}c", connection=redis_url) as cq, \
+            workers(redis_url, {f"{queue_name}c": echo}):
+        await wait_for(lambda: _counts_are(cq, completed=2), what="children completed")
+    assert redis_client.get(deps) == b"damaged"
+    assert redis_client.zscore(f"bull:{queue_name}p:waiting-children", node.job.id) is not None
+
+
+def test_add_under_a_damaged_parent_is_refused(flows: FlowProducer, queue_name: str,
+                                               redis_client: redis.Redis) -> None:
+    redis_client.set(f"bull:{queue_name}p:broken", "not a hash")
+    with Queue(f"{queue_name}c", connection=flows.client) as q:
+        with pytest.raises(JobStateError, match="damaged"):
+            q.add("x", {}, parent={"id": "broken", "queue": f"{queue_name}p"})
+        assert q.get_job_counts("waiting") == {"waiting": 0}

@@ -23,6 +23,7 @@
   flowCanComplete(jobKey)       -> 0 | E_PENDING_DEPS | E_FAILED_CHILDREN (reads only)
   flowChildDone(jobKey, completed, value)  a child finished: update its parent
   flowDetachChild(jobKey)       a child is removed: its parent stops waiting for it
+    (both contain a damaged parent's errors: the child's own move stands)
 ]]
 
 -- Error codes of flows (mapped in pyqueue/_scripts.py; the others are in prelude).
@@ -157,7 +158,7 @@ local function flowFailParent(pqb, parentKey, parentId, childKey)
   end
 end
 
-local function flowChildDone(jobKey, completed, value)
+local function childDone(jobKey, completed, value)
   local parentKey, parentId, pqb, policy = flowReadParent(jobKey)
   if not parentKey then return end
   local deps = parentKey .. ':dependencies'
@@ -182,11 +183,23 @@ local function flowChildDone(jobKey, completed, value)
   end
 end
 
-local function flowDetachChild(jobKey)
+local function detachChild(jobKey)
   local parentKey, parentId, pqb = flowReadParent(jobKey)
   if not parentKey then return end
   local deps = parentKey .. ':dependencies'
   if redis.call('SREM', deps, jobKey) == 1 and redis.call('SCARD', deps) == 0 then
     flowReleaseParent(pqb, parentId)
   end
+end
+
+-- The parent's side runs after the child's own move was written: a damaged
+-- parent (a key of the wrong type) must not stop the script half-way and
+-- leave the child in no state, so its errors are contained here. Returns
+-- false when the parent could not be updated.
+local function flowChildDone(jobKey, completed, value)
+  return (pcall(childDone, jobKey, completed, value))
+end
+
+local function flowDetachChild(jobKey)
+  return (pcall(detachChild, jobKey))
 end
