@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from . import _ops
 from . import _ops_flow as F
 from . import _scripts as S
+from ._keys import QueueKeys
 from ._plan import Plan, cmd
 from .errors import InvalidJobOptionsError, JobStateError
 from .options import Duration, duration_ms, encode_json
@@ -47,7 +48,7 @@ class FlowPlans:
         key = self.fields.get("parentKey")
         if not key:
             return None
-        split = F.split_job_key(key, self._binding.keys.prefix)
+        split = QueueKeys.parse_job_key(self._binding.keys.prefix, key)
         if split is None:
             return None
         queue, job_id = split
@@ -58,11 +59,11 @@ class FlowPlans:
         return self._binding.keys.job(self.id)
 
     def _children_values_plan(self) -> Plan[dict[str, Any]]:
-        (raw,) = yield [cmd("HGETALL", self._job_key + ":processed")]
+        (raw,) = yield [cmd("HGETALL", QueueKeys.flow_key(self._job_key, "processed"))]
         return {k: _ops.decode_json(v) for k, v in S.pairs_to_dict(raw).items()}
 
     def _ignored_failures_plan(self) -> Plan[dict[str, str]]:
-        (raw,) = yield [cmd("HGETALL", self._job_key + ":failed")]
+        (raw,) = yield [cmd("HGETALL", QueueKeys.flow_key(self._job_key, "failed"))]
         return S.pairs_to_dict(raw)
 
     def _detach_plan(self) -> Plan[bool]:

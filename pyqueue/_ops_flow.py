@@ -196,7 +196,7 @@ def stored_fields(spec: FlowSpec, specs: list[FlowSpec], ids: list[str],
         ref = (specs[spec.up].keys, ids[spec.up])
     if ref is not None:
         pkeys, pid = ref
-        queue_key = pkeys.base[:-1]
+        queue_key = pkeys.queue_key
         fields["opts"] = encode_json({"parent": {"id": pid, "queue": queue_key},
                                       **options.raw_opts}, "opts")
         fields["parentKey"] = pkeys.job(pid)
@@ -207,32 +207,21 @@ def stored_fields(spec: FlowSpec, specs: list[FlowSpec], ids: list[str],
     return fields
 
 
-def split_job_key(key: str, prefix: str) -> tuple[str, str] | None:
-    """``<prefix>:<queue>:<id>`` -> (queue, id); ``None`` for another prefix."""
-    if not key.startswith(prefix + ":"):
-        return None
-    rest = key[len(prefix) + 1:]
-    queue, sep, job_id = rest.partition(":")
-    if not sep or not queue or not job_id or ":" in job_id:
-        return None
-    return queue, job_id
-
-
 def dependencies_plan(job_key: str, count_only: bool = False
                       ) -> Plan[dict[str, Any]]:
     """A parent's children by outcome (``count_only``: how many of each)."""
     if count_only:
-        replies = yield [cmd("HLEN", job_key + ":processed"),
-                         cmd("SCARD", job_key + ":dependencies"),
-                         cmd("HLEN", job_key + ":failed"),
-                         cmd("ZCARD", job_key + ":unsuccessful")]
+        replies = yield [cmd("HLEN", QueueKeys.flow_key(job_key, "processed")),
+                         cmd("SCARD", QueueKeys.flow_key(job_key, "dependencies")),
+                         cmd("HLEN", QueueKeys.flow_key(job_key, "failed")),
+                         cmd("ZCARD", QueueKeys.flow_key(job_key, "unsuccessful"))]
         counts = [int(r) for r in replies]
         return dict(zip(("processed", "unprocessed", "ignored", "failed"), counts,
                         strict=True))
-    replies = yield [cmd("HGETALL", job_key + ":processed"),
-                     cmd("SMEMBERS", job_key + ":dependencies"),
-                     cmd("HGETALL", job_key + ":failed"),
-                     cmd("ZRANGE", job_key + ":unsuccessful", 0, -1)]
+    replies = yield [cmd("HGETALL", QueueKeys.flow_key(job_key, "processed")),
+                     cmd("SMEMBERS", QueueKeys.flow_key(job_key, "dependencies")),
+                     cmd("HGETALL", QueueKeys.flow_key(job_key, "failed")),
+                     cmd("ZRANGE", QueueKeys.flow_key(job_key, "unsuccessful"), 0, -1)]
     processed = {k: decode_json(v) for k, v in S.pairs_to_dict(replies[0]).items()}
     failed_keys = [S.text(x) for x in replies[3]]
     reasons = (yield [cmd("HGET", key, "failedReason") for key in failed_keys]) \

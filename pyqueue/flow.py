@@ -121,9 +121,10 @@ class _FlowCore(Generic[J]):
                 break
             batch = []
             for _node, key in level:
-                batch += [cmd("SMEMBERS", key + ":dependencies"),
-                          cmd("HKEYS", key + ":processed"), cmd("HKEYS", key + ":failed"),
-                          cmd("ZRANGE", key + ":unsuccessful", 0, -1)]
+                batch += [cmd("SMEMBERS", QueueKeys.flow_key(key, "dependencies")),
+                          cmd("HKEYS", QueueKeys.flow_key(key, "processed")),
+                          cmd("HKEYS", QueueKeys.flow_key(key, "failed")),
+                          cmd("ZRANGE", QueueKeys.flow_key(key, "unsuccessful"), 0, -1)]
             replies = yield batch
             wanted: list[tuple[FlowNode[J], str, str, str]] = []
             for i, (node, _key) in enumerate(level):
@@ -134,7 +135,7 @@ class _FlowCore(Generic[J]):
                         if child not in child_keys:
                             child_keys.append(child)
                 for child in sorted(child_keys)[:max_children]:
-                    where = F.split_job_key(child, self.prefix)
+                    where = QueueKeys.parse_job_key(self.prefix, child)
                     if where is not None:
                         wanted.append((node, child, where[0], where[1]))
             if not wanted:
