@@ -1,5 +1,6 @@
 """Flows as plans: a tree of jobs checked and encoded once (``encode_tree``), written
-by one addFlow call (``add_trees``), and read back as a tree (``read_flow``).
+by one addFlow call (``add_trees``), and a parent's children by outcome
+(``dependencies_plan``); ``flow.py`` reads a stored tree back.
 
 A tree node is ``{"name", "queue_name", "data", "opts", "children"}``; ``opts``
 takes ``add``'s options plus the failure policies of a child

@@ -128,12 +128,7 @@ class _FlowCore(Generic[J]):
             replies = yield batch
             wanted: list[tuple[FlowNode[J], str, str, str]] = []
             for i, (node, _key) in enumerate(level):
-                child_keys: list[str] = []
-                for reply in replies[4 * i:4 * i + 4]:
-                    for raw in reply:
-                        child = text(raw)
-                        if child not in child_keys:
-                            child_keys.append(child)
+                child_keys = {text(raw) for reply in replies[4 * i:4 * i + 4] for raw in reply}
                 for child in sorted(child_keys)[:max_children]:
                     where = QueueKeys.parse_job_key(self.prefix, child)
                     if where is not None:
