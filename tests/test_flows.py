@@ -1,66 +1,30 @@
-"""Flows: FlowProducer writes the tree atomically in BullMQ's format; workers move a
-parent on when its children finish, by each child's failure policy."""
+"""Adding flows: FlowProducer writes the tree atomically in BullMQ's format, or
+nothing; Queue.add(parent=...); what flows refuse; removing parents and children."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
 
 from pyqueue import (
-    AsyncFlowProducer,
-    AsyncQueue,
     FlowProducer,
     InvalidJobIdError,
     InvalidJobOptionsError,
     JobNotFoundError,
     JobStateError,
     Queue,
-    Worker,
 )
-from tests._worker_helpers import wait_for
-
-
-def h(r: redis.Redis, key: str) -> dict[str, str]:
-    return {k.decode(): v.decode() for k, v in r.hgetall(key).items()}
+from tests._flow_helpers import h, tree
 
 
 @pytest.fixture
 def flows(redis_url: str) -> Iterator[FlowProducer]:
     with FlowProducer(connection=redis_url) as producer:
         yield producer
-
-
-@asynccontextmanager
-async def workers(redis_url: str, processors: dict[str, Any]) -> AsyncIterator[list[Worker]]:
-    """One running worker per queue (``processors``: queue name -> processor)."""
-    started = [Worker(q, p, connection=redis_url, autorun=False, shutdown_grace=2,
-                      drain_delay=0.05) for q, p in processors.items()]
-    for w in started:
-        await w.start()
-    try:
-        yield started
-    finally:
-        for w in started:
-            await w.close(force=True)
-
-
-def tree(queue_name: str, **child_opts: Any) -> dict[str, Any]:
-    """A parent in ``<q>p`` with two children in ``<q>c``: ``b`` (id 1) and ``a``
-    (id 2, taking ``child_opts``; a one-slot worker runs it last)."""
-    return {"name": "parent", "queue_name": f"{queue_name}p", "data": {"p": 1},
-            "children": [
-                {"name": "b", "queue_name": f"{queue_name}c", "data": {"v": 2}},
-                {"name": "a", "queue_name": f"{queue_name}c", "data": {"v": 1},
-                 "opts": child_opts},
-            ]}
-
-
-# --------------------------------------------------------------------------- adding
 
 
 def test_flow_is_written_parent_first_in_bullmq_format(flows: FlowProducer, queue_name: str,
@@ -178,209 +142,6 @@ def test_queue_add_with_parent(flows: FlowProducer, queue_name: str,
             q.add("bad", {}, parent={"id": "1"})  # type: ignore[typeddict-item]
 
 
-# --------------------------------------------------------------------------- finishing
-
-
-async def echo(job: Any) -> Any:
-    return {"v": job.data.get("v")}
-
-
-async def test_parent_runs_after_children_with_their_values(redis_url: str, queue_name: str
-                                                            ) -> None:
-    async with AsyncFlowProducer(connection=redis_url) as flows:
-        node = await flows.add(tree(queue_name))
-    seen: dict[str, Any] = {}
-
-    async def parent(job: Any) -> str:
-        seen.update(await job.get_children_values())
-        return "sent"
-
-    async with AsyncQueue(f"{queue_name}p", connection=redis_url) as pq, \
-            workers(redis_url, {f"{queue_name}c": echo, f"{queue_name}p": parent}):
-        job = await pq.get_job(node.job.id)
-        assert job is not None
-        assert await job.wait_until_finished(timeout=10) == "sent"
-        deps = await job.get_dependencies()
-    c = f"bull:{queue_name}c"
-    assert seen == {f"{c}:1": {"v": 2}, f"{c}:2": {"v": 1}}
-    assert deps == {"processed": seen, "unprocessed": [], "failed": {}, "ignored": {}}
-
-
-async def failing_a(job: Any) -> Any:
-    if job.name == "a":
-        raise RuntimeError("card declined")
-    return job.name
-
-
-async def run_policy(redis_url: str, queue_name: str, run_parent: bool,
-                     **child_opts: Any) -> tuple[AsyncQueue, Any]:
-    async with AsyncFlowProducer(connection=redis_url) as flows:
-        node = await flows.add(tree(queue_name, **child_opts))
-    pq = AsyncQueue(f"{queue_name}p", connection=redis_url)
-    processors: dict[str, Any] = {f"{queue_name}c": failing_a}
-    if run_parent:
-        async def parent(job: Any) -> Any:
-            return await job.get_dependencies()
-        processors[f"{queue_name}p"] = parent
-    async with workers(redis_url, processors):
-        cq = AsyncQueue(f"{queue_name}c", connection=redis_url)
-        await wait_for(lambda: cq.get_job_counts("completed", "failed"), what="children")
-        await wait_for(lambda: _counts_are(cq, completed=1, failed=1), what="children done")
-        await cq.close()
-        if run_parent:
-            await wait_for(lambda: _finished(pq, node.job.id), what="parent finished")
-    return pq, await pq.get_job(node.job.id)
-
-
-async def _counts_are(q: AsyncQueue, **want: int) -> bool:
-    return await q.get_job_counts(*want) == want
-
-
-async def _finished(q: AsyncQueue, job_id: str) -> bool:
-    return await q.get_job_state(job_id) in ("completed", "failed")
-
-
-async def test_fail_parent_on_failure(redis_url: str, queue_name: str) -> None:
-    pq, parent = await run_policy(redis_url, queue_name, True, fail_parent_on_failure=True)
-    assert await parent.get_state() == "failed"
-    assert parent.failed_reason == f"child bull:{queue_name}c:2 failed"
-    assert (await parent.get_dependencies())["failed"] == {
-        f"bull:{queue_name}c:2": "card declined"}
-    await pq.close()
-
-
-async def test_continue_parent_on_failure(redis_url: str, queue_name: str) -> None:
-    pq, parent = await run_policy(redis_url, queue_name, True, continue_parent_on_failure=True)
-    assert await parent.get_state() == "completed"
-    assert parent.return_value["ignored"] == {f"bull:{queue_name}c:2": "card declined"}
-    await pq.close()
-
-
-async def test_ignore_dependency_on_failure(redis_url: str, queue_name: str) -> None:
-    pq, parent = await run_policy(redis_url, queue_name, True, ignore_dependency_on_failure=True)
-    assert await parent.get_state() == "completed"
-    deps = parent.return_value
-    assert deps["ignored"] == {f"bull:{queue_name}c:2": "card declined"}
-    assert deps["processed"] == {f"bull:{queue_name}c:1": "b"}
-    await pq.close()
-
-
-async def test_remove_dependency_on_failure(redis_url: str, queue_name: str) -> None:
-    pq, parent = await run_policy(redis_url, queue_name, True, remove_dependency_on_failure=True)
-    assert await parent.get_state() == "completed"
-    assert parent.return_value["ignored"] == {}
-    assert parent.return_value["processed"] == {f"bull:{queue_name}c:1": "b"}
-    await pq.close()
-
-
-async def test_no_policy_leaves_the_parent_waiting(redis_url: str, queue_name: str) -> None:
-    pq, parent = await run_policy(redis_url, queue_name, False)
-    assert await parent.get_state() == "waiting-children"
-    assert await parent.get_dependencies_count() == {"processed": 1, "unprocessed": 1,
-                                                     "ignored": 0, "failed": 0}
-    await pq.close()
-
-
-async def test_failure_cascades_up_a_deep_tree(redis_url: str, queue_name: str) -> None:
-    """Depth 10, each level with fail_parent_on_failure: the leaf's failure fails the root."""
-    node: dict[str, Any] = {"name": "leaf", "queue_name": queue_name, "data": {"fail": True},
-                            "opts": {"fail_parent_on_failure": True}}
-    for level in range(9):
-        opts = {"fail_parent_on_failure": True} if level < 8 else {}
-        node = {"name": f"l{level}", "queue_name": queue_name, "data": {}, "opts": opts,
-                "children": [node]}
-    async with AsyncFlowProducer(connection=redis_url) as flows:
-        root = await flows.add(node)
-
-    async def work(job: Any) -> str:
-        if job.data.get("fail"):
-            raise RuntimeError("boom")
-        return "ok"
-
-    async with AsyncQueue(queue_name, connection=redis_url) as q, \
-            workers(redis_url, {queue_name: work}):
-        await wait_for(lambda: _finished(q, root.job.id), what="root failed")
-        assert await q.get_job_counts("failed", "completed") == {"failed": 10, "completed": 0}
-
-
-async def test_worker_refuses_to_complete_a_job_with_pending_children(
-        redis_url: str, queue_name: str) -> None:
-    """A processor that adds a child and returns: the attempt fails (BullMQ's rule)."""
-    async def work(job: Any) -> str:
-        if job.name == "parent":
-            async with AsyncQueue(f"{queue_name}c", connection=redis_url) as cq:
-                await cq.add("child", {}, parent={"id": job.id, "queue": queue_name})
-        return "done"
-
-    async with AsyncQueue(queue_name, connection=redis_url) as q, \
-            workers(redis_url, {queue_name: work}):
-        job = await q.add("parent", {})
-        await wait_for(lambda: _finished(q, job.id), what="parent failed")
-        stored = await q.get_job(job.id)
-        assert stored is not None
-        assert "children that have not finished" in (stored.failed_reason or "")
-
-
-def test_remove_parent_with_pending_children_is_refused(flows: FlowProducer, queue_name: str,
-                                                        redis_client: redis.Redis) -> None:
-    node = flows.add(tree(queue_name))
-    with Queue(f"{queue_name}p", connection=flows.client) as pq, \
-            Queue(f"{queue_name}c", connection=flows.client) as cq:
-        with pytest.raises(JobStateError, match="not finished"):
-            pq.remove(node.job.id)
-        assert cq.remove("1") and cq.remove("2")
-        # The last child gone, the parent moved on to wait.
-        assert pq.get_job_state(node.job.id) == "waiting"
-        assert pq.remove(node.job.id)
-
-
-def test_cancelled_children_count_as_failed_or_removed(flows: FlowProducer, queue_name: str,
-                                                       redis_client: redis.Redis) -> None:
-    """Cancelling a waiting child applies its failure policy; cancelling with
-    remove=True takes it out of its parent's dependencies."""
-    node = flows.add(tree(queue_name, fail_parent_on_failure=True))
-    with Queue(f"{queue_name}p", connection=flows.client) as pq, \
-            Queue(f"{queue_name}c", connection=flows.client) as cq:
-        assert cq.cancel_job("2", "no longer needed") == "cancelled"
-        assert pq.get_job_state(node.job.id) == "waiting"
-        parent = pq.get_job(node.job.id)
-        assert parent is not None
-        assert parent.deferred_failure == f"child bull:{queue_name}c:2 failed"
-
-        other = flows.add(tree(queue_name))
-        assert cq.cancel_job("3", remove=True) == "cancelled"
-        assert pq.get_job_state(other.job.id) == "waiting-children"
-        assert cq.cancel_job("4", remove=True) == "cancelled"
-        assert pq.get_job_state(other.job.id) == "waiting"
-
-
-@pytest.mark.parametrize("parent_opts, state", [
-    ({"delay": 60}, "delayed"),
-    ({"priority": 5}, "prioritized"),
-    ({}, "waiting"),
-])
-async def test_released_parent_goes_where_its_options_say(redis_url: str, queue_name: str,
-                                                          parent_opts: dict[str, Any],
-                                                          state: str) -> None:
-    """A parent's delay starts when its children are done; its priority applies
-    then. A child removed on completion leaves its result with the parent."""
-    spec = {"name": "parent", "queue_name": f"{queue_name}p", "data": {}, "opts": parent_opts,
-            "children": [{"name": "c", "queue_name": f"{queue_name}c", "data": {"v": 5},
-                          "opts": {"remove_on_complete": True}}]}
-    async with AsyncFlowProducer(connection=redis_url) as flows:
-        node = await flows.add(spec)
-        async with AsyncQueue(f"{queue_name}p", connection=redis_url) as pq, \
-                workers(redis_url, {f"{queue_name}c": echo}):
-            await wait_for(lambda: _state_is(pq, node.job.id, state), what=state)
-        assert await node.job.get_children_values() == {f"bull:{queue_name}c:1": {"v": 5}}
-        found = await flows.get_flow(node.job.id, f"{queue_name}p")
-        assert found is not None and found.children == []  # the child itself is gone
-
-
-async def _state_is(q: AsyncQueue, job_id: str, state: str) -> bool:
-    return await q.get_job_state(job_id) == state
-
-
 def test_a_flow_under_an_existing_parent(flows: FlowProducer, queue_name: str,
                                          redis_client: redis.Redis) -> None:
     """The root's ``opts["parent"]`` puts the whole flow under an existing job."""
@@ -401,27 +162,6 @@ def test_a_flow_under_an_existing_parent(flows: FlowProducer, queue_name: str,
             flows.add(bad)
 
 
-def test_remove_child_dependency_lets_the_parent_go_on(flows: FlowProducer,
-                                                        queue_name: str) -> None:
-    node = flows.add(tree(queue_name))
-    with Queue(f"{queue_name}p", connection=flows.client) as pq:
-        first, second = (c.job for c in node.children)
-        assert first.remove_child_dependency() is True
-        assert first.parent is None
-        assert first.remove_child_dependency() is False
-        assert pq.get_job_state(node.job.id) == "waiting-children"
-        assert second.remove_child_dependency() is True
-        assert pq.get_job_state(node.job.id) == "waiting"
-        assert node.job.get_dependencies_count()["unprocessed"] == 0
-
-
-async def test_ignored_children_failures(redis_url: str, queue_name: str) -> None:
-    pq, parent = await run_policy(redis_url, queue_name, True, ignore_dependency_on_failure=True)
-    assert await parent.get_ignored_children_failures() == {
-        f"bull:{queue_name}c:2": "card declined"}
-    await pq.close()
-
-
 @pytest.mark.parametrize("extra", [{"repeat": {"every": 10}}, {"group": "g"},
                                    {"deduplication": {"id": "d"}}])
 def test_queue_add_with_parent_refuses_what_flows_cannot_hold(
@@ -436,22 +176,6 @@ def test_queue_add_with_parent_refuses_what_flows_cannot_hold(
     assert sorted(redis_client.scan_iter(match=f"bull:{queue_name}*")) == before
 
 
-async def test_a_damaged_parent_does_not_stop_its_child_finishing(
-        redis_url: str, queue_name: str, redis_client: redis.Redis) -> None:
-    """The parent's :dependencies replaced by a string: the child still completes
-    (its own move stands); the parent is left as it was."""
-    async with AsyncFlowProducer(connection=redis_url) as flows:
-        node = await flows.add(tree(queue_name))
-    deps = f"bull:{queue_name}p:{node.job.id}:dependencies"
-    redis_client.delete(deps)
-    redis_client.set(deps, "damaged")
-    async with AsyncQueue(f"{queue_name}c", connection=redis_url) as cq, \
-            workers(redis_url, {f"{queue_name}c": echo}):
-        await wait_for(lambda: _counts_are(cq, completed=2), what="children completed")
-    assert redis_client.get(deps) == b"damaged"
-    assert redis_client.zscore(f"bull:{queue_name}p:waiting-children", node.job.id) is not None
-
-
 def test_add_under_a_damaged_parent_is_refused(flows: FlowProducer, queue_name: str,
                                                redis_client: redis.Redis) -> None:
     redis_client.set(f"bull:{queue_name}p:broken", "not a hash")
@@ -459,3 +183,50 @@ def test_add_under_a_damaged_parent_is_refused(flows: FlowProducer, queue_name: 
         with pytest.raises(JobStateError, match="damaged"):
             q.add("x", {}, parent={"id": "broken", "queue": f"{queue_name}p"})
         assert q.get_job_counts("waiting") == {"waiting": 0}
+
+
+def test_remove_parent_with_pending_children_is_refused(flows: FlowProducer, queue_name: str,
+                                                        redis_client: redis.Redis) -> None:
+    node = flows.add(tree(queue_name))
+    with Queue(f"{queue_name}p", connection=flows.client) as pq, \
+            Queue(f"{queue_name}c", connection=flows.client) as cq:
+        with pytest.raises(JobStateError, match="not finished"):
+            pq.remove(node.job.id)
+        assert cq.remove("1") and cq.remove("2")
+        # The last child gone, the parent moved on to wait.
+        assert pq.get_job_state(node.job.id) == "waiting"
+        assert pq.remove(node.job.id)
+
+
+def test_remove_child_dependency_lets_the_parent_go_on(flows: FlowProducer,
+                                                        queue_name: str) -> None:
+    node = flows.add(tree(queue_name))
+    with Queue(f"{queue_name}p", connection=flows.client) as pq:
+        first, second = (c.job for c in node.children)
+        assert first.remove_child_dependency() is True
+        assert first.parent is None
+        assert first.remove_child_dependency() is False
+        assert pq.get_job_state(node.job.id) == "waiting-children"
+        assert second.remove_child_dependency() is True
+        assert pq.get_job_state(node.job.id) == "waiting"
+        assert node.job.get_dependencies_count()["unprocessed"] == 0
+
+
+def test_cancelled_children_count_as_failed_or_removed(flows: FlowProducer, queue_name: str,
+                                                       redis_client: redis.Redis) -> None:
+    """Cancelling a waiting child applies its failure policy; cancelling with
+    remove=True takes it out of its parent's dependencies."""
+    node = flows.add(tree(queue_name, fail_parent_on_failure=True))
+    with Queue(f"{queue_name}p", connection=flows.client) as pq, \
+            Queue(f"{queue_name}c", connection=flows.client) as cq:
+        assert cq.cancel_job("2", "no longer needed") == "cancelled"
+        assert pq.get_job_state(node.job.id) == "waiting"
+        parent = pq.get_job(node.job.id)
+        assert parent is not None
+        assert parent.deferred_failure == f"child bull:{queue_name}c:2 failed"
+
+        other = flows.add(tree(queue_name))
+        assert cq.cancel_job("3", remove=True) == "cancelled"
+        assert pq.get_job_state(other.job.id) == "waiting-children"
+        assert cq.cancel_job("4", remove=True) == "cancelled"
+        assert pq.get_job_state(other.job.id) == "waiting"
