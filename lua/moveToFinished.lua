@@ -17,7 +17,9 @@
     fetch    true = then hand out up to n jobs: token, lockMs, n, lmax, ldur, wname
   Returns {codes, fetchReply}: codes[i] is 0 for a finished job or an error
   for item i (-1 job missing, -2 lock missing, -6 lock held by another
-  token, -3 job not in active: that job is left untouched; -8 the job's hash
+  token, -3 job not in active, -10 (completed only) the job has children
+  that have not finished, -9 a child failed with fail_parent_on_failure:
+  that job is left untouched; -8 the job's hash
   is damaged: it was moved to failed alone with the damage as its
   failedReason, see includes/damage.lua); fetchReply is includes/fetch.lua's
   reply ({} when fetch is false).
@@ -27,10 +29,16 @@
 --@include fence
 --@include dedup
 --@include fetch
+--@include flow
 local function finishOne(item)
   local jobId = item.id
   local jobKey = base .. jobId
-  local owned, code = leaveActive(jobId, item.lockToken, 'deid', 'gid', 'pqcx', 'atm')
+  if item.target == 'completed' then
+    local refused = flowCanComplete(jobKey)  -- pending or failed children: -10 / -9
+    if refused ~= 0 then return refused end
+  end
+  local owned, code = leaveActive(jobId, item.lockToken, 'deid', 'gid', 'pqcx', 'atm',
+                                  'parentKey')
   if not owned then return code end
 
   if owned.pqcx then redis.call('SREM', base .. 'pq:cancel', jobId) end
@@ -56,6 +64,7 @@ local function finishOne(item)
     end
   end
 
+  if owned.parentKey then flowChildDone(jobKey, item.target == 'completed', item.value) end
   if item.keepCount == 0 then
     removeJobKeys(jobId)
   else

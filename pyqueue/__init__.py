@@ -36,8 +36,10 @@ from .errors import (
     RedisReplyError,
     RedisStateError,
     UnrecoverableError,
+    WaitingChildrenError,
 )
 from .events import Event, QueueEvents
+from .flow import AsyncFlowProducer, FlowNode, FlowProducer
 from .job import AsyncJob, Job
 from .options import AddOptions, BulkJob, JobOptions, RepeatOptions
 from .queue import AsyncQueue, Queue
@@ -48,6 +50,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AddOptions",
+    "AsyncFlowProducer",
     "AsyncJob",
     "AsyncQueue",
     "BulkJob",
@@ -55,6 +58,8 @@ __all__ = [
     "DelayedError",
     "EmbeddedRedisUnavailable",
     "Event",
+    "FlowNode",
+    "FlowProducer",
     "InvalidJobDataError",
     "InvalidJobIdError",
     "InvalidJobOptionsError",
@@ -84,6 +89,7 @@ __all__ = [
     "RedisStateError",
     "RepeatOptions",
     "UnrecoverableError",
+    "WaitingChildrenError",
     "Worker",
     "WorkerHooks",
     "__version__",

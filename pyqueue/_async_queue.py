@@ -66,6 +66,8 @@ class AsyncQueue:
         """Add a job; returns it (the existing one for a taken ``job_id``)."""
         if opts.get("repeat") is not None:
             return await self._run(self._core.repeat_plan(name, data, opts, self._binding))
+        if opts.get("parent") is not None:
+            return await self._run(self._core.child_plan(name, data, opts, self._binding))
         encoded = self._core.encode(name, data, opts)
         # run_async directly, not through _run: one coroutine less on the hot path.
         return await run_async(self._transport, self._core.add_one_plan(encoded, self._binding))

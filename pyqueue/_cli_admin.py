@@ -55,8 +55,8 @@ def info(args: argparse.Namespace, url: str) -> int:
     if not rows:
         print(f"no queues under prefix {args.prefix!r} on {mask_url(url)}")
         return 0
-    columns = ["queue", "waiting", "prioritized", "delayed", "active", "completed", "failed",
-               "paused"]
+    columns = ["queue", "waiting", "prioritized", "delayed", "waiting-children", "active",
+               "completed", "failed", "paused"]
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
     print("  ".join(c.ljust(widths[c]) for c in columns))
     for row in rows:

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from . import _ops
 from . import _scripts as S
+from ._job_flow import FlowPlans
 from ._keys import QueueKeys
 from ._plan import Plan
 from .errors import JobFailedError, JobNotFoundError, RedisDataError
@@ -85,7 +86,7 @@ def _then(plan: Plan[T], after: Callable[[T], R]) -> Plan[R]:
     return after(result)
 
 
-class JobBase:
+class JobBase(FlowPlans):
     """A job as stored in Redis: the fields shared by :class:`Job` and :class:`AsyncJob`.
 
     Attributes (read from the job hash when the object was made; call

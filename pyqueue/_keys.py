@@ -64,6 +64,12 @@ RESERVED_JOB_IDS = frozenset({
 # scheduler's iteration (or one of its sub-keys) instead of a scheduler.
 _ITERATION_LIKE = re.compile(r":\d{10,}(?::|$)")
 
+#: A flow parent's sub-keys (BullMQ's): ``dependencies`` (set of child keys not
+#: finished), ``processed`` (hash child key -> return value JSON), ``failed``
+#: (hash child key -> failed reason: failures ignored or continued past),
+#: ``unsuccessful`` (zset of child keys that failed with fail_parent_on_failure).
+FLOW_PARTS = ("dependencies", "processed", "failed", "unsuccessful")
+
 #: Keys whose presence means a queue exists, as ``<queue>`` + marker: its meta
 #: hash, its id counter (both written by the first add) and pyqueue's worker
 #: heartbeats.
@@ -157,6 +163,28 @@ class QueueKeys:
     def logs(self, job_id: str) -> str:
         """A job's log list."""
         return f"{self.prefix}:{self.name}:{job_id}:logs"
+
+    @property
+    def queue_key(self) -> str:
+        """``<prefix>:<queue>``: BullMQ's ``queueKey`` (a flow child's ``parent.queueKey``)."""
+        return f"{self.prefix}:{self.name}"
+
+    @staticmethod
+    def flow_key(job_key: str, part: str) -> str:
+        """A flow parent's sub-key (``part`` from :data:`FLOW_PARTS`) of the job
+        hash at ``job_key``, which may be in any queue of the prefix."""
+        assert part in FLOW_PARTS, part
+        return f"{job_key}:{part}"
+
+    @staticmethod
+    def parse_job_key(prefix: str, key: str) -> tuple[str, str] | None:
+        """``<prefix>:<queue>:<id>`` -> ``(queue, id)``; ``None`` for anything else."""
+        if not key.startswith(prefix + ":"):
+            return None
+        queue, sep, job_id = key[len(prefix) + 1:].partition(":")
+        if not sep or not queue or not job_id or ":" in job_id:
+            return None
+        return queue, job_id
 
     def dedup(self, dedup_id: str) -> str:
         """The deduplication key for ``dedup_id``."""

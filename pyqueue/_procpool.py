@@ -34,6 +34,7 @@ from .errors import (
     PyQueueError,
     RateLimitError,
     UnrecoverableError,
+    WaitingChildrenError,
 )
 
 _SIGNALS: dict[str, type[Exception]] = {
@@ -41,6 +42,7 @@ _SIGNALS: dict[str, type[Exception]] = {
     "DelayedError": DelayedError,
     "RateLimitError": RateLimitError,
     "JobCancelledError": JobCancelledError,
+    "WaitingChildrenError": WaitingChildrenError,
 }
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any, Generic, TypeVar
 
-from . import _ops, _schedule
+from . import _ops, _ops_flow, _schedule
 from . import _scripts as S
 from ._keys import QueueKeys, validate_prefix, validate_queue_name
 from ._plan import Plan
@@ -114,6 +114,20 @@ class QueueCore(Generic[J]):
         fields = yield from _ops.get_job_hash(self.keys, job_id)
         return self.job_class(binding, job_id, fields or {})
 
+    def child_plan(self, name: str, data: Any, opts: Mapping[str, Any],
+                   binding: Binding) -> Plan[J]:
+        """``add(..., parent={"id", "queue"})``: one job that its (existing) parent
+        waits for; an addFlow call of one node (see lua/addFlow.lua)."""
+        tree = {"name": name, "queue_name": self.name, "data": data, "opts": opts}
+        specs = _ops_flow.encode_tree(tree, self.prefix, {self.name: self.default_job_options},
+                                      max_payload_bytes=self.max_payload_bytes)
+        ((status, ids, now),) = yield from _ops_flow.add_trees(self.clock, [specs])
+        if status == 0:  # the custom id existed: that job
+            fields = yield from _ops.get_job_hash(self.keys, ids[0])
+            return self.job_class(binding, ids[0], fields or {})
+        fields = _ops_flow.stored_fields(specs[0], specs, ids, now)
+        return self.job_class(binding, ids[0], fields, data=specs[0].job.value)
+
     def new_job(self, job: EncodedJob, job_id: str, now: int, binding: Binding) -> J:
         """The ``Job`` just written by an add, from what was sent."""
         options = job.options
@@ -215,6 +229,9 @@ class QueueCore(Generic[J]):
                     binding: Binding) -> Plan[J]:
         """``add(..., repeat={...})``: a scheduler keyed by ``job_id`` or name + pattern."""
         opts = dict(opts)
+        if opts.get("parent") is not None:
+            raise InvalidJobOptionsError("repeat and parent cannot go together: a job "
+                                         "scheduler's iterations cannot be flow children")
         repeat = opts.pop("repeat")
         if not isinstance(repeat, Mapping):
             raise InvalidJobOptionsError(f"repeat must be a mapping, got {repeat!r}")

@@ -26,6 +26,7 @@ from ._lua import script_names as script_names
 from ._plan import LUA, Command
 from ._resp_encode import encode_args
 from .errors import (
+    InvalidJobIdError,
     JobLockError,
     JobNotFoundError,
     JobStateError,
@@ -106,6 +107,35 @@ def add_jobs(keys: QueueKeys, now_ms: int, jobs: Sequence[EncodedJob], *,
              me: int | None) -> Command:
     """addJob for many jobs in one call; replies one ``[job_id, status]`` per job."""
     return _call("addJob", keys, now_ms, {"me": me, "jobs": [job_args(job) for job in jobs]})
+
+
+def add_flow(keys: QueueKeys, now_ms: int, *, nodes: list[dict[str, Any]],
+             parent: tuple[str, str, str] | None, version: str, me: int | None) -> Command:
+    """addFlow on the root's queue ``keys``: ``nodes`` in pre-order (see
+    lua/addFlow.lua); ``parent`` is (key, id, queue base) of an existing parent
+    of the root. Replies ``[status, id...]``."""
+    params: dict[str, Any] = {"nodes": nodes, "ver": version, "me": me}
+    if parent is not None:
+        params["pk"], params["pid"], params["pqb"] = parent
+    return _call("addFlow", keys, now_ms, params)
+
+
+def move_to_waiting_children(keys: QueueKeys, now_ms: int, *, id: str,
+                             lock_token: str | None) -> Command:
+    """moveToWaitingChildren: replies 1 when the job now waits for its children."""
+    return _call("moveToWaitingChildren", keys, now_ms, {"id": id, "lockToken": lock_token})
+
+
+def remove_child_dependency(keys: QueueKeys, now_ms: int, *, id: str) -> Command:
+    """removeChildDependency: replies 1 when the child left its parent's dependencies."""
+    return _call("removeChildDependency", keys, now_ms, {"id": id})
+
+
+def save_step(keys: QueueKeys, now_ms: int, *, id: str, lock_token: str | None, name: str,
+              value: str) -> Command:
+    """saveStep: store a durable step's JSON result in the job's hash (fenced)."""
+    return _call("saveStep", keys, now_ms,
+                 {"id": id, "lockToken": lock_token, "name": name, "value": value})
 
 
 def cancel_job(keys: QueueKeys, now_ms: int, *, id: str, reason: str, remove: bool) -> Command:
@@ -288,6 +318,13 @@ E_QUEUE_BUSY = -4
 E_LOCK_MISMATCH = -6
 E_WRONG_STATE = -7
 E_JOB_CORRUPT = -8
+#: Flow codes (lua/includes/flow.lua).
+E_PARENT_MISSING = -5
+E_FAILED_CHILDREN = -9
+E_PENDING_DEPS = -10
+E_FLOW_ID_TAKEN = -11
+#: Codes by which moveToFinished refuses to complete a parent (its attempt fails).
+FLOW_REFUSALS = frozenset({E_FAILED_CHILDREN, E_PENDING_DEPS})
 
 
 def check(reply: Any, *, op: str, job_id: str | None = None) -> Any:
@@ -310,6 +347,16 @@ def check(reply: Any, *, op: str, job_id: str | None = None) -> Any:
         raise JobStateError(f"{op}: {where} is damaged (a field or its key is not what "
                             "pyqueue wrote); it was moved to failed, see its failed reason",
                             job_id)
+    if reply == E_PENDING_DEPS:
+        raise JobStateError(f"{op}: {where} has children that have not finished", job_id)
+    if reply == E_FAILED_CHILDREN:
+        raise JobStateError(f"{op}: {where} has a child that failed with "
+                            "fail_parent_on_failure", job_id)
+    if reply == E_PARENT_MISSING:
+        raise JobNotFoundError(f"{op}: the parent job of {where} does not exist", job_id)
+    if reply == E_FLOW_ID_TAKEN:
+        raise InvalidJobIdError(f"{op}: a job below the root of the flow has a custom "
+                                "job_id that is taken already; nothing was added", job_id)
     if reply == E_QUEUE_BUSY:
         raise QueueBusyError(f"{op}: the queue has active jobs; pass force=True to proceed")
     raise PyQueueError(f"{op}: script error code {reply}")

@@ -29,7 +29,8 @@
         ├── DelayedError                      the job moved itself to delayed
         ├── RateLimitError                    back to wait; the whole queue waits
         ├── JobTimeoutError                   the attempt ran past its ``timeout``
-        └── JobCancelledError                 the job was cancelled (Queue.cancel_job)
+        ├── JobCancelledError                 the job was cancelled (Queue.cancel_job)
+        └── WaitingChildrenError              the job now waits for its children
 
 Every error reply from Redis becomes one of the ``RedisError`` classes (never
 a redis-py exception); ``code`` holds Redis's error code (``"WRONGTYPE"``,
@@ -72,6 +73,7 @@ __all__ = [
     "RedisReplyError",
     "RedisStateError",
     "UnrecoverableError",
+    "WaitingChildrenError",
 ]
 
 
@@ -210,3 +212,9 @@ class JobCancelledError(ProcessingSignal):
 
 class JobTimeoutError(ProcessingSignal):
     """The attempt ran longer than the job's ``timeout``; it fails and retries as usual."""
+
+
+class WaitingChildrenError(ProcessingSignal):
+    """Raise after ``job.move_to_waiting_children()`` returned ``True``: the attempt
+    ends without failing, the job waits in ``waiting-children`` (holding no worker
+    slot) and runs again once its children have finished."""

@@ -73,6 +73,8 @@ class Queue:
         """Add a job; returns it (the existing one for a taken ``job_id``)."""
         if opts.get("repeat") is not None:
             return self._run(self._core.repeat_plan(name, data, opts, self._binding))
+        if opts.get("parent") is not None:
+            return self._run(self._core.child_plan(name, data, opts, self._binding))
         encoded = self._core.encode(name, data, opts)
         return self._run(self._core.add_one_plan(encoded, self._binding))
 

@@ -14,6 +14,8 @@ EXPORTED = [
     "RedisBusyError", "RedisConnectionError", "RedisDataError", "RedisError",
     "RedisReplyError", "RedisStateError", "RepeatOptions", "UnrecoverableError", "Worker",
     "WorkerHooks",
+    # flows
+    "AsyncFlowProducer", "FlowNode", "FlowProducer", "WaitingChildrenError",
     "__version__", "register_backoff_strategy",
 ]
 

@@ -10,10 +10,17 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from .. import backoff as _backoff
-from ..errors import DelayedError, JobCancelledError, RateLimitError, UnrecoverableError
+from ..errors import (
+    DelayedError,
+    JobCancelledError,
+    RateLimitError,
+    UnrecoverableError,
+    WaitingChildrenError,
+)
 
 #: completed: store the result. retry: back to wait/delayed after ``delay_ms``.
-#: delayed: the job moved itself to delayed (DelayedError). rate_limited: back
+#: delayed: the job moved itself to delayed (DelayedError) or to waiting-children
+#: (WaitingChildrenError). rate_limited: back
 #: to the front of wait, attempt not counted. failed: fail (``exhausted`` says
 #: whether the attempts ran out). cancelled: fail (or remove) without retry.
 OutcomeKind = Literal["completed", "retry", "delayed", "rate_limited", "failed", "cancelled"]
@@ -62,7 +69,7 @@ def decide(job: JobView, error: BaseException | None, *,
     """
     if error is None:
         return CANCELLED if job.cancel_reason is not None else COMPLETED
-    if isinstance(error, DelayedError):
+    if isinstance(error, DelayedError | WaitingChildrenError):
         return DELAYED
     if isinstance(error, RateLimitError):
         return RATE_LIMITED
