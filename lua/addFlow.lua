@@ -27,6 +27,7 @@
     pk is damaged (not a hash, or its :dependencies not a set); -11 the
     custom id of a job below the root is taken.
 ]]
+--@deny-oom
 --@include prelude
 --@include flow
 local nodes = P.nodes

