@@ -11,6 +11,7 @@ from __future__ import annotations
 from .backoff import register_backoff_strategy
 from .errors import (
     ConfigurationError,
+    DeadLetterQueueError,
     DelayedError,
     EmbeddedRedisUnavailable,
     InvalidJobDataError,
@@ -52,6 +53,7 @@ __all__ = [
     "AsyncQueue",
     "BulkJob",
     "ConfigurationError",
+    "DeadLetterQueueError",
     "DelayedError",
     "EmbeddedRedisUnavailable",
     "Event",

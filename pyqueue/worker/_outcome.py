@@ -10,7 +10,13 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from .. import backoff as _backoff
-from ..errors import DelayedError, JobCancelledError, RateLimitError, UnrecoverableError
+from ..errors import (
+    DelayedError,
+    JobCancelledError,
+    JobTimeoutError,
+    RateLimitError,
+    UnrecoverableError,
+)
 
 #: completed: store the result. retry: back to wait/delayed after ``delay_ms``.
 #: delayed: the job moved itself to delayed (DelayedError). rate_limited: back
@@ -86,3 +92,28 @@ def _failure(job: JobView, error: BaseException, strategy: _backoff.BackoffStrat
         return Outcome("failed")
     exhausted = not isinstance(error, UnrecoverableError) or bool(job.deferred_failure)
     return Outcome("failed", exhausted=exhausted and made >= job.attempts)
+
+
+class FailedJobView(JobView, Protocol):
+    """What :func:`dead_letter_kind` reads from a job besides :class:`JobView`."""
+
+    corruption: str | None
+
+
+def dead_letter_kind(job: FailedJobView, error: BaseException, outcome: Outcome) -> str:
+    """Why a job failed for good, as its dead-letter entry's ``kind``:
+    ``damaged`` (its hash could not be read), ``stalled`` (failed by the
+    stalled check), ``timeout`` (its last attempt timed out),
+    ``backoff-error`` (its backoff strategy raised), ``unrecoverable``
+    (``UnrecoverableError``) or ``attempts-exhausted``."""
+    if job.corruption is not None:
+        return "damaged"
+    if job.deferred_failure:
+        return "stalled"
+    if isinstance(error, JobTimeoutError):
+        return "timeout"
+    if outcome.strategy_error is not None:
+        return "backoff-error"
+    if isinstance(error, UnrecoverableError):
+        return "unrecoverable"
+    return "attempts-exhausted"
