@@ -34,9 +34,8 @@ from typing import Any
 
 import redis
 
-from . import __version__
+from . import __version__, _cli_dlq
 from . import _cli_admin as _admin
-from . import _cli_dlq
 from ._cli_admin import UsageError as UsageError  # re-exported
 from ._ops import ALL_STATES
 from ._plan import translate
