@@ -15,6 +15,8 @@
       name, data, opts, priority, lifo, gid   the job to add back (data and
                 opts JSON, opts without jobId / delay / dedup / repeat)
       delay     ms before it may start (0: ready now; spreads a replay out)
+      newId     optional: the new job's id when no job holds it yet (else,
+                and without it, the next id of the origin's counter)
   Returns one value per entry: the new job id, or "" when the entry was not
   in the DLQ's `wait` list any more (replayed, purged or taken by a worker
   meanwhile): nothing was written for it.
@@ -36,9 +38,12 @@ for i, e in ipairs(P.entries) do
   if ts == e.ts and redis.call('LREM', dbase .. 'wait', 1, e.id) == 1 then
     redis.call('DEL', entryKey, entryKey .. ':logs', entryKey .. ':lock')
     dlqEmit(dbase, 'removed', 'jobId', e.id, 'prev', 'waiting')
-    local id = tostring(redis.call('INCR', kId))
-    while redis.call('EXISTS', base .. id) == 1 do  -- a custom id that looks like ours
+    local id = e.newId
+    if not id or redis.call('EXISTS', base .. id) == 1 then
       id = tostring(redis.call('INCR', kId))
+      while redis.call('EXISTS', base .. id) == 1 do  -- a custom id that looks like ours
+        id = tostring(redis.call('INCR', kId))
+      end
     end
     insertJob({id = id, name = e.name, data = e.data, opts = e.opts, delay = e.delay or 0,
                priority = e.priority or 0, lifo = e.lifo, gid = e.gid})

@@ -10,9 +10,9 @@
 dead-letter queue itself (all its entries). Filters: ``--name NAME`` (job
 name), ``--since WHEN`` (failed at or after: an ISO date-time, or a duration
 ago such as ``90s``, ``30m``, ``2h``, ``7d``), ``--failed-reason TEXT``
-(substring), ``--limit N``. ``--dry-run`` shows what would be replayed or
-purged and writes nothing. ``pyqueue.cli`` calls :func:`register` and
-:func:`run`.
+(substring), ``--job-id ID`` (the failed job's id), ``--limit N``.
+``--dry-run`` shows what would be replayed or purged and writes nothing.
+``pyqueue.cli`` calls :func:`register` and :func:`run`.
 """
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ def register(sub: Any) -> argparse.ArgumentParser:
                             "duration ago (90s, 30m, 2h, 7d)")
         p.add_argument("--failed-reason", default=None, metavar="TEXT",
                        help="only those whose failure reason contains TEXT")
+        p.add_argument("--job-id", default=None, metavar="ID",
+                       help="only the dead letter of the failed job ID")
         p.add_argument("--limit", type=int, default=None, help="at most this many")
         if action == "replay":
             p.add_argument("--rate", type=float, default=None, metavar="N",
@@ -95,7 +97,7 @@ def _row(job: Any) -> str:
 def run(args: argparse.Namespace, url: str) -> int:
     """Execute a parsed ``pyqueue dlq ...`` command against ``url``; exit status."""
     filters: dict[str, Any] = {"name": args.name, "since": args.since,
-                               "failed_reason": args.failed_reason}
+                               "failed_reason": args.failed_reason, "job_id": args.job_id}
     with Queue(args.queue, connection=url, prefix=args.prefix) as queue:
         if args.dlq_action == "list" or args.dry_run:
             end = -1 if args.limit is None else args.limit - 1

@@ -17,6 +17,7 @@ before anything is written.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -53,10 +54,14 @@ class Filters:
     since_ms: int | None = None
     failed_reason: str | None = None
     limit: int | None = None
+    #: the failed job's id in its queue
+    job_id: str | None = None
 
     def match(self, name: str, data: dict[str, Any]) -> bool:
         """Whether the entry (its job name and data) passes the filters."""
         if self.name is not None and name != self.name:
+            return False
+        if self.job_id is not None and data.get("job_id") != self.job_id:
             return False
         if self.since_ms is not None:
             failed_at = data.get("failed_at")
@@ -67,18 +72,20 @@ class Filters:
 
 
 def filters(*, name: Any = None, since: Any = None, failed_reason: Any = None,
-            limit: Any = None) -> Filters:
+            limit: Any = None, job_id: Any = None) -> Filters:
     """Validated :class:`Filters`: ``name`` (exact job name), ``since`` (failed at
     or after: a ``datetime``, epoch seconds, or a ``timedelta`` meaning that long
     ago), ``failed_reason`` (a substring of the failure reason), ``limit``."""
     if name is not None and not isinstance(name, str):
         raise ConfigurationError(f"name must be a str, got {name!r}")
+    if job_id is not None and not isinstance(job_id, str):
+        raise ConfigurationError(f"job_id must be a str, got {job_id!r}")
     if failed_reason is not None and not isinstance(failed_reason, str):
         raise ConfigurationError(f"failed_reason must be a str, got {failed_reason!r}")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
                               or limit < 0):
         raise ConfigurationError(f"limit must be an int >= 0, got {limit!r}")
-    return Filters(name, _since_ms(since), failed_reason, limit)
+    return Filters(name, _since_ms(since), failed_reason, limit, job_id)
 
 
 def _since_ms(since: Any) -> int | None:
@@ -211,7 +218,7 @@ def fields_plan(dkeys: QueueKeys, entries: list[Entry]) -> Plan[list[tuple[str, 
     return out
 
 
-def replay_entry(entry: Entry, delay_ms: int) -> S.ReplayEntry:
+def replay_entry(entry: Entry, delay_ms: int, new_id: str | None = None) -> S.ReplayEntry:
     """What replayDeadLetters adds back for ``entry``: its original name, data and
     options (less :data:`DROPPED_OPTIONS`), attempts made reset to 0."""
     raw_opts = entry.data.get("opts")
@@ -229,7 +236,7 @@ def replay_entry(entry: Entry, delay_ms: int) -> S.ReplayEntry:
             "priority": priority if isinstance(priority, int) and priority > 0 else 0,
             "lifo": opts.get("lifo") is True or None,
             "gid": group if isinstance(group, str) else None,
-            "delay": delay_ms}
+            "delay": delay_ms, "newId": new_id}
 
 
 def check_rate(rate: Any) -> float | None:
@@ -241,11 +248,12 @@ def check_rate(rate: Any) -> float | None:
     return float(rate)
 
 
-def replay_plan(keys: QueueKeys, clock: Clock, wanted: Filters,
-                rate: float | None) -> Plan[list[str]]:
+def replay_plan(keys: QueueKeys, clock: Clock, wanted: Filters, rate: float | None,
+                new_id: Callable[[Entry], str | None] | None = None) -> Plan[list[str]]:
     """Replay the entries that pass ``wanted``; returns the new job ids. With
     ``rate``, entry i becomes due i / rate seconds from now (delayed), so
-    workers are not flooded."""
+    workers are not flooded. ``new_id(entry)`` may choose a new job's id (the
+    origin's id counter gives one when it does not, or when that id is taken)."""
     dkeys, entries = yield from select_plan(keys, wanted)
     yield from clock.sync()
     new_ids: list[str] = []
@@ -258,7 +266,7 @@ def replay_plan(keys: QueueKeys, clock: Clock, wanted: Filters,
             batch = []
         origin = queue
         delay = int(i * 1000 / rate) if rate else 0
-        batch.append(replay_entry(entry, delay))
+        batch.append(replay_entry(entry, delay, new_id(entry) if new_id else None))
         if len(batch) >= REPLAY_CHUNK:
             new_ids += yield from _replay_batch(keys, clock, dkeys.name, origin, batch)
             batch = []

@@ -231,33 +231,37 @@ class Queue:
         return self._run(_ops_dlq.get_plan(self._core.keys))
 
     def get_dead_letters(self, start: int = 0, end: int = -1, *, name: str | None = None,
-                         since: Any = None, failed_reason: str | None = None) -> list[Job]:
+                         since: Any = None, failed_reason: str | None = None,
+                         job_id: str | None = None) -> list[Job]:
         """Dead-letter entries ``start..end`` (inclusive), oldest first, as jobs of
         the dead-letter queue (``job.data`` is the entry). On a queue with a
         dead-letter queue: its own entries; on a dead-letter queue: all of them.
         Filters as in ``replay_dead_letters``."""
-        wanted = _ops_dlq.filters(name=name, since=since, failed_reason=failed_reason)
+        wanted = _ops_dlq.filters(name=name, since=since, failed_reason=failed_reason,
+                                  job_id=job_id)
         return self._run(self._core.dead_letters_plan(start, end, wanted, self._binding))
 
     def replay_dead_letters(self, *, name: str | None = None, since: Any = None,
                             failed_reason: str | None = None, limit: int | None = None,
-                            rate: float | None = None) -> list[str]:
+                            rate: float | None = None, job_id: str | None = None
+                            ) -> list[str]:
         """Move dead-letter entries back to their queue as new jobs (new ids,
         attempts reset), each removed from the dead-letter queue in the same step;
         returns the new ids. Filters: ``name`` (job name), ``since`` (failed at or
         after: datetime, epoch seconds, or a timedelta ago), ``failed_reason``
-        (substring), ``limit``. ``rate`` (jobs per second) spreads them out as
-        delayed jobs so workers are not flooded."""
+        (substring), ``limit``, ``job_id`` (the failed job's id). ``rate`` (jobs
+        per second) spreads them out as delayed jobs so workers are not flooded."""
         wanted = _ops_dlq.filters(name=name, since=since, failed_reason=failed_reason,
-                                  limit=limit)
+                                  limit=limit, job_id=job_id)
         pace = _ops_dlq.check_rate(rate)
         return self._run(_ops_dlq.replay_plan(self._core.keys, self._core.clock, wanted, pace))
 
     def purge_dead_letters(self, *, name: str | None = None, since: Any = None,
-                           failed_reason: str | None = None, limit: int | None = None) -> int:
+                           failed_reason: str | None = None, limit: int | None = None,
+                           job_id: str | None = None) -> int:
         """Delete dead-letter entries without replaying them; returns how many."""
         wanted = _ops_dlq.filters(name=name, since=since, failed_reason=failed_reason,
-                                  limit=limit)
+                                  limit=limit, job_id=job_id)
         return self._run(_ops_dlq.purge_plan(self._core.keys, self._core.clock, wanted))
 
     def rate_limit(self, duration: Duration) -> None:

@@ -105,11 +105,15 @@ def dead_letter_kind(job: FailedJobView, error: BaseException, outcome: Outcome)
     ``damaged`` (its hash could not be read), ``stalled`` (failed by the
     stalled check), ``timeout`` (its last attempt timed out),
     ``backoff-error`` (its backoff strategy raised), ``unrecoverable``
-    (``UnrecoverableError``) or ``attempts-exhausted``."""
+    (``UnrecoverableError``) or ``attempts-exhausted``; an exception with a
+    ``dead_letter_kind`` string attribute names its own."""
     if job.corruption is not None:
         return "damaged"
     if job.deferred_failure:
         return "stalled"
+    custom = getattr(error, "dead_letter_kind", None)
+    if isinstance(custom, str) and custom:
+        return custom
     if isinstance(error, JobTimeoutError):
         return "timeout"
     if outcome.strategy_error is not None:
