@@ -251,37 +251,37 @@ def check_rate(rate: Any) -> float | None:
 def replay_plan(keys: QueueKeys, clock: Clock, wanted: Filters, rate: float | None,
                 new_id: Callable[[Entry], str | None] | None = None) -> Plan[list[str]]:
     """Replay the entries that pass ``wanted``; returns the new job ids. With
-    ``rate``, entry i becomes due i / rate seconds from now (delayed), so
-    workers are not flooded. ``new_id(entry)`` may choose a new job's id (the
-    origin's id counter gives one when it does not, or when that id is taken)."""
+    ``rate``, entry i becomes due i / rate seconds after the replay started
+    (delayed), so workers are not flooded. ``new_id(entry)`` may choose a new
+    job's id (the origin's id counter gives one when it does not, or when that
+    id is taken)."""
     dkeys, entries = yield from select_plan(keys, wanted)
     yield from clock.sync()
+    start = clock.now_ms()
     new_ids: list[str] = []
-    batch: list[S.ReplayEntry] = []
-    origin = ""
+    batch: list[tuple[Entry, int]] = []
     for i, entry in enumerate(entries):
-        queue = entry.data["queue"]
-        if batch and queue != origin:
-            new_ids += yield from _replay_batch(keys, clock, dkeys.name, origin, batch)
+        if batch and (entry.data["queue"] != batch[0][0].data["queue"]
+                      or len(batch) >= REPLAY_CHUNK):
+            new_ids += yield from _replay_batch(keys, clock, dkeys.name, batch, new_id)
             batch = []
-        origin = queue
-        delay = int(i * 1000 / rate) if rate else 0
-        batch.append(replay_entry(entry, delay, new_id(entry) if new_id else None))
-        if len(batch) >= REPLAY_CHUNK:
-            new_ids += yield from _replay_batch(keys, clock, dkeys.name, origin, batch)
-            batch = []
+        batch.append((entry, start + int(i * 1000 / rate) if rate else 0))
     if batch:
-        new_ids += yield from _replay_batch(keys, clock, dkeys.name, origin, batch)
+        new_ids += yield from _replay_batch(keys, clock, dkeys.name, batch, new_id)
     return new_ids
 
 
-def _replay_batch(keys: QueueKeys, clock: Clock, dlq: str, origin: str,
-                  batch: list[S.ReplayEntry]) -> Plan[list[str]]:
+def _replay_batch(keys: QueueKeys, clock: Clock, dlq: str, batch: list[tuple[Entry, int]],
+                  new_id: Callable[[Entry], str | None] | None) -> Plan[list[str]]:
+    """Replay one batch of entries of one origin queue; ``due`` 0 is "now"."""
     try:
-        target = keys.sibling(validate_queue_name(origin))
+        target = keys.sibling(validate_queue_name(batch[0][0].data["queue"]))
     except InvalidQueueNameError:
         return []  # not an entry pyqueue wrote: left where it is
-    (reply,) = yield [S.replay_dead_letters(target, clock.now_ms(), dlq=dlq, entries=batch)]
+    now = clock.now_ms()
+    entries = [replay_entry(entry, max(due - now, 0) if due else 0,
+                            new_id(entry) if new_id else None) for entry, due in batch]
+    (reply,) = yield [S.replay_dead_letters(target, now, dlq=dlq, entries=entries)]
     S.check(reply, op="replay_dead_letters")
     return [S.text(i) for i in reply if S.text(i)]
 
