@@ -395,3 +395,37 @@ async def test_async_replay_and_purge(aqueue: AsyncQueue, queue_name: str,
     assert len(await aqueue.replay_dead_letters(limit=2)) == 2
     assert await aqueue.purge_dead_letters() == 1
     assert await aqueue.get_dead_letters() == []
+
+
+async def test_an_exception_can_name_its_kind(queue: Queue, dlq: Queue, redis_url: str,
+                                              queue_name: str) -> None:
+    class Bounced(UnrecoverableError):
+        dead_letter_kind = "bounce"
+
+    queue.set_dead_letter_queue(dlq.name)
+    queue.add("mail", {})
+
+    async def bounce(j: Any) -> None:
+        raise Bounced("550 5.1.1 user unknown")
+
+    await run(queue_name, bounce, redis_url)
+    (entry,) = queue.get_dead_letters()
+    assert entry.data["kind"] == "bounce"
+    assert entry.data["failed_reason"] == "550 5.1.1 user unknown"
+
+
+async def test_a_grouped_job_is_replayed_into_its_group(queue: Queue, dlq: Queue,
+                                                        redis_url: str, queue_name: str) -> None:
+    queue.set_dead_letter_queue(dlq.name)
+    queue.add("mail", {"to": "a@example.com"}, group="example.com")
+
+    async def boom(j: Any) -> None:
+        raise UnrecoverableError("x")
+
+    await run(queue_name, boom, redis_url)
+    (entry,) = queue.get_dead_letters()
+    assert entry.data["group"] == "example.com"
+    (new_id,) = queue.replay_dead_letters()
+    job = queue.get_job(new_id)
+    assert job is not None and job.group == "example.com"
+    assert queue.get_group_counts()["example.com"]["waiting"] == 1
