@@ -142,6 +142,8 @@ class QueueCore(Generic[J]):
         for value, label in ((start, "start"), (end, "end")):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise InvalidJobOptionsError(f"{label} must be an int, got {value!r}")
+        if start >= 0 and end >= 0:  # read no further than needed
+            wanted = replace(wanted, limit=end + 1)
         dkeys, entries = yield from _ops_dlq.select_plan(self.keys, wanted)
         chosen = entries[start:None if end == -1 else end + 1]
         found = yield from _ops_dlq.fields_plan(dkeys, chosen)

@@ -429,3 +429,16 @@ async def test_a_grouped_job_is_replayed_into_its_group(queue: Queue, dlq: Queue
     job = queue.get_job(new_id)
     assert job is not None and job.group == "example.com"
     assert queue.get_group_counts()["example.com"]["waiting"] == 1
+
+
+async def test_a_hand_written_setting_naming_the_queue_itself_is_ignored(
+        queue: Queue, redis_url: str, queue_name: str, redis_client: redis.Redis) -> None:
+    redis_client.hset(f"bull:{queue_name}:meta", "pq:dlq", queue_name)
+    job = queue.add("x", {})
+
+    async def boom(j: Any) -> None:
+        raise RuntimeError("x")
+
+    await run(queue_name, boom, redis_url)
+    assert queue.get_job_counts("waiting", "failed") == {"waiting": 0, "failed": 1}
+    assert redis_client.hget(f"bull:{queue_name}:{job.id}", "pqdle") is not None

@@ -17,8 +17,9 @@
   deadLetter(jobId, kind, reason, stacktrace, attemptsMade)
     Call after the job's hash holds its failure and before any retention
     removes it. Never raises: a DLQ whose keys hold the wrong types (damaged
-    from outside) gets no entry, and the failed job's hash gets the field
-    `pqdle` naming the problem, so finishing the job is never undone.
+    from outside), or a hand-written setting naming the queue itself or no
+    queue, gets no entry, and the failed job's hash gets the field `pqdle`
+    naming the problem, so finishing the job is never undone.
   dlqBase(name) -> "<prefix>:<name>:" (same prefix as this queue).
   dlqEmit(dbase, name, ...) an event on another queue's stream (its cap).
   Only functions here: values per call (base, now, kMeta) are read inside
@@ -60,10 +61,16 @@ local function deadLetterEntry(jobId, kind, reason, stacktrace, attemptsMade, f)
 end
 
 local function deadLetter(jobId, kind, reason, stacktrace, attemptsMade)
-  local name = redis.call('HGET', kMeta, 'pq:dlq')
-  if not name then return end
+  local name = redis.pcall('HGET', kMeta, 'pq:dlq')
+  if type(name) ~= 'string' then return end
   local jobKey = base .. jobId
   local dbase = dlqBase(name)
+  if dbase == base or name == '' or string.find(name, ':', 1, true) then
+    -- Written by hand (set_dead_letter_queue refuses these): a copy into the
+    -- queue itself would come back to fail again, and again.
+    redis.call('HSET', jobKey, 'pqdle', 'dead-letter queue ' .. name .. ' is not usable')
+    return
+  end
   local f = redis.pcall('HMGET', jobKey, 'name', 'data', 'opts', 'gid')
   if f.err then return end
   -- Check the DLQ's keys before writing there (a write error would abort
