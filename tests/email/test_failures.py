@@ -259,3 +259,23 @@ async def test_a_mail_failed_by_the_stalled_check_is_dead_lettered(
         (entry,) = dead.list()
     assert entry["job_id"] == job.id and entry["kind"] == "stalled"
     assert entry["reason"] == "job stalled more than allowable limit"
+
+
+async def test_the_worker_keeps_a_dead_letter_queue_set_by_hand(
+        queue: Queue, smtp_server: SMTPServer, started: Any) -> None:
+    queue.set_dead_letter_queue(f"{queue.name}-mine")
+    try:
+        smtp_server.handler.fail_data("554 5.7.1 rejected", times=None)
+        job = enqueue_email(queue, to="ada@example.com", subject="x", text="x",
+                            mail_uid="mine")
+        await started()
+        assert queue.get_dead_letter_queue() == f"{queue.name}-mine"
+        assert await state_of(queue, job.id) == "failed"
+        with DeadLetters.of(queue) as dead:
+            (entry,) = dead.list()
+        assert entry["job_id"] == job.id
+        with Queue(f"{queue.name}-mine", connection=queue.client) as mine:
+            assert mine.get_job_counts("waiting")["waiting"] == 1
+            mine.obliterate(force=True)
+    finally:
+        queue.set_dead_letter_queue(None)
