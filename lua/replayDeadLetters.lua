@@ -33,11 +33,7 @@ end
 local out = {}
 for i, e in ipairs(P.entries) do
   out[i] = ''
-  local entryKey = dbase .. e.id
-  local ts = redis.pcall('HGET', entryKey, 'timestamp')
-  if ts == e.ts and redis.call('LREM', dbase .. 'wait', 1, e.id) == 1 then
-    redis.call('DEL', entryKey, entryKey .. ':logs', entryKey .. ':lock')
-    dlqEmit(dbase, 'removed', 'jobId', e.id, 'prev', 'waiting')
+  if takeEntry(dbase, e.id, e.ts) then
     local id = e.newId
     if not id or redis.call('EXISTS', base .. id) == 1 then
       id = tostring(redis.call('INCR', kId))

@@ -6,7 +6,8 @@ named in the queue's meta hash, so every worker of the queue honours it. The
 copy into it happens in the script that fails a job (lua/includes/
 deadletter.lua); this module configures it and reads, replays and purges its
 entries (jobs in the DLQ's ``wait`` list, oldest first). A replay moves each
-entry back atomically (lua/replayDeadLetters.lua).
+entry back atomically (lua/replayDeadLetters.lua); a purge deletes entries
+(lua/purgeDeadLetters.lua).
 
 The operations accept either the origin queue (one that has a DLQ: only its
 own entries are concerned) or a DLQ itself (every entry, whatever its
@@ -293,6 +294,7 @@ def purge_plan(keys: QueueKeys, clock: Clock, wanted: Filters) -> Plan[int]:
     removed = 0
     for start in range(0, len(entries), READ_CHUNK):
         chunk = entries[start:start + READ_CHUNK]
-        replies = yield [S.remove_job(dkeys, clock.now_ms(), id=e.id) for e in chunk]
-        removed += sum(1 for r in replies if int(r) == 1)
+        (reply,) = yield [S.purge_dead_letters(dkeys, clock.now_ms(),
+                                               entries=[(e.id, e.ts) for e in chunk])]
+        removed += int(reply)
     return removed

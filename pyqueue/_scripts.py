@@ -227,6 +227,14 @@ def reprocess_jobs(keys: QueueKeys, now_ms: int, *, state: str, id: str | None =
 ReplayEntry = dict[str, Any]
 
 
+def purge_dead_letters(keys: QueueKeys, now_ms: int, *,
+                       entries: list[tuple[str, str]]) -> Command:
+    """purgeDeadLetters on the dead-letter queue ``keys``: delete the entries
+    ``(id, timestamp)`` still there unchanged; replies how many."""
+    return _call("purgeDeadLetters", keys, now_ms,
+                 {"entries": [{"id": i, "ts": ts} for i, ts in entries]})
+
+
 def replay_dead_letters(keys: QueueKeys, now_ms: int, *, dlq: str,
                         entries: list[ReplayEntry]) -> Command:
     """replayDeadLetters: move ``entries`` of dead-letter queue ``dlq`` back into

@@ -22,6 +22,11 @@
     naming the problem, so finishing the job is never undone.
   dlqBase(name) -> "<prefix>:<name>:" (same prefix as this queue).
   dlqEmit(dbase, name, ...) an event on another queue's stream (its cap).
+  takeEntry(dbase, id, ts) -> true when entry `id` of the DLQ at `dbase` was
+    still in its `wait` list with `timestamp` ts: then it is deleted (event
+    `removed`); false (nothing written) when it is gone or changed. The list
+    is searched from its tail, where the oldest entries are, so taking
+    entries oldest first costs O(1) each, not O(length).
   Only functions here: values per call (base, now, kMeta) are read inside
   them.
 ]]
@@ -105,4 +110,13 @@ local function deadLetter(jobId, kind, reason, stacktrace, attemptsMade)
   if not redis.call('HGET', dbase .. 'meta', 'paused') then
     redis.call('ZADD', dbase .. 'marker', 0, '0')
   end
+end
+
+local function takeEntry(dbase, id, ts)
+  local entryKey = dbase .. id
+  if redis.pcall('HGET', entryKey, 'timestamp') ~= ts then return false end
+  if redis.call('LREM', dbase .. 'wait', -1, id) == 0 then return false end
+  redis.call('DEL', entryKey, entryKey .. ':logs', entryKey .. ':lock')
+  dlqEmit(dbase, 'removed', 'jobId', id, 'prev', 'waiting')
+  return true
 end
