@@ -10,7 +10,8 @@
 dead-letter queue itself (all its entries). Filters: ``--name NAME`` (job
 name), ``--since WHEN`` (failed at or after: an ISO date-time, or a duration
 ago such as ``90s``, ``30m``, ``2h``, ``7d``), ``--failed-reason TEXT``
-(substring), ``--job-id ID`` (the failed job's id), ``--limit N``.
+(substring), ``--job-id ID`` (the failed job's id), ``--limit N`` (``list``:
+100 unless given; 0 lists all).
 ``--dry-run`` shows what would be replayed or purged and writes nothing.
 ``pyqueue.cli`` calls :func:`register` and :func:`run`.
 """
@@ -64,7 +65,11 @@ def register(sub: Any) -> argparse.ArgumentParser:
                        help="only those whose failure reason contains TEXT")
         p.add_argument("--job-id", default=None, metavar="ID",
                        help="only the dead letter of the failed job ID")
-        p.add_argument("--limit", type=int, default=None, help="at most this many")
+        if action == "list":
+            p.add_argument("--limit", type=int, default=100,
+                           help="at most this many (default 100; 0: all)")
+        else:
+            p.add_argument("--limit", type=int, default=None, help="at most this many")
         if action == "replay":
             p.add_argument("--rate", type=float, default=None, metavar="N",
                            help="spread the replayed jobs out: N per second (delayed jobs), "
@@ -100,8 +105,9 @@ def run(args: argparse.Namespace, url: str) -> int:
                                "failed_reason": args.failed_reason, "job_id": args.job_id}
     with Queue(args.queue, connection=url, prefix=args.prefix) as queue:
         if args.dlq_action == "list" or args.dry_run:
-            end = -1 if args.limit is None else args.limit - 1
-            jobs = [] if args.limit == 0 else queue.get_dead_letters(0, end, **filters)
+            limit = None if args.dlq_action == "list" and args.limit == 0 else args.limit
+            end = -1 if limit is None else limit - 1
+            jobs = [] if limit == 0 else queue.get_dead_letters(0, end, **filters)
             if getattr(args, "json", False):
                 print(json.dumps([{"id": j.id, "name": j.name, **j.data} for j in jobs],
                                  indent=2, default=str))

@@ -177,6 +177,8 @@ def source_plan(keys: QueueKeys) -> Plan[tuple[QueueKeys, str | None]]:
 def select_plan(keys: QueueKeys, wanted: Filters) -> Plan[tuple[QueueKeys, list[Entry]]]:
     """The DLQ's keys and the entries that pass ``wanted``, oldest first."""
     dkeys, origin = yield from source_plan(keys)
+    if wanted.limit == 0:
+        return dkeys, []
     (ids,) = yield [cmd("LRANGE", dkeys.wait, 0, -1)]
     ids = [S.text(i) for i in reversed(ids)]
     found: list[Entry] = []

@@ -46,6 +46,10 @@ def test_list_shows_entries_oldest_first(failed: Queue, redis_url: str,
     assert [line.split("\t")[2] for line in lines] == ["welcome", "reset", "welcome"]
     assert lines[0].split("\t")[1] == f"{failed.name}:1"
     assert lines[0].endswith("unrecoverable\t550 no mailbox")
+    assert run(["dlq", "list", failed.name, "--limit", "1", "--redis", redis_url]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1
+    assert run(["dlq", "list", failed.name, "--limit", "0", "--redis", redis_url]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3
     assert run(["dlq", "list", failed.name, "--json", "--name", "reset", "--redis",
                 redis_url]) == 0
     (entry,) = json.loads(capsys.readouterr().out)

@@ -321,6 +321,7 @@ def test_replay_filters_and_limit(queue: Queue, dlq: Queue, redis_url: str,
         since=datetime.now(timezone.utc) - timedelta(minutes=10), name="welcome")] == [3, 4]
     assert [e.data["data"]["i"] for e in queue.get_dead_letters(1, 2)] == [2, 3]
 
+    assert queue.replay_dead_letters(limit=0) == []
     replayed = queue.replay_dead_letters(name="welcome", failed_reason="550", limit=1)
     (job,) = [queue.get_job(i) for i in replayed]
     assert job is not None and job.data == {"i": 1}
