@@ -443,3 +443,20 @@ async def test_a_hand_written_setting_naming_the_queue_itself_is_ignored(
     await run(queue_name, boom, redis_url)
     assert queue.get_job_counts("waiting", "failed") == {"waiting": 0, "failed": 1}
     assert redis_client.hget(f"bull:{queue_name}:{job.id}", "pqdle") is not None
+
+
+async def test_an_entry_id_taken_by_a_custom_job_is_skipped(
+        queue: Queue, dlq: Queue, redis_url: str, queue_name: str,
+        redis_client: redis.Redis) -> None:
+    # A BullMQ producer may add a job whose custom id looks like a counter's.
+    queue.set_dead_letter_queue(dlq.name)
+    redis_client.hset(f"bull:{dlq.name}:1", mapping={"name": "mine", "data": "{}"})
+    queue.add("x", {})
+
+    async def boom(j: Any) -> None:
+        raise RuntimeError("x")
+
+    await run(queue_name, boom, redis_url)
+    (entry,) = queue.get_dead_letters()
+    assert entry.id == "2"
+    assert redis_client.hget(f"bull:{dlq.name}:1", "name") == b"mine"

@@ -93,8 +93,10 @@ local function deadLetter(jobId, kind, reason, stacktrace, attemptsMade)
     id = redis.pcall('INCR', dbase .. 'id')
     if type(id) ~= 'number' then
       problem = 'dead-letter queue ' .. name .. ': its id counter is not an integer'
-    elseif redis.call('EXISTS', dbase .. id) == 1 then
-      problem = 'dead-letter queue ' .. name .. ': job ' .. id .. ' exists already'
+    else
+      while redis.call('EXISTS', dbase .. id) == 1 do  -- a custom id that looks like ours
+        id = redis.call('INCR', dbase .. 'id')
+      end
     end
   end
   if problem then
