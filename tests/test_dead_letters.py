@@ -460,3 +460,19 @@ async def test_an_entry_id_taken_by_a_custom_job_is_skipped(
     (entry,) = queue.get_dead_letters()
     assert entry.id == "2"
     assert redis_client.hget(f"bull:{dlq.name}:1", "name") == b"mine"
+
+
+async def test_a_job_with_unreadable_data_is_dead_lettered_with_the_text(
+        queue: Queue, dlq: Queue, redis_url: str, queue_name: str,
+        redis_client: redis.Redis) -> None:
+    queue.set_dead_letter_queue(dlq.name)
+    job = queue.add("x", {"a": 1})
+    redis_client.hset(f"bull:{queue_name}:{job.id}", "data", '{"a": 1')  # cut short
+
+    async def never(j: Any) -> None:
+        raise AssertionError("a job whose data cannot be read must not run")
+
+    await run(queue_name, never, redis_url)
+    (entry,) = queue.get_dead_letters()
+    assert entry.data["kind"] == "damaged"
+    assert entry.data["data"] == '{"a": 1'  # kept as text: nothing is lost
