@@ -52,7 +52,8 @@ RESERVED_JOB_IDS = frozenset({
     # older BullMQ / Bull keys, kept out so a legacy queue cannot be damaged
     "waiting", "priority", "delay", "drained", "progress", "resumed",
     # pyqueue's own namespaces
-    "pq",  # pq:cancel, pq:workers, pq:workerinfo, pq:suppressed, pq:quota:<day>
+    "pq",  # pq:cancel, pq:workers, pq:workerinfo, pq:suppressed, pq:quota:<day>,
+    # pq:softbounce:<digest>, pq:feedback:<source>:<id>, pq:sw:<rule>:<subject>
     "gr",  # groups: gr:ready, gr:state, gr:delayed, ...
     "g",  # g:<gid>:wait, g:<gid>:limiter
     "dn",  # dn:<dedupId>: keep-last deduplication's pending add
@@ -248,6 +249,21 @@ class QueueKeys:
     def quota(self, day: str) -> str:
         """pyqueue's email quota counter for ``day`` (``YYYY-MM-DD``, UTC)."""
         return self.key(f"pq:quota:{day}")
+
+    def soft_bounces(self, digest: str) -> str:
+        """pyqueue's email soft-bounce counter of one address (by its digest, never
+        the address itself)."""
+        return self.key(f"pq:softbounce:{digest}")
+
+    def feedback_seen(self, source: str, message_id: str) -> str:
+        """pyqueue's marker of one processed feedback notification (``ses``/``resend``)."""
+        return self.key(f"pq:feedback:{source}:{message_id}")
+
+    def send_window(self, rule: str, subject: str) -> str:
+        """pyqueue's email sliding-window log (zset) of limit ``rule`` for ``subject``
+        (an address digest, a user id digest, or ``*``). lua/checkSendLimits.lua
+        builds the same name from the base: ``<base>pq:sw:<rule>:<subject>``."""
+        return self.key(f"pq:sw:{rule}:{subject}")
 
     @property
     def groups_all(self) -> str:

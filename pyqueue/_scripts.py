@@ -113,6 +113,21 @@ def cancel_job(keys: QueueKeys, now_ms: int, *, id: str, reason: str, remove: bo
     return _call("cancelJob", keys, now_ms, {"id": id, "reason": reason, "remove": remove})
 
 
+def check_send_limits(keys: QueueKeys, now_ms: int, *,
+                      windows: Sequence[tuple[str, str, int, int]], member: str) -> Command:
+    """checkSendLimits: ``windows`` of ``(rule, subject, max, window_ms)``; replies
+    ``[0]`` (a slot taken in each) or ``[wait_ms, 1-based index of the full one]``."""
+    return _call("checkSendLimits", keys, now_ms,
+                 {"windows": [list(w) for w in windows], "member": member})
+
+
+def decode_send_limits(reply: Any) -> tuple[int, int]:
+    """``(wait_ms, index)`` from a checkSendLimits reply; ``(0, 0)`` when allowed."""
+    if not reply or int(reply[0]) == 0:
+        return 0, 0
+    return int(reply[0]), int(reply[1])
+
+
 def clean(keys: QueueKeys, now_ms: int, *, state: str, cutoff: int, limit: int) -> Command:
     """clean: removes up to ``limit`` jobs of ``state`` at or before ``cutoff``."""
     return _call("clean", keys, now_ms, {"state": state, "cutoff": cutoff, "limit": limit})

@@ -10,7 +10,7 @@
     pyqueue retry QUEUE                move failed jobs back to wait
     pyqueue health QUEUE               are the queue's workers consuming? (exit 0/1)
     pyqueue dlq list|replay|purge QUEUE  a queue's dead letters
-    pyqueue email suppress|dlq ...     the email worker's suppression list and dead letters
+    pyqueue email suppress|dlq|forget  the email worker's suppressions, dead letters, GDPR erase
     pyqueue embedded [--stop]          the embedded Redis server's URL (or stop it)
     pyqueue outbox init|relay|...      the PostgreSQL outbox (see _cli_outbox)
     pyqueue bench [ARGS]               the benchmarks of a source checkout
