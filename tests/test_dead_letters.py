@@ -240,14 +240,18 @@ async def test_a_damaged_dlq_does_not_undo_the_failure(
         redis_client: redis.Redis) -> None:
     queue.set_dead_letter_queue(dlq.name)
     redis_client.set(f"bull:{dlq.name}:wait", "not a list")
-    job = queue.add("x", {})
+    try:
+        job = queue.add("x", {})
 
-    async def boom(j: Any) -> None:
-        raise RuntimeError("x")
+        async def boom(j: Any) -> None:
+            raise RuntimeError("x")
 
-    await run(queue_name, boom, redis_url)
-    assert queue.get_job_state(job.id) == "failed"
-    assert b"key wait is a string" in redis_client.hget(f"bull:{queue_name}:{job.id}", "pqdle")
+        await run(queue_name, boom, redis_url)
+        assert queue.get_job_state(job.id) == "failed"
+        assert b"key wait is a string" in redis_client.hget(f"bull:{queue_name}:{job.id}",
+                                                            "pqdle")
+    finally:  # the session's server is shared: `pyqueue info` lists every queue
+        redis_client.delete(f"bull:{dlq.name}:wait")
 
 
 async def test_dlq_events_and_wake_up(queue: Queue, dlq: Queue, redis_url: str,
