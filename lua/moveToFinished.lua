@@ -13,6 +13,9 @@
       keepCount      retention: keep at most this many (-1 = all, 0 = remove now)
       keepAgeMs      retention: drop finished jobs older than this (0 = no limit)
       exhausted      failed: emit retries-exhausted (no attempts left)
+      dl             failed for good: copy into the dead-letter queue, if the
+                     queue has one (includes/deadletter.lua); the value is
+                     the entry's kind (attempts-exhausted, unrecoverable, ...)
     (without items, the params themselves are the single finish)
     fetch    true = then hand out up to n jobs: token, lockMs, n, lmax, ldur, wname
   Returns {codes, fetchReply}: codes[i] is 0 for a finished job or an error
@@ -30,6 +33,7 @@
 --@include dedup
 --@include fetch
 --@include flow
+--@include deadletter
 local function finishOne(item)
   local jobId = item.id
   local jobKey = base .. jobId
@@ -62,6 +66,7 @@ local function finishOne(item)
     if item.exhausted then
       emit('retries-exhausted', 'jobId', jobId, 'attemptsMade', atm)
     end
+    if item.dl then deadLetter(jobId, item.dl, item.value, item.stacktrace, atm) end
   end
 
   if owned.parentKey then flowChildDone(jobKey, item.target == 'completed', item.value) end

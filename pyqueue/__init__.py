@@ -11,6 +11,7 @@ from __future__ import annotations
 from .backoff import register_backoff_strategy
 from .errors import (
     ConfigurationError,
+    DeadLetterQueueError,
     DelayedError,
     EmbeddedRedisUnavailable,
     InvalidJobDataError,
@@ -55,6 +56,7 @@ __all__ = [
     "AsyncQueue",
     "BulkJob",
     "ConfigurationError",
+    "DeadLetterQueueError",
     "DelayedError",
     "EmbeddedRedisUnavailable",
     "Event",

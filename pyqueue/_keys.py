@@ -75,6 +75,13 @@ FLOW_PARTS = ("dependencies", "processed", "failed", "unsuccessful")
 #: heartbeats.
 QUEUE_MARKERS = (":meta", ":id", ":pq:workers")
 
+#: Fields of a queue's ``meta`` hash for dead letters: the name of the queue's
+#: dead-letter queue (same prefix), read by the scripts that fail jobs
+#: (lua/includes/deadletter.lua); and the mark ("1") on a queue that serves as
+#: one.
+META_DEAD_LETTER_QUEUE = "pq:dlq"
+META_IS_DEAD_LETTER_QUEUE = "pq:isdlq"
+
 #: Where each public job state lives (a list or a zset).
 _STATE_KEYS = {"waiting": "wait", "active": "active", "paused": "paused",
                "prioritized": "prioritized", "delayed": "delayed", "completed": "completed",
@@ -321,6 +328,10 @@ class QueueKeys:
         """The key whose presence shows this queue exists (``marker`` from
         :data:`QUEUE_MARKERS`)."""
         return f"{self.prefix}:{self.name}{marker}"
+
+    def sibling(self, name: str) -> QueueKeys:
+        """The keys of queue ``name`` under the same prefix."""
+        return QueueKeys(self.prefix, name)
 
     def all(self, *suffixes: str) -> list[str]:
         """The keys for ``suffixes`` in order (all queue keys when none are given)."""

@@ -4,10 +4,11 @@ described once (``QueueCore``), so the sync and asyncio shells cannot drift apar
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from functools import partial
 from typing import Any, Generic, TypeVar
 
-from . import _ops, _ops_flow, _schedule
+from . import _ops, _ops_dlq, _ops_flow, _schedule
 from . import _scripts as S
 from ._keys import QueueKeys, validate_prefix, validate_queue_name
 from ._plan import Plan
@@ -147,6 +148,21 @@ class QueueCore(Generic[J]):
         wanted = [states] if isinstance(states, str) else list(states)
         found = yield from _ops.get_jobs(self.keys, wanted, start, end, asc)
         return [self.job_class(binding, job_id, fields) for job_id, fields in found]
+
+    def dead_letters_plan(self, start: int, end: int, wanted: _ops_dlq.Filters,
+                          binding: Binding) -> Plan[list[J]]:
+        """Dead-letter entries ``start..end`` (inclusive, oldest first) as jobs of
+        the dead-letter queue."""
+        for value, label in ((start, "start"), (end, "end")):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InvalidJobOptionsError(f"{label} must be an int, got {value!r}")
+        if start >= 0 and end >= 0:  # read no further than needed
+            wanted = replace(wanted, limit=end + 1)
+        dkeys, entries = yield from _ops_dlq.select_plan(self.keys, wanted)
+        chosen = entries[start:None if end == -1 else end + 1]
+        found = yield from _ops_dlq.fields_plan(dkeys, chosen)
+        dlq_binding = replace(binding, keys=dkeys)
+        return [self.job_class(dlq_binding, job_id, fields) for job_id, fields in found]
 
     def pause_plan(self, pause: bool) -> Plan[Any]:
         return _ops.simple(self.clock, partial(S.pause, self.keys, pause=pause),

@@ -207,14 +207,18 @@ def move_to_active(keys: QueueKeys, now_ms: int, fetch: FetchArgs) -> Command:
 
 def finish_item(*, id: str, lock_token: str | None, target: str, value: str,
                 keep_count: int, keep_age_ms: int, stacktrace: str | None = None,
-                exhausted: bool | None = None) -> FinishItem:
-    """One finish of moveToFinished (``target`` is "completed" or "failed")."""
+                exhausted: bool | None = None, dead_letter: str | None = None) -> FinishItem:
+    """One finish of moveToFinished (``target`` is "completed" or "failed");
+    ``dead_letter`` (a failure for good: its kind) copies the job into the
+    queue's dead-letter queue, if it has one."""
     item: FinishItem = {"id": id, "lockToken": lock_token, "target": target, "value": value}
     if stacktrace is not None:
         item["stacktrace"] = stacktrace
     item["keepCount"], item["keepAgeMs"] = keep_count, keep_age_ms
     if exhausted is not None:
         item["exhausted"] = exhausted
+    if dead_letter is not None:
+        item["dl"] = dead_letter
     return item
 
 
@@ -261,6 +265,26 @@ def reprocess_jobs(keys: QueueKeys, now_ms: int, *, state: str, id: str | None =
     """reprocessJobs: run finished jobs of ``state`` again (one with ``id``)."""
     return _call("reprocessJobs", keys, now_ms,
                  {"state": state, "id": id, "count": count, "resetAttempts": reset_attempts})
+
+
+#: One entry of replayDeadLetters, built by ``_ops_dlq``: id, ts, name, data,
+#: opts, priority, lifo, gid, delay.
+ReplayEntry = dict[str, Any]
+
+
+def purge_dead_letters(keys: QueueKeys, now_ms: int, *,
+                       entries: list[tuple[str, str]]) -> Command:
+    """purgeDeadLetters on the dead-letter queue ``keys``: delete the entries
+    ``(id, timestamp)`` still there unchanged; replies how many."""
+    return _call("purgeDeadLetters", keys, now_ms,
+                 {"entries": [{"id": i, "ts": ts} for i, ts in entries]})
+
+
+def replay_dead_letters(keys: QueueKeys, now_ms: int, *, dlq: str,
+                        entries: list[ReplayEntry]) -> Command:
+    """replayDeadLetters: move ``entries`` of dead-letter queue ``dlq`` back into
+    the queue ``keys``; replies one new job id (or ``""``: skipped) per entry."""
+    return _call("replayDeadLetters", keys, now_ms, {"dlq": dlq, "entries": entries})
 
 
 def retry_job(keys: QueueKeys, now_ms: int, *, id: str, lock_token: str | None, due_ms: int,

@@ -9,6 +9,7 @@
     pyqueue jobs QUEUE STATE           list jobs of a state
     pyqueue retry QUEUE                move failed jobs back to wait
     pyqueue health QUEUE               are the queue's workers consuming? (exit 0/1)
+    pyqueue dlq list|replay|purge QUEUE  a queue's dead letters
     pyqueue email suppress|dlq|forget  the email worker's suppressions, dead letters, GDPR erase
     pyqueue embedded [--stop]          the embedded Redis server's URL (or stop it)
     pyqueue outbox init|relay|...      the PostgreSQL outbox (see _cli_outbox)
@@ -34,7 +35,7 @@ from typing import Any
 
 import redis
 
-from . import __version__
+from . import __version__, _cli_dlq
 from . import _cli_admin as _admin
 from ._cli_admin import UsageError as UsageError  # re-exported
 from ._ops import ALL_STATES
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dashboard", help="web dashboard (not available in this version)")
     _common(p)
+    _cli_dlq.register(sub)
 
     try:
         from .email.cli import register as register_email
@@ -307,6 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .email.cli import run as run_email
 
             return int(run_email(args, url))
+        if args.command == "dlq":
+            return _cli_dlq.run(args, url)
         if args.command == "demo":
             return _demo(args, url)
         if args.command == "worker" and args.processes > 1:

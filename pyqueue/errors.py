@@ -5,6 +5,8 @@
     PyQueueError                      root of everything pyqueue raises
     ├── ConfigurationError(ValueError)        bad argument or option, raised before any write
     │   ├── InvalidQueueNameError
+    │   ├── DeadLetterQueueError              a dead-letter queue that cannot be (the queue
+    │   │                                     itself, another prefix or slot, not a DLQ)
     │   ├── InvalidJobIdError
     │   ├── InvalidJobOptionsError
     │   ├── InvalidJobDataError(ConfigurationError, TypeError)
@@ -48,6 +50,7 @@ import builtins
 
 __all__ = [
     "ConfigurationError",
+    "DeadLetterQueueError",
     "DelayedError",
     "EmbeddedRedisUnavailable",
     "InvalidJobDataError",
@@ -87,6 +90,12 @@ class ConfigurationError(PyQueueError, builtins.ValueError):
 
 class InvalidQueueNameError(ConfigurationError):
     """A queue name that is empty, not a string, or contains ``:``."""
+
+
+class DeadLetterQueueError(ConfigurationError):
+    """A dead-letter queue setting that cannot work (the queue itself, a queue in
+    another prefix or cluster slot), or a dead-letter operation on a queue that
+    neither has a dead-letter queue nor is one."""
 
 
 class InvalidJobIdError(ConfigurationError):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pyqueue
 
 EXPORTED = [
-    "AddOptions", "AsyncJob", "AsyncQueue", "BulkJob", "ConfigurationError", "DelayedError",
+    "AddOptions", "AsyncJob", "AsyncQueue", "BulkJob", "ConfigurationError",
+    "DeadLetterQueueError", "DelayedError",
     "EmbeddedRedisUnavailable", "Event", "InvalidJobDataError", "InvalidJobIdError",
     "InvalidJobOptionsError", "InvalidQueueNameError", "Job", "JobCancelledError", "JobError",
     "JobFailedError", "JobLockError", "JobNotFoundError", "JobOptions", "JobState",

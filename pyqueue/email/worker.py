@@ -15,8 +15,9 @@ an HTTP provider), and classify any failure (``classify``, ``transport``):
 - other SMTP 5xx, HTTP 4xx and bad job data: fail without retry
   (``UnrecoverableError``).
 
-A mail that fails for good is copied to the dead-letter queue
-(``<queue>-dlq``) with the reason, before the job is marked failed.
+A mail that fails for good is copied to the queue's dead-letter queue
+(``<queue>-dlq`` unless one was set) by the same script that marks it failed
+(``Queue.set_dead_letter_queue``; see ``deadletter``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..errors import DelayedError, JobTimeoutError, RateLimitError, UnrecoverableError
+from ..errors import DelayedError, RateLimitError, RedisError, UnrecoverableError
 from ..job import AsyncJob, JobBase
 from ..queue import AsyncQueue
 from ..worker import Worker
@@ -62,6 +63,8 @@ class PermanentSendError(UnrecoverableError):
     def __init__(self, verdict: Verdict) -> None:
         super().__init__(verdict.reason)
         self.verdict = verdict
+        #: The dead-letter entry's kind: the verdict's (``fail``, ``bounce``).
+        self.dead_letter_kind = verdict.kind
 
 
 class EmailWorker(Worker):
@@ -74,8 +77,9 @@ class EmailWorker(Worker):
     ``$SMTP_DAILY_QUOTA`` or none), ``quota_jitter`` (seconds of random delay
     after midnight, 600), ``throttle_pause`` (seconds the queue pauses on a
     throttling reply, 60), ``quota_pause`` (on a provider's quota reply,
-    3600), ``dead_letter`` (copy finally failed mail to ``<queue>-dlq``,
-    True), ``tls_context`` (an ``ssl.SSLContext`` to use instead of the
+    3600), ``dead_letter`` (True: at start, make ``<queue>-dlq`` the queue's
+    dead-letter queue unless it has one; False leaves the setting alone),
+    ``tls_context`` (an ``ssl.SSLContext`` to use instead of the
     default verifying one), ``transport`` (a :class:`~pyqueue.email.transport.Transport`
     or ``"smtp"``, ``"ses"``, ``"resend"``; default ``$EMAIL_TRANSPORT``, else SMTP),
     ``limits`` (:class:`~pyqueue.email.sendlimits.SendLimit` rules: per-recipient,
@@ -116,9 +120,8 @@ class EmailWorker(Worker):
             if limits else None
         self.suppressions: SuppressionStore = suppressions if suppressions is not None \
             else store_from_env(self.name, connection=self.client, prefix=self.prefix)
-        self._dlq = AsyncQueue(deadletter.dlq_name(self.name), connection=self.client,
-                               prefix=self.prefix)
-        self.on("failed", self._on_failed)
+        self._queue = AsyncQueue(self.name, connection=self.client, prefix=self.prefix)
+        self._dlq_checked = False
         logger.info("email worker for %r: %s", self.name, self.sender.describe())
 
     def _make_transport(self, transport: Transport | str | None,
@@ -133,26 +136,7 @@ class EmailWorker(Worker):
 
     async def process(self, job: AsyncJob) -> Any:
         """Send one mail (see the module docstring for what happens on failure)."""
-        final = job.attempts_made + 1 >= job.attempts
-        try:
-            return await self._deliver(job)
-        except (DelayedError, RateLimitError):
-            raise
-        except PermanentSendError as exc:
-            await self._to_dead_letter(job, exc.verdict.reason, exc.verdict.kind)
-            raise
-        except TemporarySendError as exc:
-            if final:
-                await self._to_dead_letter(job, exc.verdict.reason, "retry-exhausted")
-            raise
-        except UnrecoverableError as exc:
-            await self._to_dead_letter(job, str(exc), FAIL)
-            raise
-        except Exception as exc:
-            if final:
-                await self._to_dead_letter(job, f"{type(exc).__name__}: {exc}",
-                                           "retry-exhausted")
-            raise
+        return await self._deliver(job)
 
     async def _deliver(self, job: AsyncJob) -> dict[str, Any]:
         data = self._prepare(job)
@@ -267,24 +251,23 @@ class EmailWorker(Worker):
         logger.info("job %s: temporary failure: %s", job.id, verdict.reason)
         raise TemporarySendError(verdict) from exc
 
-    async def _to_dead_letter(self, job: JobBase, reason: str, kind: str) -> None:
-        if not self.dead_letter:
-            return
-        try:
-            await deadletter.add_async(self._dlq, job, reason, kind)
-        except Exception as exc:  # the job still lands in failed; log, don't mask
-            logger.error("job %s: copying to the dead-letter queue failed: %s", job.id, exc)
-
-    def _on_failed(self, job: JobBase, exc: BaseException) -> Any:
-        # Failures that happen outside process() (a job timeout) reach the
-        # dead-letter queue here; process() copies everything else itself.
-        if isinstance(exc, JobTimeoutError) and job.attempts_made >= job.attempts:
-            return self._to_dead_letter(job, str(exc), "timeout")
-        return None
+    async def start(self, burst: bool = False) -> None:
+        """Start the worker (see ``Worker.start``); with ``dead_letter``, first make
+        ``<queue>-dlq`` the queue's dead-letter queue unless it has one."""
+        if self.dead_letter and not self._dlq_checked:
+            try:
+                name = await deadletter.ensure_async(self._queue)
+            except RedisError as exc:  # the start below reports Redis; try again next time
+                logger.warning("email worker for %r: dead-letter queue not checked: %s",
+                               self.name, exc)
+            else:
+                self._dlq_checked = True
+                logger.info("email worker for %r: dead letters go to %r", self.name, name)
+        await super().start(burst)
 
     async def close(self, force: bool = False) -> None:
         """Close the worker (see ``Worker.close``) and its SMTP connections."""
         await super().close(force)
         await self.sender.close()
-        await self._dlq.close()
+        await self._queue.close()
         await self.suppressions.close()

@@ -30,7 +30,7 @@ from ._events import HookSet, LocalEvents
 from ._executors import Executor, invoke
 from ._finish import FinishBatcher, NextJob
 from ._options import WorkerOptions
-from ._outcome import Outcome, decide
+from ._outcome import Outcome, dead_letter_kind, decide
 from ._report import Reporter
 from ._slots import Slots
 
@@ -215,7 +215,8 @@ class JobRunner:
         keep = self._retention(job, False)
         accepted, nxt = await self._finish(job, target="failed", value=reason,
                                            stacktrace=trace, keep_count=keep.count,
-                                           keep_age_ms=keep.age_ms, exhausted=outcome.exhausted)
+                                           keep_age_ms=keep.age_ms, exhausted=outcome.exhausted,
+                                           dead_letter=dead_letter_kind(job, exc, outcome))
         if accepted:
             job.attempts_made = made
             job.failed_reason = reason

@@ -13,6 +13,7 @@ from .. import backoff as _backoff
 from ..errors import (
     DelayedError,
     JobCancelledError,
+    JobTimeoutError,
     RateLimitError,
     UnrecoverableError,
     WaitingChildrenError,
@@ -93,3 +94,32 @@ def _failure(job: JobView, error: BaseException, strategy: _backoff.BackoffStrat
         return Outcome("failed")
     exhausted = not isinstance(error, UnrecoverableError) or bool(job.deferred_failure)
     return Outcome("failed", exhausted=exhausted and made >= job.attempts)
+
+
+class FailedJobView(JobView, Protocol):
+    """What :func:`dead_letter_kind` reads from a job besides :class:`JobView`."""
+
+    corruption: str | None
+
+
+def dead_letter_kind(job: FailedJobView, error: BaseException, outcome: Outcome) -> str:
+    """Why a job failed for good, as its dead-letter entry's ``kind``:
+    ``damaged`` (its hash could not be read), ``stalled`` (failed by the
+    stalled check), ``timeout`` (its last attempt timed out),
+    ``backoff-error`` (its backoff strategy raised), ``unrecoverable``
+    (``UnrecoverableError``) or ``attempts-exhausted``; an exception with a
+    ``dead_letter_kind`` string attribute names its own."""
+    if job.corruption is not None:
+        return "damaged"
+    if job.deferred_failure:
+        return "stalled"
+    custom = getattr(error, "dead_letter_kind", None)
+    if isinstance(custom, str) and custom:
+        return custom
+    if isinstance(error, JobTimeoutError):
+        return "timeout"
+    if outcome.strategy_error is not None:
+        return "backoff-error"
+    if isinstance(error, UnrecoverableError):
+        return "unrecoverable"
+    return "attempts-exhausted"
