@@ -23,6 +23,7 @@
   Errors: E_WRONG_STATE (-7) when the origin's id counter is not an integer
     (damaged from outside); nothing is written then.
 ]]
+--@deny-oom
 --@include prelude
 --@include deadletter
 local dbase = dlqBase(P.dlq)
