@@ -15,6 +15,7 @@
       exhausted      failed: emit retries-exhausted (no attempts left)
     (without items, the params themselves are the single finish)
     fetch    true = then hand out up to n jobs: token, lockMs, n, lmax, ldur, wname
+    mdp      keep BullMQ's metrics with this many data points (includes/metrics.lua)
   Returns {codes, fetchReply}: codes[i] is 0 for a finished job or an error
   for item i (-1 job missing, -2 lock missing, -6 lock held by another
   token, -3 job not in active: that job is left untouched; -8 the job's hash
@@ -27,6 +28,7 @@
 --@include fence
 --@include dedup
 --@include fetch
+--@include metrics
 local function finishOne(item)
   local jobId = item.id
   local jobKey = base .. jobId
@@ -62,6 +64,7 @@ local function finishOne(item)
     redis.call('ZADD', target, now, jobId)
     applyRetention(target, item.keepCount, item.keepAgeMs)
   end
+  if P.mdp then recordFinished(target == kCompleted, P.mdp) end
   return 0
 end
 

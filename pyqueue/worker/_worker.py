@@ -57,7 +57,10 @@ class Worker:
     start unless Redis' maxmemory-policy is ``noeviction``; otherwise only
     warn), ``autorun`` (start as soon as an event loop runs), ``hooks``
     (:class:`WorkerHooks` instances: metrics, tracing, logging), ``log_jobs``
-    (one log line per finished job on ``pyqueue.worker``, rate-limited).
+    (one log line per finished job on ``pyqueue.worker``, rate-limited),
+    ``metrics`` (``{"max_data_points": n}``: keep BullMQ's per-minute
+    completed/failed counts, read by ``Queue.get_metrics`` and Bull Board;
+    counted in the finish script, no extra round trip).
     """
 
     def __init__(
@@ -84,6 +87,7 @@ class Worker:
         autorun: bool = True,
         hooks: Iterable[WorkerHooks] = (),
         log_jobs: bool = True,
+        metrics: Mapping[str, Any] | None = None,
     ) -> None:
         self.name = validate_queue_name(name)
         self.prefix = validate_prefix(prefix)
@@ -100,7 +104,7 @@ class Worker:
             stalled_interval=stalled_interval, max_stalled_count=max_stalled_count,
             remove_on_complete=remove_on_complete, remove_on_fail=remove_on_fail,
             backoff_strategy=backoff_strategy, shutdown_grace=shutdown_grace,
-            drain_delay=drain_delay, execution=execution)
+            drain_delay=drain_delay, execution=execution, metrics=metrics)
         self.concurrency = opts.concurrency
         self.lock_ms = opts.lock_ms
         self.stalled_ms = opts.stalled_ms
