@@ -9,6 +9,7 @@
     pyqueue jobs QUEUE STATE           list jobs of a state
     pyqueue retry QUEUE                move failed jobs back to wait
     pyqueue health QUEUE               are the queue's workers consuming? (exit 0/1)
+    pyqueue metrics [--port 9090]      Prometheus metrics of the queues (pyqueue[prometheus])
     pyqueue email suppress|dlq ...     the email worker's suppression list and dead letters
     pyqueue embedded [--stop]          the embedded Redis server's URL (or stop it)
     pyqueue bench [ARGS]               the benchmarks of a source checkout
@@ -35,6 +36,7 @@ import redis
 
 from . import __version__
 from . import _cli_admin as _admin
+from . import _cli_metrics as _metrics
 from ._cli_admin import UsageError as UsageError  # re-exported
 from ._ops import ALL_STATES
 from ._plan import translate
@@ -112,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dashboard", help="web dashboard (not available in this version)")
     _common(p)
 
+    _metrics.register(sub)
     try:
         from .email.cli import register as register_email
     except ImportError:  # pyqueue-redis[email] is not installed
@@ -301,10 +304,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(run_email(args, url))
         if args.command == "demo":
             return _demo(args, url)
+        if args.command == "metrics":
+            return _metrics.run(args, url)
         if args.command == "worker" and args.processes > 1:
-            return _run_processes(argv, args.processes)
+            with _metrics.serving(args, url):
+                return _run_processes(argv, args.processes)
         if args.command == "worker":
             worker = _worker_from(target, args, url)
+            _metrics.attach(worker, args, url)
             print(f"pyqueue worker: queue {worker.name!r} on {mask_url(url)}, "
                   f"concurrency {worker.concurrency}; Ctrl-C to stop", file=sys.stderr)
             worker.run(burst=args.burst)

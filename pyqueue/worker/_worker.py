@@ -157,6 +157,14 @@ class Worker:
         self._events.add(event, callback)
         return self
 
+    def add_hooks(self, *hooks: WorkerHooks) -> Worker:
+        """Add :class:`WorkerHooks` to a worker that has not started (for tools that
+        get a ready-made worker, such as ``pyqueue worker --metrics-port``)."""
+        if self._running or self._starting is not None:
+            raise ConfigurationError("add_hooks() must be called before the worker starts")
+        self._hooks.add(hooks)
+        return self
+
     @property
     def client(self) -> redis.asyncio.Redis:
         """The redis-py asyncio client the worker was given (or made)."""
