@@ -120,6 +120,10 @@ def _child_main(read_fd: int, write_fd: int) -> None:
     from ._ops import Clock
     from ._runner import run_sync
     from .job import Binding, Job
+    from .logcontext import configure, job_context, reset
+
+    if config.get("log"):  # the parent's pyqueue worker --log-format/--log-level
+        configure(**config["log"])
 
     processor = resolve(config["processor"])
     _write_frame(write_fd, b'{"ready":true}')  # imports done: the parent may start its clock
@@ -137,6 +141,9 @@ def _child_main(read_fd: int, write_fd: int) -> None:
             return
         message = json.loads(frame)
         job = Job(binding, message["id"], message["fields"], message["token"])
+        # The job context for log records (pyqueue.logcontext); the pipe round
+        # trip per job dwarfs its cost.
+        token = job_context(keys.name, job.id, job.name, job.attempts_started or 1)
         try:
             data = json.dumps({"ok": True, "result": processor(job)})
         except BaseException as exc:
@@ -145,6 +152,8 @@ def _child_main(read_fd: int, write_fd: int) -> None:
                 "traceback": "".join(traceback.format_exception(type(exc), exc,
                                                                 exc.__traceback__)),
             })
+        finally:
+            reset(token)
         _write_frame(write_fd, data.encode())
 
 
@@ -206,8 +215,11 @@ class ProcessPool:
 
     def __init__(self, processor: Callable[..., Any], size: int, prefix: str, queue: str,
                  connection: dict[str, Any]) -> None:
+        from .logcontext import settings as log_settings  # (imports the worker package)
+
         self._config = {"processor": import_path(processor), "prefix": prefix, "queue": queue,
-                        "connection": connection, "path": [p for p in sys.path if p]}
+                        "connection": connection, "path": [p for p in sys.path if p],
+                        "log": log_settings()}
         self._idle: list[_Child] = []
         self._size = size
 

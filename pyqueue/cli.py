@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import importlib
 import inspect
-import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -34,7 +33,7 @@ from typing import Any
 
 import redis
 
-from . import __version__
+from . import __version__, logcontext
 from . import _cli_admin as _admin
 from . import _cli_metrics as _metrics
 from ._cli_admin import UsageError as UsageError  # re-exported
@@ -74,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--burst", action="store_true",
                    help="stop once no job is waiting, active or due (for scripts and tests)")
     p.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
+    p.add_argument("--log-format", choices=["text", "json"], default="text",
+                   help="log lines as text or one JSON object each; records from inside a "
+                        "processor carry queue, job_id, job_name, attempt (default: text)")
     _common(p)
 
     p = sub.add_parser("info", help="queues and their job counts")
@@ -294,8 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         target = None
         if args.command == "worker" and args.processes <= 1:
-            logging.basicConfig(level=args.log_level.upper(),
-                                format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+            logcontext.configure(args.log_level, args.log_format)
             target = _load_target(args.target)  # a typo fails before any server starts
         url = resolve_url(args.redis)
         if args.command == "email":
@@ -311,6 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _run_processes(argv, args.processes)
         if args.command == "worker":
             worker = _worker_from(target, args, url)
+            worker.add_hooks(logcontext.JobContextHook())
             _metrics.attach(worker, args, url)
             print(f"pyqueue worker: queue {worker.name!r} on {mask_url(url)}, "
                   f"concurrency {worker.concurrency}; Ctrl-C to stop", file=sys.stderr)

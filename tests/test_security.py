@@ -543,6 +543,19 @@ async def test_password_is_not_stored_in_redis_nor_shown_by_the_cli(
         await worker.close()
 
 
+async def test_worker_json_logs_and_metrics_line_mask_the_password(
+        acl_server: RedisServer, queue_name: str, acl_queue: AsyncQueue) -> None:
+    """``pyqueue worker --log-format json``: a processor that logs the connection URL,
+    and the worker's own lines, show it masked."""
+    target = url(acl_server.port)
+    await acl_queue.add("line", {"url": target})
+    rc, text = await run_cli("worker", "tests._log_jobs:log_line", "--queue", queue_name,
+                             "--burst", "--log-format", "json", "--redis", target)
+    assert rc == 0, text
+    assert f"via redis://{USER}:***@127.0.0.1" in text
+    assert_no_secret(text, PASSWORD, where="pyqueue worker --log-format json")
+
+
 def admin_hlen(port: int, key: str) -> int:
     client = admin(port)
     try:
