@@ -36,6 +36,15 @@ class DeduplicationOptions(TypedDict, total=False):
     keep_last_if_active: bool
 
 
+class TelemetryOptions(TypedDict, total=False):
+    """``telemetry={...}``: trace context carried with the job (BullMQ's ``tm``/``omc``).
+    ``pyqueue.otel`` fills ``metadata`` itself; ``omit_context=True`` keeps the
+    job out of the current trace."""
+
+    metadata: str
+    omit_context: bool
+
+
 class JobOptions(TypedDict, total=False):
     """The options ``Queue.add`` accepts (all optional)."""
 
@@ -51,6 +60,7 @@ class JobOptions(TypedDict, total=False):
     timeout: Duration
     keep_logs: int
     group: str
+    telemetry: TelemetryOptions
 
 
 

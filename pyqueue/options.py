@@ -207,6 +207,25 @@ def encode_job(name: object, data: object, opts: Mapping[str, Any] | EncodedOpti
     return EncodedJob(name, data_json, options, data)
 
 
+def _telemetry(value: Any) -> dict[str, Any]:
+    """``telemetry={"metadata": str, "omit_context": bool}`` as BullMQ's ``tm``/``omc``."""
+    if not isinstance(value, Mapping) or set(value) - {"metadata", "omit_context"}:
+        raise InvalidJobOptionsError(
+            f"telemetry must be {{'metadata': str, 'omit_context': bool}}, got {value!r}")
+    out: dict[str, Any] = {}
+    if value.get("metadata") is not None:
+        if not isinstance(value["metadata"], str):
+            raise InvalidJobOptionsError(
+                f"telemetry.metadata must be a str, got {value['metadata']!r}")
+        out["tm"] = value["metadata"]
+    if value.get("omit_context") is not None:
+        if not isinstance(value["omit_context"], bool):
+            raise InvalidJobOptionsError(
+                f"telemetry.omit_context must be a bool, got {value['omit_context']!r}")
+        out["omc"] = value["omit_context"]
+    return out
+
+
 def encode_options(opts: Mapping[str, Any]) -> EncodedOptions:
     """Validate job options and encode them in BullMQ's format."""
     unknown = set(opts) - KNOWN_OPTIONS
@@ -289,6 +308,8 @@ def encode_options(opts: Mapping[str, Any]) -> EncodedOptions:
         group = validate_group(opts["group"])
     if opts.get("keep_logs") is not None:
         out["kl"] = _int(opts["keep_logs"], "keep_logs", minimum=1)
+    if opts.get("telemetry") is not None:
+        out.update(_telemetry(opts["telemetry"]))
     out["attempts"] = attempts
     return EncodedOptions(
         opts=encode_json(out, "opts"),
@@ -334,6 +355,9 @@ def decode_options(stored: object) -> dict[str, Any]:
             out["timeout"] = seconds(value)
         elif key == "kl":
             out["keep_logs"] = value
+        elif key in ("tm", "omc"):
+            telemetry = out.setdefault("telemetry", {})
+            telemetry["metadata" if key == "tm" else "omit_context"] = value
         elif key == "de" and isinstance(value, Mapping):
             dedup: dict[str, Any] = {"id": value.get("id")}
             if value.get("ttl"):
