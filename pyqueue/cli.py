@@ -10,6 +10,9 @@
     pyqueue retry QUEUE                move failed jobs back to wait
     pyqueue health QUEUE               are the queue's workers consuming? (exit 0/1)
     pyqueue metrics [--port 9090]      Prometheus metrics of the queues (pyqueue[prometheus])
+    pyqueue info --watch               live counts and rates
+    pyqueue workers QUEUE              the queue's workers (host, pid, uptime, health)
+    pyqueue schedulers QUEUE           job schedulers: next run; --remove ID
     pyqueue email suppress|dlq ...     the email worker's suppression list and dead letters
     pyqueue embedded [--stop]          the embedded Redis server's URL (or stop it)
     pyqueue bench [ARGS]               the benchmarks of a source checkout
@@ -36,6 +39,7 @@ import redis
 from . import __version__, logcontext
 from . import _cli_admin as _admin
 from . import _cli_metrics as _metrics
+from . import _cli_ops as _opscli
 from ._cli_admin import UsageError as UsageError  # re-exported
 from ._ops import ALL_STATES
 from ._plan import translate
@@ -117,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     _metrics.register(sub)
+    _opscli.register(sub)
     try:
         from .email.cli import register as register_email
     except ImportError:  # pyqueue-redis[email] is not installed
@@ -319,7 +324,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             worker.run(burst=args.burst)
             return 0
         if args.command == "info":
-            return _admin.info(args, url)
+            return _opscli.watch(args, url) if args.watch else _admin.info(args, url)
+        if args.command in ("workers", "schedulers"):
+            return int(getattr(_opscli, args.command)(args, url))
         if args.command == "jobs":
             return _admin.jobs(args, url)
         if args.command == "health":

@@ -135,6 +135,7 @@ class Worker:
         self._closed = asyncio.Event()
         self._force = asyncio.Event()
         self._running = False
+        self._started_at: float | None = None
         if autorun:
             try:
                 loop = asyncio.get_running_loop()
@@ -204,7 +205,8 @@ class Worker:
         is healthy; one stuck reconnecting is not). Also: ``state``
         (idle, running, reconnecting, closing, closed), ``last_fetch_at``
         (epoch seconds of the last fetch that returned), ``active``,
-        ``jobs_processed``, ``worker_id``.
+        ``jobs_processed``, ``worker_id``, ``concurrency``, ``started_at`` (epoch
+        seconds, None before start).
         """
         status = self._status
         fresh = status.last_ok is not None and \
@@ -217,6 +219,8 @@ class Worker:
             "last_fetch_at": status.last_fetch_at,
             "active": self.active_count,
             "jobs_processed": status.jobs_processed,
+            "concurrency": self.concurrency,
+            "started_at": self._started_at,
         }
 
     async def start(self, burst: bool = False) -> None:
@@ -241,6 +245,7 @@ class Worker:
         self._events.loop = asyncio.get_running_loop()
         await self._conns.check_eviction_policy(self.name, self.require_noeviction)
         self._running = True
+        self._started_at = time.time()
         await self._rt.start(client_name=self._client_name(), pipelined=self.pipelined,
                              cancel_poll=self.cancel_poll_interval, health=self.health,
                              on_idle=self._burst_done)
