@@ -5,7 +5,9 @@ worker-side ``PrometheusHooks``, and the ``pyqueue metrics`` / ``pyqueue worker
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -226,3 +228,26 @@ def test_worker_processes_share_one_metrics_endpoint(redis_url: str, queue_name:
     assert value(parsed, "pyqueue_job_duration_seconds_count", queue=queue_name) == 30
     assert value(parsed, "pyqueue_queue_jobs", queue=queue_name, state="completed") == 30
     assert value(parsed, "pyqueue_queue_workers", queue=queue_name) == 3
+
+
+async def test_the_grafana_dashboard_queries_exported_names(redis_url: str,
+                                                            queue_name: str) -> None:
+    dashboard = json.loads((ROOT / "docs" / "grafana-dashboard.json").read_text())
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    wanted = {name for expr in exprs for name in re.findall(r"\bpyqueue_\w+", expr)}
+    registry = CollectorRegistry()
+    collector = QueueCollector(redis_url, [queue_name])
+    registry.register(collector)
+    async with AsyncQueue(queue_name, connection=redis_url) as q:
+        worker = Worker(queue_name, ok, connection=redis_url, metrics={}, log_jobs=False,
+                        hooks=[PrometheusHooks(registry)], autorun=False)
+        await worker.start()
+        try:
+            await q.add("a", {})
+            await wait_for(lambda: worker.jobs_processed >= 1, what="a job")
+            exported = {name for name, _ in samples(generate_latest(registry).decode())}
+        finally:
+            await worker.close()
+            collector.close()
+    assert len(wanted) >= 8
+    assert wanted - exported == set()
