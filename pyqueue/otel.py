@@ -187,7 +187,7 @@ class _ConsumerHooks(WorkerHooks):
         if self._worker_name:
             attributes["bullmq.worker.name"] = self._worker_name
         processed = job.fields.get("processedOn")
-        if processed is not None:
+        if processed is not None and str(processed).isdigit():
             attributes["bullmq.job.processed.timestamp"] = int(processed)
         span = self._tracer.start_span(f"process {job.queue_name}", context=parent,
                                        kind=SpanKind.CONSUMER, attributes=attributes)

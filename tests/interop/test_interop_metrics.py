@@ -1,11 +1,15 @@
 """BullMQ metrics shared with the real ``bullmq@6.7.0``: a Node worker and a pyqueue
-worker with metrics on one queue both count, and Node's ``getMetrics`` reads what
-pyqueue wrote (counts and per-minute data points)."""
+worker with metrics on one queue both count, Node's ``getMetrics`` reads what
+pyqueue wrote (counts and per-minute data points), and so does Bull Board's
+metrics API (``board_side.mjs``, @bull-board 9.10.1)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +20,7 @@ from pyqueue._keys import QueueKeys
 
 pytestmark = pytest.mark.interop
 
+HERE = Path(__file__).resolve().parent
 MINUTE = 60_000
 T0 = 1_800_000_000_000 // MINUTE * MINUTE
 
@@ -85,3 +90,29 @@ async def test_node_reads_pyqueue_metrics_and_both_count(bull: Any, redis_url: s
         node = (await bull.aio("metrics", queue=mixed, type="failed"))["metrics"]
         assert node["meta"]["count"] == 2 == (await q.get_metrics("failed"))["meta"]["count"]
         assert node["data"] == (await q.get_metrics("failed"))["data"]
+
+
+async def test_bull_board_metrics_api_shows_pyqueue_metrics(node_harness: str, redis_url: str,
+                                                            queue_name: str) -> None:
+    """Bull Board's ``/api/queues/:q/metrics`` (what its chart draws) reads pyqueue's."""
+    async with AsyncQueue(queue_name, connection=redis_url) as q:
+        worker = Worker(queue_name, work, connection=redis_url, autorun=False, log_jobs=False,
+                        metrics={"max_data_points": 10})
+        await worker.start()
+        try:
+            await run_pyqueue(worker, q, {}, {}, at_ms=T0)
+            await run_pyqueue(worker, q, {}, {"fail": "x"}, at_ms=T0 + 2 * MINUTE)
+        finally:
+            await worker.close()
+    args = json.dumps({"redis": redis_url, "queue": queue_name,
+                       "path": f"/api/queues/{queue_name}/metrics"})
+    proc = await asyncio.to_thread(
+        subprocess.run, [node_harness, str(HERE / "board_side.mjs"), args],
+        capture_output=True, text=True, timeout=60, cwd=HERE)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    reply = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert reply["status"] == 200
+    completed = reply["body"]["completed"]
+    assert completed["meta"] == {"count": 3, "prevTS": T0 + 2 * MINUTE, "prevCount": 2}
+    assert completed["data"] == [0, 2] and completed["count"] == 2
+    assert reply["body"]["failed"]["meta"]["count"] == 1
