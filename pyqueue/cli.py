@@ -9,7 +9,7 @@
     pyqueue jobs QUEUE STATE           list jobs of a state
     pyqueue retry QUEUE                move failed jobs back to wait
     pyqueue health QUEUE               are the queue's workers consuming? (exit 0/1)
-    pyqueue metrics [--port 9090]      Prometheus metrics of the queues (pyqueue[prometheus])
+    pyqueue metrics [--port 9090]      Prometheus metrics of the queues (extra: prometheus)
     pyqueue info --watch               live counts and rates
     pyqueue workers QUEUE              the queue's workers (host, pid, uptime, health)
     pyqueue schedulers QUEUE           job schedulers: next run; --remove ID
