@@ -5,6 +5,7 @@ age and BullMQ's completed/failed totals."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from . import _scripts as S
 from ._keys import QueueKeys
@@ -49,12 +50,24 @@ def queue_stats(keys: QueueKeys, now_ms: int,
              if job_id is not None]
     age: float | None = None
     if heads:
-        stamps = yield [cmd("HMGET", keys.job(job_id), "timestamp", "delay")
-                        for job_id in heads]
-        for created, delay in stamps:
-            if created is None:
-                continue  # removed meanwhile
-            ready_ms = int(float(S.text(created))) + int(float(S.text(delay or 0)))
-            seconds = max(0.0, (now_ms - ready_ms) / 1000)
-            age = seconds if age is None else max(age, seconds)
+        reads = [cmd("HMGET", keys.job(job_id), "timestamp", "delay") for job_id in heads]
+        for read in reads:
+            read.errors_as_values = True  # a damaged job must not break a scrape
+        stamps = yield reads
+        for reply in stamps:
+            seconds = _ready_for(reply, now_ms)
+            if seconds is not None:
+                age = seconds if age is None else max(age, seconds)
     return QueueStats(keys.name, counts, bool(paused), int(workers), age, totals)
+
+
+def _ready_for(reply: Any, now_ms: int) -> float | None:
+    """Seconds a job has been ready, from ``HMGET timestamp delay`` (None: removed
+    meanwhile, or damaged)."""
+    if not isinstance(reply, list | tuple) or len(reply) != 2 or reply[0] is None:
+        return None
+    try:
+        ready_ms = float(S.text(reply[0])) + float(S.text(reply[1] or 0))
+    except ValueError:
+        return None
+    return max(0.0, (now_ms - ready_ms) / 1000)

@@ -26,6 +26,7 @@ No metric has a job id label: a label per job would grow without bound.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -47,11 +48,13 @@ from ._ops_stats import QueueStats, queue_stats
 from ._plan import Plan
 from ._runner import run_sync
 from .connection import sync_client
-from .errors import DelayedError
+from .errors import DelayedError, RedisDataError
 from .job import JobBase
 from .worker.hooks import WorkerHooks
 
 __all__ = ["DURATION_BUCKETS", "PrometheusHooks", "QueueCollector"]
+
+logger = logging.getLogger("pyqueue.prometheus")
 
 #: Histogram buckets (seconds) for job durations and waits: 5 ms to 10 min.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -64,7 +67,7 @@ class QueueCollector(Collector):
 
     ``queues``: the queue names to report (default: every queue found under
     ``prefix`` at each scrape). ``bullmq_names``: also write BullMQ's metric
-    names. A scrape costs three round trips per queue (one more to find the
+    names. A scrape costs three round trips per queue (and a scan to find the
     queues), reads only.
     """
 
@@ -82,20 +85,23 @@ class QueueCollector(Collector):
             self._client.close()
 
     def stats(self) -> list[QueueStats]:
-        """Read every reported queue's numbers now."""
-        result: list[QueueStats] = run_sync(self._client, self._plan())
-        return result
-
-    def _plan(self) -> Plan[list[QueueStats]]:
-        yield from self._clock.sync()
-        names = self.queues
-        if names is None:
-            names = yield from _ops_read.queue_names(self.prefix)
+        """Read every reported queue's numbers now. A queue whose keys are damaged
+        (a Redis type error) is left out of this scrape, with a warning."""
+        names: list[str] = run_sync(self._client, self._names())
         out = []
         for name in names:
-            out.append((yield from queue_stats(QueueKeys(self.prefix, name),
-                                               self._clock.now_ms())))
+            try:
+                out.append(run_sync(self._client, queue_stats(QueueKeys(self.prefix, name),
+                                                              self._clock.now_ms())))
+            except RedisDataError as exc:
+                logger.warning("metrics: queue %r left out of this scrape: %s", name, exc)
         return out
+
+    def _names(self) -> Plan[list[str]]:
+        yield from self._clock.sync()
+        if self.queues is not None:
+            return self.queues
+        return (yield from _ops_read.queue_names(self.prefix))
 
     def describe(self) -> list[Any]:
         """Nothing: registering the collector must not read Redis."""

@@ -251,3 +251,36 @@ async def test_the_grafana_dashboard_queries_exported_names(redis_url: str,
             collector.close()
     assert len(wanted) >= 8
     assert wanted - exported == set()
+
+
+def test_a_damaged_head_job_does_not_break_the_scrape(redis_url: str, queue_name: str,
+                                                      redis_client: redis.Redis) -> None:
+    with Queue(queue_name, connection=redis_url) as q:
+        job = q.add("x", {})
+    redis_client.delete(f"bull:{queue_name}:{job.id}")
+    redis_client.set(f"bull:{queue_name}:{job.id}", "not a hash")
+    collector = QueueCollector(redis_url, [queue_name])
+    try:
+        parsed = scrape(collector)
+    finally:
+        collector.close()
+    assert value(parsed, "pyqueue_queue_jobs", queue=queue_name, state="waiting") == 1
+    assert value(parsed, "pyqueue_queue_oldest_waiting_age_seconds", queue=queue_name) == 0
+
+
+def test_a_damaged_queue_is_left_out_not_the_scrape(redis_url: str, queue_name: str,
+                                                    redis_client: redis.Redis) -> None:
+    broken = queue_name + "-broken"
+    with Queue(queue_name, connection=redis_url) as q, \
+            Queue(broken, connection=redis_url) as b:
+        q.add("x", {})
+        b.add("y", {})
+    redis_client.delete(f"bull:{broken}:wait")
+    redis_client.set(f"bull:{broken}:wait", "not a list")
+    collector = QueueCollector(redis_url, [broken, queue_name])
+    try:
+        parsed = scrape(collector)
+    finally:
+        collector.close()
+    assert value(parsed, "pyqueue_queue_jobs", queue=queue_name, state="waiting") == 1
+    assert value(parsed, "pyqueue_queue_jobs", queue=broken, state="waiting") is None
