@@ -193,6 +193,21 @@ def _first_wait(fields: dict[str, Any]) -> float | None:
         return None
 
 
+class _QueueSeries:
+    """One queue's labelled series, looked up once (``labels()`` is the slow part)."""
+
+    def __init__(self, m: _WorkerMetrics, queue: str) -> None:
+        self.active = m.active.labels(queue)
+        self.concurrency = m.concurrency.labels(queue)
+        self.duration = m.duration.labels(queue)
+        self.wait = m.wait.labels(queue)
+        self.completed = m.processed.labels(queue, "completed")
+        self.failed = m.processed.labels(queue, "failed")
+        self.retried = m.processed.labels(queue, "retried")
+        self.delayed = m.processed.labels(queue, "delayed")
+        self.stalled = m.processed.labels(queue, "stalled")
+
+
 class PrometheusHooks(WorkerHooks):
     """Worker hooks that count and time jobs in prometheus-client metrics.
 
@@ -205,45 +220,53 @@ class PrometheusHooks(WorkerHooks):
                  buckets: Sequence[float] = DURATION_BUCKETS) -> None:
         self.registry = REGISTRY if registry is None else registry
         self._m = _metrics_for(self.registry, buckets)
+        self._series: dict[str, _QueueSeries] = {}
         self._started: dict[str, float] = {}
         self._queue = ""
 
+    def _of(self, queue: str) -> _QueueSeries:
+        series = self._series.get(queue)
+        if series is None:
+            series = self._series[queue] = _QueueSeries(self._m, queue)
+        return series
+
     def on_worker_start(self, worker: Any) -> None:
         self._queue = worker.name
-        self._m.concurrency.labels(worker.name).inc(worker.concurrency)
-        self._m.active.labels(worker.name).inc(0)
+        series = self._of(worker.name)
+        series.concurrency.inc(worker.concurrency)
+        series.active.inc(0)
 
     def on_worker_stop(self, worker: Any) -> None:
-        self._m.concurrency.labels(worker.name).dec(worker.concurrency)
+        self._of(worker.name).concurrency.dec(worker.concurrency)
 
     def before_process(self, job: JobBase) -> None:
-        queue = job.queue_name
-        self._m.active.labels(queue).inc()
+        series = self._of(job.queue_name)
+        series.active.inc()
         if len(self._started) > 100_000:  # finishes that never came (lost locks)
             self._started.clear()
         self._started[job.id] = time.perf_counter()
         wait = _first_wait(job.fields)
         if wait is not None:
-            self._m.wait.labels(queue).observe(wait)
+            series.wait.observe(wait)
 
     def after_process(self, job: JobBase, result: Any, error: BaseException | None) -> None:
-        queue = job.queue_name
-        self._m.active.labels(queue).dec()
+        series = self._of(job.queue_name)
+        series.active.dec()
         started = self._started.pop(job.id, None)
         if started is not None:
-            self._m.duration.labels(queue).observe(time.perf_counter() - started)
+            series.duration.observe(time.perf_counter() - started)
         if isinstance(error, DelayedError):
-            self._m.processed.labels(queue, "delayed").inc()
+            series.delayed.inc()
 
     def on_completed(self, job: JobBase, result: Any) -> None:
-        self._m.processed.labels(job.queue_name, "completed").inc()
+        self._of(job.queue_name).completed.inc()
 
     def on_failed(self, job: JobBase, error: BaseException, will_retry: bool) -> None:
         if not will_retry:
-            self._m.processed.labels(job.queue_name, "failed").inc()
+            self._of(job.queue_name).failed.inc()
 
     def on_retry(self, job: JobBase, error: BaseException, delay: float) -> None:
-        self._m.processed.labels(job.queue_name, "retried").inc()
+        self._of(job.queue_name).retried.inc()
 
     def on_stalled(self, job_id: str) -> None:
-        self._m.processed.labels(self._queue, "stalled").inc()
+        self._of(self._queue).stalled.inc()
