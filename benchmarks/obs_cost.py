@@ -31,6 +31,7 @@ def _variants() -> dict[str, Callable[[], dict[str, Any]]]:
     from pyqueue.logcontext import JobContextHook
     from pyqueue.otel import PyqueueInstrumentor
     from pyqueue.prometheus import PrometheusHooks
+    from pyqueue.statsd import StatsdHooks
 
     provider = TracerProvider()  # spans are made and ended, exported nowhere
     prometheus = PrometheusHooks()
@@ -48,6 +49,7 @@ def _variants() -> dict[str, Callable[[], dict[str, Any]]]:
         "bullmq metrics": lambda: {**plain(), "metrics": {"max_data_points": 10080}},
         "prometheus hooks": lambda: {**plain(), "hooks": [prometheus]},
         "log context": lambda: {**plain(), "hooks": [JobContextHook()]},
+        "statsd": lambda: {**plain(), "hooks": [StatsdHooks("127.0.0.1", 9)]},  # discard port
         "otel": traced,
     }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -25,10 +26,10 @@ def listener() -> Iterator[socket.socket]:
 
 
 def receive(sock: socket.socket, until: str) -> list[str]:
-    """Datagrams up to and including the first that contains ``until``."""
+    """The lines of the datagrams up to and including the first that contains ``until``."""
     lines: list[str] = []
     while not any(until in line for line in lines):
-        lines.append(sock.recv(4096).decode())
+        lines.extend(sock.recv(65536).decode().split("\n"))
     return lines
 
 
@@ -59,7 +60,7 @@ async def test_statsd_lines_reach_the_listener(listener: socket.socket, redis_ur
     if tags:
         suffix = f"|#queue:{queue_name},env:test"
         assert f"pyqueue.jobs.completed:1|c{suffix}" in first
-        assert f"pyqueue.worker.active:1|g{suffix}" in first
+        assert f"pyqueue.worker.active:0|g{suffix}" in first  # its value at the send
         assert f"pyqueue.jobs.retried:1|c{suffix}" in second
         durations = [line for line in first + second if line.startswith("pyqueue.job.duration:")]
         assert len(durations) == 3 and all(line.endswith(f"|ms{suffix}") for line in durations)
@@ -73,3 +74,23 @@ def test_bad_statsd_settings() -> None:
         StatsdHooks(port=0)
     with pytest.raises(ConfigurationError, match="prefix"):
         StatsdHooks(prefix="")
+
+
+async def test_one_loop_turn_shares_datagrams_of_at_most_1432_bytes(
+        listener: socket.socket) -> None:
+    hooks = StatsdHooks("127.0.0.1", listener.getsockname()[1], tags=False)
+    try:
+        for i in range(100):  # what 50 jobs finishing in one loop turn send
+            hooks._send("q", f"custom.m{i}", i, "c")
+        await asyncio.sleep(0)  # the turn ends: one flush
+        got: list[str] = []
+        datagrams = 0
+        while len(got) < 100:
+            datagram = listener.recv(65536)
+            datagrams += 1
+            assert len(datagram) <= 1432
+            got.extend(datagram.decode().split("\n"))
+    finally:
+        hooks._socket.close()
+    assert got == [f"pyqueue.q.custom.m{i}:{i}|c" for i in range(100)]
+    assert datagrams < 10
