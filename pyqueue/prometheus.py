@@ -52,7 +52,7 @@ from .errors import DelayedError, RedisDataError
 from .job import JobBase
 from .worker.hooks import WorkerHooks
 
-__all__ = ["DURATION_BUCKETS", "PrometheusHooks", "QueueCollector"]
+__all__ = ["DURATION_BUCKETS", "PrometheusHooks", "QueueCollector", "metrics_app"]
 
 logger = logging.getLogger("pyqueue.prometheus")
 
@@ -133,6 +133,22 @@ class QueueCollector(Collector):
         yield from (jobs, paused, workers, age, finished)
         if self.bullmq_names:
             yield from _bullmq_families(stats)
+
+
+def metrics_app(connection: str | redis.Redis | None = None, queues: Iterable[str] | None = None,
+                *, prefix: str = "bull", bullmq_names: bool = False,
+                registry: CollectorRegistry | None = None) -> Any:
+    """An ASGI app serving ``/metrics`` in Prometheus' format: a
+    :class:`QueueCollector` for ``queues`` (every queue when None), plus what
+    ``registry`` holds (a fresh registry when None; pass prometheus-client's
+    ``REGISTRY`` to include this process's worker metrics). Mount it in a web
+    app, e.g. Starlette's ``Mount("/metrics", app=metrics_app(url))``."""
+    from prometheus_client import make_asgi_app
+
+    target = CollectorRegistry() if registry is None else registry
+    target.register(QueueCollector(connection, queues, prefix=prefix,
+                                   bullmq_names=bullmq_names))
+    return make_asgi_app(target)
 
 
 def _bullmq_families(stats: Sequence[QueueStats]) -> Iterator[Any]:

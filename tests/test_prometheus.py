@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pyqueue import AsyncQueue, DelayedError, Queue, Worker
 from pyqueue._keys import QueueKeys
-from pyqueue.prometheus import PrometheusHooks, QueueCollector
+from pyqueue.prometheus import PrometheusHooks, QueueCollector, metrics_app
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -284,3 +284,26 @@ def test_a_damaged_queue_is_left_out_not_the_scrape(redis_url: str, queue_name: 
         collector.close()
     assert value(parsed, "pyqueue_queue_jobs", queue=queue_name, state="waiting") == 1
     assert value(parsed, "pyqueue_queue_jobs", queue=broken, state="waiting") is None
+
+
+async def test_metrics_app_serves_the_collector_over_asgi(redis_url: str,
+                                                          queue_name: str) -> None:
+    with Queue(queue_name, connection=redis_url) as q:
+        q.add("x", {})
+    app = metrics_app(redis_url, [queue_name], bullmq_names=True)
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/", "query_string": b"",
+             "headers": [], "http_version": "1.1", "scheme": "http", "root_path": "",
+             "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1)}
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 200
+    parsed = samples(b"".join(m.get("body", b"") for m in sent[1:]).decode())
+    assert value(parsed, "pyqueue_queue_jobs", queue=queue_name, state="waiting") == 1
+    assert value(parsed, "bullmq_job_count", queue=queue_name, state="waiting") == 1
