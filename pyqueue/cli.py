@@ -15,6 +15,7 @@
     pyqueue schedulers QUEUE           job schedulers: next run; --remove ID
     pyqueue email suppress|dlq ...     the email worker's suppression list and dead letters
     pyqueue embedded [--stop]          the embedded Redis server's URL (or stop it)
+    pyqueue outbox init|relay|...      the PostgreSQL outbox (see _cli_outbox)
     pyqueue bench [ARGS]               the benchmarks of a source checkout
 
 Every command takes ``--redis URL`` (default: ``$PYQUEUE_REDIS_URL``,
@@ -107,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--stale", type=float, default=15.0,
                    help="seconds after which a heartbeat counts as stale (default 15)")
+    p.add_argument("--host", default=None,
+                   help="only the workers on this host name (a probe: --host \"$(hostname)\")")
     _common(p)
 
     p = sub.add_parser("embedded", help="print the embedded Redis server's URL, starting it")
@@ -128,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         register_email(sub)
+    from ._cli_outbox import register as register_outbox
+
+    register_outbox(sub)
     return parser
 
 
@@ -299,6 +305,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "dashboard":
             print("pyqueue dashboard: not available in this version", file=sys.stderr)
             return 2
+        if getattr(args, "run", None) is not None:  # a command of its own module
+            return int(args.run(args))
         target = None
         if args.command == "worker" and args.processes <= 1:
             logcontext.configure(args.log_level, args.log_format)
