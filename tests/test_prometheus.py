@@ -264,6 +264,7 @@ def test_a_damaged_head_job_does_not_break_the_scrape(redis_url: str, queue_name
         parsed = scrape(collector)
     finally:
         collector.close()
+        redis_client.delete(*redis_client.keys(f"bull:{queue_name}:*"))
     assert value(parsed, "pyqueue_queue_jobs", queue=queue_name, state="waiting") == 1
     assert value(parsed, "pyqueue_queue_oldest_waiting_age_seconds", queue=queue_name) == 0
 
@@ -282,6 +283,8 @@ def test_a_damaged_queue_is_left_out_not_the_scrape(redis_url: str, queue_name: 
         parsed = scrape(collector)
     finally:
         collector.close()
+        # Other tests list every queue of this server: leave no damaged one behind.
+        redis_client.delete(*redis_client.keys(f"bull:{broken}:*"))
     assert value(parsed, "pyqueue_queue_jobs", queue=queue_name, state="waiting") == 1
     assert value(parsed, "pyqueue_queue_jobs", queue=broken, state="waiting") is None
 
