@@ -310,3 +310,26 @@ async def test_metrics_app_serves_the_collector_over_asgi(redis_url: str,
     parsed = samples(b"".join(m.get("body", b"") for m in sent[1:]).decode())
     assert value(parsed, "pyqueue_queue_jobs", queue=queue_name, state="waiting") == 1
     assert value(parsed, "bullmq_job_count", queue=queue_name, state="waiting") == 1
+
+
+def test_single_worker_metrics_port(redis_url: str, queue_name: str) -> None:
+    proc = _start(["worker", "_proc_jobs:echo", "--queue", queue_name, "--metrics-port", "0",
+                   "--metrics-host", "127.0.0.1", "--redis", redis_url])
+    try:
+        assert proc.stderr is not None
+        port = _port_from(proc.stderr, "metrics on http://")
+        with Queue(queue_name, connection=redis_url) as q:
+            q.add_bulk([{"name": "e", "data": {"i": i}} for i in range(5)])
+
+        def counted() -> Any:
+            parsed = _scrape_url(port)
+            done = value(parsed, "pyqueue_jobs_processed_total", queue=queue_name,
+                          outcome="completed")
+            return parsed if done == 5 else None
+
+        parsed = wait_for_sync(counted, timeout=30, what="5 jobs counted")
+    finally:
+        _out, err = _stop(proc)
+    assert proc.returncode == 0, err
+    assert value(parsed, "pyqueue_queue_jobs", queue=queue_name, state="completed") == 5
+    assert value(parsed, "pyqueue_worker_concurrency", queue=queue_name) == 1
