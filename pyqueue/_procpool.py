@@ -144,6 +144,7 @@ def _child_main(read_fd: int, write_fd: int) -> None:
         # The job context for log records (pyqueue.logcontext); the pipe round
         # trip per job dwarfs its cost.
         token = job_context(keys.name, job.id, job.name, job.attempts_started or 1)
+        undo = [resolve(path)(value) for path, value in message.get("ctx", {}).items()]
         try:
             data = json.dumps({"ok": True, "result": processor(job)})
         except BaseException as exc:
@@ -153,6 +154,8 @@ def _child_main(read_fd: int, write_fd: int) -> None:
                                                                 exc.__traceback__)),
             })
         finally:
+            for restored in reversed(undo):
+                restored()
             reset(token)
         _write_frame(write_fd, data.encode())
 
@@ -210,6 +213,14 @@ class _Child:
             self.buffer += chunk
 
 
+#: Context that follows a job into its child: restorer path ("module:function",
+#: imported in the child) -> capture function, called in the parent per job
+#: (returns JSON-able data, or None for nothing). In the child the restorer
+#: gets that data before the processor runs and returns a function that undoes
+#: it afterwards. ``pyqueue.otel`` registers the trace context here.
+CONTEXT_CARRIERS: dict[str, Callable[[], Any]] = {}
+
+
 class ProcessPool:
     """Up to ``size`` child processes, started on demand and reused."""
 
@@ -242,7 +253,13 @@ class ProcessPool:
                   token: str | None) -> Any:
         """Run one job in ``child`` (from :meth:`acquire`); raises what the processor
         raised. Cancelling the call (timeout, cancellation, shutdown) kills the child."""
-        message = json.dumps({"id": job_id, "fields": fields, "token": token}).encode()
+        payload: dict[str, Any] = {"id": job_id, "fields": fields, "token": token}
+        if CONTEXT_CARRIERS:  # empty unless an extension (pyqueue.otel) registered one
+            carried = {path: value for path, capture in CONTEXT_CARRIERS.items()
+                       if (value := capture()) is not None}
+            if carried:
+                payload["ctx"] = carried
+        message = json.dumps(payload).encode()
         try:
             reply = json.loads(await child.request(message))
         except BaseException:

@@ -11,9 +11,9 @@ convention: a singleton with ``instrument()``/``uninstrument()``):
 - Workers created while instrumented run each attempt in a CONSUMER span
   ``process <queue>`` whose parent is the context in ``tm`` (so the trace
   started by a producer, pyqueue's or BullMQ's, goes on), current while the
-  processor runs (``async def`` processors and ``def`` ones in threads; a
-  process-mode child does not continue it). The span ends when the outcome
-  is settled: completed, failed, retried, or handed back.
+  processor runs (``async def`` processors, ``def`` ones in threads, and
+  in process-mode children, which get the context with the job). The span
+  ends when the outcome is settled: completed, failed, retried, or handed back.
 
 Attributes follow the messaging semantic conventions (``messaging.system``,
 ``messaging.destination.name``, ``messaging.operation.type``/``.name``,
@@ -37,7 +37,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("pyqueue.otel needs opentelemetry-api: "
                       "pip install 'pyqueue-redis[otel]'") from exc
 
-from . import __version__
+from . import __version__, _procpool
 from ._async_queue import AsyncQueue
 from .errors import DelayedError, RateLimitError
 from .queue import Queue
@@ -246,6 +246,23 @@ class _ConsumerHooks(WorkerHooks):
         self._end_all()
 
 
+def _capture_context() -> dict[str, str] | None:
+    """The current trace context as headers, for a process-mode child."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier or None
+
+
+def restore_context(carrier: dict[str, str]) -> Callable[[], None]:
+    """In a process-mode child: make ``carrier``'s context current while the
+    processor runs; returns the function that leaves it."""
+    token = otel_context.attach(propagate.extract(carrier))
+    return lambda: otel_context.detach(token)
+
+
+_RESTORER = f"{__name__}:restore_context"
+
+
 class PyqueueInstrumentor:
     """Traces pyqueue's producers and workers (see the module docs). A singleton,
     as OpenTelemetry's instrumentors are."""
@@ -272,6 +289,7 @@ class PyqueueInstrumentor:
         _State.tracer = trace.get_tracer("pyqueue", __version__, tracer_provider)
         if _State.originals:
             return
+        _procpool.CONTEXT_CARRIERS[_RESTORER] = _capture_context
         for cls, is_async in ((Queue, False), (AsyncQueue, True)):
             for name, wrap in (("add", _wrap_add), ("add_bulk", _wrap_add_bulk)):
                 original = cls.__dict__[name]
@@ -292,6 +310,7 @@ class PyqueueInstrumentor:
         """Stop tracing: the wrapped methods are restored; workers made meanwhile
         stop making spans."""
         _State.tracer = None
+        _procpool.CONTEXT_CARRIERS.pop(_RESTORER, None)
         for (cls, name), original in _State.originals.items():
             setattr(cls, name, original)
         _State.originals = {}

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _otel_jobs import current_span
 from _worker_helpers import wait_for
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -16,7 +17,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from pyqueue import AsyncQueue, InvalidJobOptionsError, Queue, Worker
+from pyqueue import AsyncQueue, InvalidJobOptionsError, Queue, Worker, _procpool
 from pyqueue.otel import PyqueueInstrumentor
 
 
@@ -165,6 +166,7 @@ def test_uninstrumented_costs_nothing(redis_url: str, queue_name: str) -> None:
     PyqueueInstrumentor().uninstrument()
     assert not PyqueueInstrumentor().is_instrumented_by_opentelemetry
     assert "otel" not in Queue.add.__module__ and "otel" not in Worker.__init__.__module__
+    assert _procpool.CONTEXT_CARRIERS == {}
     worker = Worker(queue_name, lambda job: None, connection=redis_url, log_jobs=False,
                     autorun=False)
     assert worker._hooks.before_process == ()
@@ -173,3 +175,22 @@ def test_uninstrumented_costs_nothing(redis_url: str, queue_name: str) -> None:
         job = q.add("plain", {})
         fetched = q.get_job(job.id)
     assert fetched is not None and "tm" not in fetched.opts
+
+
+async def test_a_process_mode_child_runs_in_the_consumer_span(spans: Any, redis_url: str,
+                                                              queue_name: str) -> None:
+    exporter, tracer = spans
+    async with AsyncQueue(queue_name, connection=redis_url) as q:
+        with tracer.start_as_current_span("request"):
+            job = await q.add("in-child", {})
+        worker = Worker(queue_name, current_span, connection=redis_url, execution="process",
+                        log_jobs=False, autorun=False)
+        await worker.start()
+        try:
+            seen = await job.wait_until_finished(timeout=30)
+            await wait_for(lambda: named(exporter, "process"), what="consumer span")
+        finally:
+            await worker.close()
+    (consumer,) = named(exporter, "process")
+    assert seen == {"trace_id": f"{consumer.context.trace_id:032x}",
+                    "span_id": f"{consumer.context.span_id:016x}"}
