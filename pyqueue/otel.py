@@ -204,12 +204,10 @@ class _ConsumerHooks(WorkerHooks):
         if token is not None:
             otel_context.detach(token)  # type: ignore[arg-type]
             self._open[job.id] = (span, None)
-        if error is not None:
+        if isinstance(error, DelayedError | RateLimitError):  # handed back: no settle
+            self._end(job.id, "delayed" if isinstance(error, DelayedError) else "waiting")
+        elif error is not None:
             span.record_exception(error)
-            if isinstance(error, DelayedError | RateLimitError):  # handed back: no settle
-                span.set_attribute("bullmq.job.state", "delayed" if isinstance(
-                    error, DelayedError) else "waiting")
-                self._end(job.id)
 
     def _end(self, job_id: str, state: str | None = None,
              status: Status | None = None) -> trace.Span | None:

@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from pyqueue import AsyncQueue, InvalidJobOptionsError, Queue, Worker, _procpool
+from pyqueue import AsyncQueue, DelayedError, InvalidJobOptionsError, Queue, Worker, _procpool
 from pyqueue.otel import PyqueueInstrumentor
 
 
@@ -194,3 +194,29 @@ async def test_a_process_mode_child_runs_in_the_consumer_span(spans: Any, redis_
     (consumer,) = named(exporter, "process")
     assert seen == {"trace_id": f"{consumer.context.trace_id:032x}",
                     "span_id": f"{consumer.context.span_id:016x}"}
+
+
+async def test_a_job_that_delays_itself_ends_its_span_without_an_error(
+        spans: Any, redis_url: str, queue_name: str) -> None:
+    exporter, _ = spans
+
+    async def process(job: Any) -> Any:
+        if job.attempts_started == 1:
+            await job.move_to_delayed(0.05)
+            raise DelayedError()
+        return "done"
+
+    async with AsyncQueue(queue_name, connection=redis_url) as q:
+        job = await q.add("later", {})
+        worker = Worker(queue_name, process, connection=redis_url, log_jobs=False,
+                        autorun=False)
+        await worker.start()
+        try:
+            assert await job.wait_until_finished(timeout=10) == "done"
+            await wait_for(lambda: len(named(exporter, "process")) >= 2, what="2 spans")
+        finally:
+            await worker.close()
+    first, second = sorted(named(exporter, "process"), key=lambda s: s.start_time or 0)
+    assert dict(first.attributes or {})["bullmq.job.state"] == "delayed"
+    assert first.status.status_code is StatusCode.UNSET and not first.events
+    assert dict(second.attributes or {})["bullmq.job.state"] == "completed"
