@@ -18,6 +18,7 @@
                      the entry's kind (attempts-exhausted, unrecoverable, ...)
     (without items, the params themselves are the single finish)
     fetch    true = then hand out up to n jobs: token, lockMs, n, lmax, ldur, wname
+    mdp      keep BullMQ's metrics with this many data points (includes/metrics.lua)
   Returns {codes, fetchReply}: codes[i] is 0 for a finished job or an error
   for item i (-1 job missing, -2 lock missing, -6 lock held by another
   token, -3 job not in active, -10 (completed only) the job has children
@@ -34,6 +35,7 @@
 --@include fetch
 --@include flow
 --@include deadletter
+--@include metrics
 local function finishOne(item)
   local jobId = item.id
   local jobKey = base .. jobId
@@ -76,6 +78,7 @@ local function finishOne(item)
     redis.call('ZADD', target, now, jobId)
     applyRetention(target, item.keepCount, item.keepAgeMs)
   end
+  if P.mdp then recordFinished(target == kCompleted, P.mdp) end
   return 0
 end
 

@@ -8,6 +8,8 @@ workers and Bull Board work on the same queues.
 
 from __future__ import annotations
 
+import logging as _logging
+
 from .backoff import register_backoff_strategy
 from .errors import (
     ConfigurationError,
@@ -48,6 +50,10 @@ from .states import JobState
 from .worker import Worker, WorkerHooks
 
 __version__ = "0.1.0"
+
+# A library logs, the application decides where: pyqueue.* records go nowhere
+# until logging is configured (then they propagate to the root handlers).
+_logging.getLogger("pyqueue").addHandler(_logging.NullHandler())
 
 __all__ = [
     "AddOptions",

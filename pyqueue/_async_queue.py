@@ -101,6 +101,10 @@ class AsyncQueue:
         """Counts per state (all states when none are given)."""
         return await self._run(_ops.get_counts(self._core.keys, states))
 
+    async def get_metrics(self, kind: str, start: int = 0, end: int = -1) -> dict[str, Any]:
+        """BullMQ's per-minute metrics of ``kind`` (see ``Queue.get_metrics``)."""
+        return await self._run(_ops.get_metrics(self._core.keys, kind, start, end))
+
     async def get_jobs(self, states: str | Iterable[str], start: int = 0, end: int = -1,
                        asc: bool = False) -> list[AsyncJob]:
         """Jobs in the given states, newest first unless ``asc``."""

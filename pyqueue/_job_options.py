@@ -36,6 +36,15 @@ class DeduplicationOptions(TypedDict, total=False):
     keep_last_if_active: bool
 
 
+class TelemetryOptions(TypedDict, total=False):
+    """``telemetry={...}``: trace context carried with the job (BullMQ's ``tm``/``omc``).
+    ``pyqueue.otel`` fills ``metadata`` itself; ``omit_context=True`` keeps the
+    job out of the current trace."""
+
+    metadata: str
+    omit_context: bool
+
+
 class JobOptions(TypedDict, total=False):
     """The options ``Queue.add`` accepts (all optional)."""
 
@@ -57,6 +66,7 @@ class JobOptions(TypedDict, total=False):
     continue_parent_on_failure: bool
     ignore_dependency_on_failure: bool
     remove_dependency_on_failure: bool
+    telemetry: TelemetryOptions
 
 
 

@@ -307,6 +307,15 @@ class QueueKeys:
         """A group's ready jobs (zset)."""
         return self.key(f"g:{group_id}:wait")
 
+    def metrics(self, kind: str) -> str:
+        """BullMQ's metrics hash of ``kind`` (``completed`` or ``failed``); its
+        per-minute list is this key plus ``:data``."""
+        return self.key(f"metrics:{kind}")
+
+    def metrics_data(self, kind: str) -> str:
+        """BullMQ's per-minute counts of ``kind`` (list, newest first)."""
+        return self.key(f"metrics:{kind}:data")
+
     def connection_name(self, worker_name: str | None) -> str:
         """BullMQ's worker connection name: ``<prefix>:<base64(queue)>[:w:<name>]``."""
         encoded = base64.b64encode(self.name.encode()).decode()

@@ -223,14 +223,18 @@ def finish_item(*, id: str, lock_token: str | None, target: str, value: str,
 
 
 def move_to_finished(keys: QueueKeys, now_ms: int, *, items: list[FinishItem],
-                     fetch: FetchArgs | None, me: int | None) -> Command:
+                     fetch: FetchArgs | None, me: int | None,
+                     metrics_points: int | None = None) -> Command:
     """moveToFinished for ``items``, then a fetch of more jobs when ``fetch`` is
-    given (that dict is completed and packed, not copied)."""
+    given (that dict is completed and packed, not copied). ``metrics_points``:
+    also count the finishes in BullMQ's metrics, keeping that many minutes."""
     params: dict[str, Any] = {} if fetch is None else fetch
     params["items"] = items
     if fetch is not None:
         params["fetch"] = True
     params["me"] = me
+    if metrics_points is not None:
+        params["mdp"] = metrics_points
     return _call("moveToFinished", keys, now_ms, params)
 
 

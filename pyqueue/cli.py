@@ -11,6 +11,10 @@
     pyqueue health QUEUE               are the queue's workers consuming? (exit 0/1)
     pyqueue dlq list|replay|purge QUEUE  a queue's dead letters
     pyqueue email suppress|dlq|forget  the email worker's suppressions, dead letters, GDPR erase
+    pyqueue metrics [--port 9090]      Prometheus metrics of the queues (extra: prometheus)
+    pyqueue info --watch               live counts and rates
+    pyqueue workers QUEUE              the queue's workers (host, pid, uptime, health)
+    pyqueue schedulers QUEUE           job schedulers: next run; --remove ID
     pyqueue embedded [--stop]          the embedded Redis server's URL (or stop it)
     pyqueue outbox init|relay|...      the PostgreSQL outbox (see _cli_outbox)
     pyqueue bench [ARGS]               the benchmarks of a source checkout
@@ -27,7 +31,6 @@ import argparse
 import asyncio
 import importlib
 import inspect
-import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -35,8 +38,10 @@ from typing import Any
 
 import redis
 
-from . import __version__, _cli_dlq
+from . import __version__, _cli_dlq, logcontext
 from . import _cli_admin as _admin
+from . import _cli_metrics as _metrics
+from . import _cli_ops as _opscli
 from ._cli_admin import UsageError as UsageError  # re-exported
 from ._ops import ALL_STATES
 from ._plan import translate
@@ -74,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--burst", action="store_true",
                    help="stop once no job is waiting, active or due (for scripts and tests)")
     p.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
+    p.add_argument("--log-format", choices=["text", "json"], default="text",
+                   help="log lines as text or one JSON object each; records from inside a "
+                        "processor carry queue, job_id, job_name, attempt (default: text)")
     _common(p)
 
     p = sub.add_parser("info", help="queues and their job counts")
@@ -117,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     _cli_dlq.register(sub)
 
+    _metrics.register(sub)
+    _opscli.register(sub)
     try:
         from .email.cli import register as register_email
     except ImportError:  # pyqueue-redis[email] is not installed
@@ -301,8 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(args.run(args))
         target = None
         if args.command == "worker" and args.processes <= 1:
-            logging.basicConfig(level=args.log_level.upper(),
-                                format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+            logcontext.configure(args.log_level, args.log_format)
             target = _load_target(args.target)  # a typo fails before any server starts
         url = resolve_url(args.redis)
         if args.command == "email":
@@ -313,16 +322,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cli_dlq.run(args, url)
         if args.command == "demo":
             return _demo(args, url)
+        if args.command == "metrics":
+            return _metrics.run(args, url)
         if args.command == "worker" and args.processes > 1:
-            return _run_processes(argv, args.processes)
+            with _metrics.serving(args, url):
+                return _run_processes(argv, args.processes)
         if args.command == "worker":
             worker = _worker_from(target, args, url)
+            worker.add_hooks(logcontext.JobContextHook())
+            _metrics.attach(worker, args, url)
             print(f"pyqueue worker: queue {worker.name!r} on {mask_url(url)}, "
                   f"concurrency {worker.concurrency}; Ctrl-C to stop", file=sys.stderr)
             worker.run(burst=args.burst)
             return 0
         if args.command == "info":
-            return _admin.info(args, url)
+            return _opscli.watch(args, url) if args.watch else _admin.info(args, url)
+        if args.command in ("workers", "schedulers"):
+            return int(getattr(_opscli, args.command)(args, url))
         if args.command == "jobs":
             return _admin.jobs(args, url)
         if args.command == "health":

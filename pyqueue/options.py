@@ -229,6 +229,23 @@ def failure_policy(opts: Mapping[str, Any]) -> str | None:
         raise InvalidJobOptionsError(
             f"choose one failure policy, not several: {[o for o, _ in chosen]}")
     return chosen[0][1] if chosen else None
+def _telemetry(value: Any) -> dict[str, Any]:
+    """``telemetry={"metadata": str, "omit_context": bool}`` as BullMQ's ``tm``/``omc``."""
+    if not isinstance(value, Mapping) or set(value) - {"metadata", "omit_context"}:
+        raise InvalidJobOptionsError(
+            f"telemetry must be {{'metadata': str, 'omit_context': bool}}, got {value!r}")
+    out: dict[str, Any] = {}
+    if value.get("metadata") is not None:
+        if not isinstance(value["metadata"], str):
+            raise InvalidJobOptionsError(
+                f"telemetry.metadata must be a str, got {value['metadata']!r}")
+        out["tm"] = value["metadata"]
+    if value.get("omit_context") is not None:
+        if not isinstance(value["omit_context"], bool):
+            raise InvalidJobOptionsError(
+                f"telemetry.omit_context must be a bool, got {value['omit_context']!r}")
+        out["omc"] = value["omit_context"]
+    return out
 
 
 def encode_options(opts: Mapping[str, Any]) -> EncodedOptions:
@@ -316,6 +333,8 @@ def encode_options(opts: Mapping[str, Any]) -> EncodedOptions:
     policy = failure_policy(opts)
     if policy is not None:
         out[policy] = True
+    if opts.get("telemetry") is not None:
+        out.update(_telemetry(opts["telemetry"]))
     out["attempts"] = attempts
     return EncodedOptions(
         opts=encode_json(out, "opts"),
@@ -366,6 +385,9 @@ def decode_options(stored: object) -> dict[str, Any]:
             out["keep_logs"] = value
         elif key in _POLICY_OPTIONS and value is True:
             out[_POLICY_OPTIONS[key]] = True
+        elif key in ("tm", "omc"):
+            telemetry = out.setdefault("telemetry", {})
+            telemetry["metadata" if key == "tm" else "omit_context"] = value
         elif key == "de" and isinstance(value, Mapping):
             dedup: dict[str, Any] = {"id": value.get("id")}
             if value.get("ttl"):

@@ -112,6 +112,13 @@ class Queue:
         """Counts per state (all states when none are given)."""
         return self._run(_ops.get_counts(self._core.keys, states))
 
+    def get_metrics(self, kind: str, start: int = 0, end: int = -1) -> dict[str, Any]:
+        """BullMQ's per-minute metrics of ``kind`` (``"completed"`` or ``"failed"``),
+        kept by workers started with ``metrics={"max_data_points": n}`` (pyqueue's
+        or BullMQ's): ``{"meta": {"count", "prev_ts", "prev_count"}, "data":
+        [jobs per minute, newest first], "count": data points}``."""
+        return self._run(_ops.get_metrics(self._core.keys, kind, start, end))
+
     def get_jobs(self, states: str | Iterable[str], start: int = 0, end: int = -1,
                  asc: bool = False) -> list[Job]:
         """Jobs in the given states, newest first unless ``asc``."""

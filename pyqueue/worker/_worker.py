@@ -57,7 +57,10 @@ class Worker:
     start unless Redis' maxmemory-policy is ``noeviction``; otherwise only
     warn), ``autorun`` (start as soon as an event loop runs), ``hooks``
     (:class:`WorkerHooks` instances: metrics, tracing, logging), ``log_jobs``
-    (one log line per finished job on ``pyqueue.worker``, rate-limited).
+    (one log line per finished job on ``pyqueue.worker``, rate-limited),
+    ``metrics`` (``{"max_data_points": n}``: keep BullMQ's per-minute
+    completed/failed counts, read by ``Queue.get_metrics`` and Bull Board;
+    counted in the finish script, no extra round trip).
     """
 
     def __init__(
@@ -84,6 +87,7 @@ class Worker:
         autorun: bool = True,
         hooks: Iterable[WorkerHooks] = (),
         log_jobs: bool = True,
+        metrics: Mapping[str, Any] | None = None,
     ) -> None:
         self.name = validate_queue_name(name)
         self.prefix = validate_prefix(prefix)
@@ -100,7 +104,7 @@ class Worker:
             stalled_interval=stalled_interval, max_stalled_count=max_stalled_count,
             remove_on_complete=remove_on_complete, remove_on_fail=remove_on_fail,
             backoff_strategy=backoff_strategy, shutdown_grace=shutdown_grace,
-            drain_delay=drain_delay, execution=execution)
+            drain_delay=drain_delay, execution=execution, metrics=metrics)
         self.concurrency = opts.concurrency
         self.lock_ms = opts.lock_ms
         self.stalled_ms = opts.stalled_ms
@@ -133,6 +137,7 @@ class Worker:
         self._closed = asyncio.Event()
         self._force = asyncio.Event()
         self._running = False
+        self._started_at: float | None = None
         if autorun:
             try:
                 loop = asyncio.get_running_loop()
@@ -153,6 +158,14 @@ class Worker:
         """Call ``callback`` on a local event: active, progress, completed, failed,
         stalled, error, drained, closed (and lock_lost). Returns the worker."""
         self._events.add(event, callback)
+        return self
+
+    def add_hooks(self, *hooks: WorkerHooks) -> Worker:
+        """Add :class:`WorkerHooks` to a worker that has not started (for tools that
+        get a ready-made worker, such as ``pyqueue worker --metrics-port``)."""
+        if self._running or self._starting is not None:
+            raise ConfigurationError("add_hooks() must be called before the worker starts")
+        self._hooks.add(hooks)
         return self
 
     @property
@@ -194,7 +207,8 @@ class Worker:
         is healthy; one stuck reconnecting is not). Also: ``state``
         (idle, running, reconnecting, closing, closed), ``last_fetch_at``
         (epoch seconds of the last fetch that returned), ``active``,
-        ``jobs_processed``, ``worker_id``.
+        ``jobs_processed``, ``worker_id``, ``concurrency``, ``started_at`` (epoch
+        seconds, None before start).
         """
         status = self._status
         fresh = status.last_ok is not None and \
@@ -207,6 +221,8 @@ class Worker:
             "last_fetch_at": status.last_fetch_at,
             "active": self.active_count,
             "jobs_processed": status.jobs_processed,
+            "concurrency": self.concurrency,
+            "started_at": self._started_at,
         }
 
     async def start(self, burst: bool = False) -> None:
@@ -231,6 +247,7 @@ class Worker:
         self._events.loop = asyncio.get_running_loop()
         await self._conns.check_eviction_policy(self.name, self.require_noeviction)
         self._running = True
+        self._started_at = time.time()
         await self._rt.start(client_name=self._client_name(), pipelined=self.pipelined,
                              cancel_poll=self.cancel_poll_interval, health=self.health,
                              on_idle=self._burst_done)
