@@ -12,6 +12,7 @@
     pyqueue email suppress|dlq ...     the email worker's suppression list and dead letters
     pyqueue embedded [--stop]          the embedded Redis server's URL (or stop it)
     pyqueue bench [ARGS]               the benchmarks of a source checkout
+    pyqueue dashboard                  the web dashboard (pip install 'pyqueue-redis[web]')
 
 Every command takes ``--redis URL`` (default: ``$PYQUEUE_REDIS_URL``,
 ``$REDIS_URL``, else the embedded server) and ``--prefix``. Exit status: 0
@@ -36,6 +37,7 @@ import redis
 from . import __version__
 from . import _cli_admin as _admin
 from ._cli_admin import UsageError as UsageError  # re-exported
+from ._cli_dashboard import register as register_dashboard
 from ._ops import ALL_STATES
 from ._plan import translate
 from .connection import mask_url, resolve_url
@@ -109,8 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
                        add_help=False)
     p.add_argument("bench_args", nargs=argparse.REMAINDER)
 
-    p = sub.add_parser("dashboard", help="web dashboard (not available in this version)")
-    _common(p)
+    register_dashboard(sub)
 
     try:
         from .email.cli import register as register_email
@@ -286,9 +287,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "bench":
             return _bench(args.bench_args)
-        if args.command == "dashboard":
-            print("pyqueue dashboard: not available in this version", file=sys.stderr)
-            return 2
         target = None
         if args.command == "worker" and args.processes <= 1:
             logging.basicConfig(level=args.log_level.upper(),
@@ -301,6 +299,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(run_email(args, url))
         if args.command == "demo":
             return _demo(args, url)
+        if args.command == "dashboard":
+            from ._cli_dashboard import run as run_dashboard
+
+            return run_dashboard(args, url)
         if args.command == "worker" and args.processes > 1:
             return _run_processes(argv, args.processes)
         if args.command == "worker":
