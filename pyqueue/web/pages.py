@@ -74,7 +74,8 @@ async def overview(request: Request) -> Response:
                                "Redis may evict queue keys under memory pressure")
     return dash.render(request, "overview.html", {
         "summaries": summaries, "global_warnings": global_warnings,
-        "states": queries.DEFAULT_COUNT_STATES, "title": "Queues"})
+        "states": queries.DEFAULT_COUNT_STATES, "title": "Queues",
+        "message": message_for(request.query_params)})
 
 
 async def _page_of_state(queue: AsyncQueue, state: str, start: int,
