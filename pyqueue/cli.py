@@ -61,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     p = sub.add_parser("demo", help="add jobs and process them with a worker, narrating")
+    p.add_argument("--dashboard", action="store_true",
+                   help="serve the dashboard and keep jobs moving until Ctrl-C "
+                        "(pip install 'pyqueue-redis[web]')")
+    p.add_argument("--host", default="127.0.0.1", help="dashboard address (with --dashboard)")
+    p.add_argument("--port", type=int, default=8080, help="dashboard port (with --dashboard)")
     _common(p)
 
     p = sub.add_parser("worker", help="run a worker until SIGINT/SIGTERM")
@@ -189,6 +194,8 @@ def _demo(args: argparse.Namespace, url: str) -> int:
               f"$REDIS_URL given), at {mask_url(url)}\n"
               f"       its data (append-only file), redis.log and socket are in "
               f"{default_home()}")
+    if args.dashboard:
+        return _demo_dashboard(args, url)
     start = time.monotonic()
     status = 1
     try:
@@ -218,6 +225,23 @@ def _demo(args: argparse.Namespace, url: str) -> int:
             print("\nThe embedded redis-server keeps running (other pyqueue processes "
                   "share it).\nStop it with:  pyqueue embedded --stop", flush=True)
     return status
+
+
+def _demo_dashboard(args: argparse.Namespace, url: str) -> int:
+    """``pyqueue demo --dashboard``: the dashboard and jobs moving, until Ctrl-C."""
+    try:
+        import uvicorn  # noqa: F401
+
+        from ._demo_dashboard import run_dashboard_demo
+    except ImportError as exc:
+        raise UsageError(f"the dashboard needs the web extra: pip install "
+                         f"'pyqueue-redis[web]' ({exc})") from None
+    try:
+        return asyncio.run(run_dashboard_demo(url, sys.stdout, host=args.host,
+                                              port=args.port))
+    except KeyboardInterrupt:
+        print("stopped (Ctrl-C): the demo's queue is removed", flush=True)
+        return 0
 
 
 def _run_processes(argv: list[str], count: int) -> int:

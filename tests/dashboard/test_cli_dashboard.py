@@ -14,6 +14,7 @@ from contextlib import contextmanager
 
 import httpx
 
+from pyqueue import Queue
 from pyqueue.cli import build_parser
 
 
@@ -108,3 +109,33 @@ def test_a_bad_basic_auth_is_a_usage_error(redis_url: str) -> None:
                            redis_url, "--basic-auth", "nopassword"], capture_output=True,
                           text=True, timeout=30)
     assert proc.returncode == 2 and "USER:PASSWORD" in proc.stderr
+
+
+def test_demo_with_the_dashboard_shows_jobs_moving(redis_url: str) -> None:
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "pyqueue.cli", "demo", "--dashboard",
+                             "--port", str(port), "--redis", redis_url],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert f"dashboard: http://127.0.0.1:{port}/" in line, line + (proc.stderr.read()
+                                                                      if proc.poll() else "")
+        queue = line.split("queue '")[1].split("'")[0]
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:  # jobs complete while we watch
+            page = httpx.get(f"{url}/queues/{queue}?state=completed", timeout=5).text
+            if 'data-job-id="' in page:
+                break
+            assert time.monotonic() < deadline, page
+            time.sleep(0.1)
+        assert f'data-queue="{queue}"' in httpx.get(url + "/", timeout=5).text
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "removed" in out
+    with Queue(queue, connection=redis_url) as left:
+        assert left.get_job_counts() == dict.fromkeys(left.get_job_counts(), 0)
