@@ -210,6 +210,18 @@ async def _limits(request: Request, queue: AsyncQueue, form: FormData) -> Respon
     return _redirect(_queue_url(request, queue.name, done="limits"))
 
 
+async def _group_limits(request: Request, queue: AsyncQueue, form: FormData) -> Response:
+    group = _field(form, "group").strip() or None
+    concurrency = _number(form, "concurrency", 0)
+    max_jobs = _number(form, "max", 0)
+    duration = _number(form, "duration", 0, integer=False)
+    if max_jobs and not duration:
+        raise ActionError("a rate limit needs a duration in seconds", 400)
+    await queue.set_group_concurrency(concurrency or None, group)
+    await queue.set_group_rate_limit(max_jobs or None, duration if max_jobs else 0, group)
+    return _redirect(_queue_url(request, queue.name, state="groups", done="limits"))
+
+
 async def _remove_scheduler(request: Request, queue: AsyncQueue, form: FormData) -> Response:
     await queue.remove_job_scheduler(_field(form, "scheduler_id"))
     return _redirect(_queue_url(request, queue.name, state="schedulers",
@@ -219,5 +231,6 @@ async def _remove_scheduler(request: Request, queue: AsyncQueue, form: FormData)
 _QUEUE_ACTIONS: dict[str, Callable[[Request, AsyncQueue, FormData], Awaitable[Response]]] = {
     "pause": _pause, "resume": _resume, "drain": _drain, "clean": _clean,
     "retry-all": _retry_all, "promote-all": _promote_all, "obliterate": _obliterate,
-    "limits": _limits, "remove-scheduler": _remove_scheduler, "bulk": _bulk,
+    "limits": _limits, "group-limits": _group_limits, "remove-scheduler": _remove_scheduler,
+    "bulk": _bulk,
 }

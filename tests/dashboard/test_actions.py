@@ -183,3 +183,39 @@ def test_bulk_actions_on_selected_jobs(serve: Any, make_queue: Any, redis_url: s
     none = dash.post("/queues/q/actions/bulk", op="remove")
     assert none.status_code == 400
     dash.http.close()
+
+
+def test_groups_tab_counts_and_sets_limits(serve: Any, make_queue: Any, redis_url: str,
+                                           prefix: str) -> None:
+    queue = make_queue("q")
+    for i in range(3):
+        queue.add("send", {"n": i}, group="gmail.com")
+    queue.add("send", {}, group="yahoo.com")
+    dash = Dash(serve, redis_url, prefix, "q")
+    page = dash.http.get("/queues/q?state=groups").text
+    assert "<tr><td>gmail.com</td><td class=\"num\">3</td><td class=\"num\">0</td></tr>" in page
+    done = dash.post("/queues/q/actions/group-limits", group="gmail.com", concurrency="1",
+                     max="5", duration="60")
+    assert done.headers["location"] == "/queues/q?state=groups&done=limits"
+
+    async def run() -> int:
+        started: list[str] = []
+        release = asyncio.Event()
+
+        async def hold(job: Any) -> None:
+            started.append(job.id)
+            await release.wait()
+
+        worker = Worker("q", hold, connection=redis_url, prefix=prefix, autorun=False,
+                        concurrency=5)
+        await worker.start()
+        await _until(lambda: len(started) >= 2)  # one gmail.com job, one yahoo.com
+        counts = queue.get_group_counts()
+        release.set()
+        await worker.close()
+        return counts["gmail.com"]["active"]
+
+    assert asyncio.run(run()) == 1  # the limit set in the dashboard holds
+    bad = dash.post("/queues/q/actions/group-limits", group="*", concurrency="1")
+    assert bad.status_code == 409  # pyqueue's own validation, said on the page
+    dash.http.close()

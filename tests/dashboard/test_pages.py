@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from pyqueue import Worker
-from pyqueue.web import create_app, pages
+from pyqueue.web import create_app, pages, queries
 
 from .conftest import client
 
@@ -276,3 +276,37 @@ def test_create_app_checks_its_arguments() -> None:
     with pytest.raises(ValueError, match="not a str"):
         create_app("redis://127.0.0.1:1/0", queues="emails")
 
+
+
+def test_eviction_policy_other_than_noeviction_is_a_warning(serve: Any,
+                                                            fresh_redis: Any) -> None:
+    import redis
+
+    from pyqueue import Queue
+
+    with Queue("q", connection=fresh_redis.url) as queue:
+        queue.add("x", {})
+    served = serve(create_app(fresh_redis.url))
+    with client(served.url) as http:
+        assert "maxmemory-policy" not in http.get("/").text
+        direct = redis.Redis.from_url(fresh_redis.url)
+        direct.config_set("maxmemory-policy", "allkeys-lru")
+        direct.close()
+        page = http.get("/").text
+    assert "Redis maxmemory-policy is &#39;allkeys-lru&#39;, not &#39;noeviction&#39;" in page
+
+
+def test_warnings_for_paused_idle_and_rising_failures() -> None:
+    summary = queries.QueueSummary(name="q", counts={"waiting": 2, "prioritized": 1},
+                                   paused=True, library="pyqueue", workers=0,
+                                   failed_last_min=7, failed_prev_min=2)
+    queries.add_warnings(summary)
+    assert summary.warnings == [
+        "paused: workers take no new jobs",
+        "3 job(s) waiting and no worker is consuming",
+        "failures rising: 7 in the last minute, 2 the minute before"]
+    calm = queries.QueueSummary(name="q", counts={"waiting": 2}, paused=False,
+                                library="bullmq", workers=1, failed_last_min=7,
+                                failed_prev_min=9)
+    queries.add_warnings(calm)
+    assert calm.warnings == []
