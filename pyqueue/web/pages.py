@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -29,6 +30,9 @@ LATEST_DEPTH = 1000
 LOG_LINES = 200
 #: Jobs a name or data search reads per request, at most.
 SEARCH_SCAN = 1000
+
+
+_EPOCH = datetime.fromtimestamp(0, tz=timezone.utc)
 
 
 @dataclass
@@ -85,7 +89,7 @@ async def _page_of_state(queue: AsyncQueue, state: str, start: int,
     merged: list[tuple[AsyncJob, str]] = []
     for each in TABS[1:]:
         merged.extend((job, each) for job in await queue.get_jobs([each], 0, end))
-    merged.sort(key=lambda pair: int(pair[0].fields.get("timestamp") or 0), reverse=True)
+    merged.sort(key=lambda pair: pair[0].timestamp or _EPOCH, reverse=True)
     return merged[start:end + 1]
 
 

@@ -16,7 +16,7 @@ from starlette.routing import Mount
 from pyqueue import Worker
 from pyqueue.web import create_app, pages, queries
 
-from .conftest import client
+from .conftest import client, csrf_of
 
 
 def test_overview_lists_the_queues_with_counts_and_warnings(serve: Any, make_queue: Any,
@@ -186,7 +186,6 @@ def test_schedulers_tab_lists_and_removes(serve: Any, make_queue: Any, redis_url
     with client(served.url) as http:
         page = http.get("/queues/cron?state=schedulers").text
         assert "nightly" in page and "0 3 * * *" in page and "daily" in page
-        from .conftest import csrf_of
         done = http.post("/queues/cron/actions/remove-scheduler",
                          data={"csrf_token": csrf_of(page), "scheduler_id": "nightly"})
     assert done.status_code == 303
@@ -310,3 +309,41 @@ def test_warnings_for_paused_idle_and_rising_failures() -> None:
                                 failed_prev_min=9)
     queries.add_warnings(calm)
     assert calm.warnings == []
+
+
+def test_job_ids_with_slashes_and_odd_characters(serve: Any, make_queue: Any, redis_url: str,
+                                                 prefix: str) -> None:
+    queue = make_queue("q")
+    odd = ["a/b", "x?y#z", "sp ace", "ünï", "100%"]
+    for job_id in odd:
+        queue.add("x", {}, job_id=job_id)
+    served = serve(create_app(redis_url, prefix=prefix))
+    with client(served.url) as http:
+        listing = http.get("/queues/q?state=waiting").text
+        links = re.findall(r'class="job-link" href="([^"]+)"', listing)
+        assert len(links) == len(odd)
+        for link in links:
+            page = http.get(link)
+            assert page.status_code == 200, link
+        token = csrf_of(listing)
+        removed = http.post(links[0], data={"csrf_token": token, "action": "remove"})
+    assert removed.status_code == 303
+    assert len(queue.get_jobs("waiting")) == len(odd) - 1
+
+
+def test_a_damaged_job_hash_still_renders(serve: Any, make_queue: Any, redis_url: str,
+                                          prefix: str, redis_client: Any) -> None:
+    queue = make_queue("q")
+    queue.add("fine", {}, job_id="ok")
+    queue.add("broken", {}, job_id="bad")
+    redis_client.hset(f"{prefix}:q:bad", mapping={
+        "data": "{not json", "opts": "[", "timestamp": "yesterday", "progress": "{",
+        "stacktrace": "nope", "atm": "many", "finishedOn": "x", "returnvalue": "{"})
+    served = serve(create_app(redis_url, prefix=prefix))
+    with client(served.url) as http:
+        for path in ("/", "/queues/q", "/queues/q?state=waiting", "/queues/q/jobs/bad",
+                     "/search?q=not&kind=data&queue=q&state=waiting"):
+            response = http.get(path)
+            assert response.status_code == 200, path
+        job = http.get("/queues/q/jobs/bad").text
+    assert "corrupt job" in job
