@@ -119,14 +119,23 @@ def client_workers(prefix: str) -> Plan[list[ClientWorker]]:
     if isinstance(reply, PyQueueError) or reply is None:
         return []
     found = []
-    for line in S.text(reply).splitlines():
-        fields = dict(part.split("=", 1) for part in line.split(" ") if "=" in part)
+    for fields in _client_entries(reply):
         parsed = QueueKeys.parse_connection_name(prefix, fields.get("name", ""))
         if parsed is not None:
             found.append(ClientWorker(queue=parsed[0], name=parsed[1],
                                       addr=fields.get("addr", ""),
                                       idle=_int_or_none(fields.get("idle")) or 0))
     return found
+
+
+def _client_entries(reply: Any) -> list[dict[str, str]]:
+    """``CLIENT LIST`` as one dict per connection: redis-py parses it into dicts,
+    pyqueue's own connections hand on the text."""
+    if isinstance(reply, list):
+        return [{S.text(k): S.text(v) for k, v in entry.items()} for entry in reply
+                if isinstance(entry, dict)]
+    return [dict(part.split("=", 1) for part in line.split(" ") if "=" in part)
+            for line in S.text(reply).splitlines()]
 
 
 def worker_beats(keys: QueueKeys) -> Plan[list[tuple[str, float, dict[str, Any]]]]:

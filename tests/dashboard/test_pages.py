@@ -175,6 +175,9 @@ async def test_workers_page_shows_a_consuming_worker(serve: Any, redis_url: str,
     row = re.search(rf"<tr>\s*<td><a[^>]*>jobs</a></td>\s*<td>{re.escape(worker.id)}</td>"
                     r"(.*?)</tr>", page, re.S)
     assert row is not None and '<td class="num">3</td>' in row.group(1)
+    # Its connection, named as BullMQ names workers' connections, is listed too.
+    clients = page.split("Worker connections")[1]
+    assert re.search(r'<tr><td><a href="/queues/jobs">jobs</a></td>', clients), clients
 
 
 def test_schedulers_tab_lists_and_removes(serve: Any, make_queue: Any, redis_url: str,

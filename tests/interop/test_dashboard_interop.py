@@ -84,3 +84,25 @@ def test_retry_a_bullmq_job_in_the_browser(bull: Any, redis_url: str, queue_name
         finally:
             browser.close()
     assert bull("state", queue="node-mail", prefix=prefix, id="n1")["state"] == "waiting"
+
+
+def test_a_running_bullmq_worker_is_listed(bull: Any, queue_name: str,
+                                           served_dashboard: Served) -> None:
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    prefix = queue_name
+    bull("add", queue="node-work", prefix=prefix, jobs=[
+        {"name": "slow", "data": {"sleepMs": 4000}, "opts": {"jobId": "s1"}}])
+    with ThreadPoolExecutor(1) as pool, client(served_dashboard.url) as http:
+        running = pool.submit(bull, "work", queue="node-work", prefix=prefix, count=1)
+        deadline = time.monotonic() + 20
+        while True:  # until BullMQ's worker connection shows up
+            page = http.get("/workers").text
+            if '<tr><td><a href="/queues/node-work">node-work</a></td>' in page:
+                break
+            assert time.monotonic() < deadline and not running.done(), page
+            time.sleep(0.1)
+        active = http.get("/queues/node-work?state=active").text
+        assert 'data-job-id="s1"' in active
+        assert running.result(timeout=30)["processed"]
