@@ -16,7 +16,7 @@ from . import _scripts as S
 from ._keys import QueueKeys
 from ._plan import Plan
 from .errors import JobFailedError, JobNotFoundError, RedisDataError
-from .options import Duration, duration_ms, encode_json
+from .options import Duration, duration_ms, encode_json, validate_priority
 from .states import JobState
 
 T = TypeVar("T")
@@ -309,6 +309,28 @@ class JobBase:
                            partial(S.promote, self._binding.keys, id=self.id),
                            op="promote", job_id=self.id)
         return _then(plan, _nothing)
+
+    def _priority_plan(self, priority: int) -> Plan[None]:
+        value = validate_priority(priority)
+        plan = _ops.simple(self._binding.clock,
+                           partial(S.change_priority, self._binding.keys, id=self.id,
+                                   priority=value),
+                           op="change_priority", job_id=self.id)
+
+        def done(_: Any) -> None:
+            self.priority = value
+        return _then(plan, done)
+
+    def _change_delay_plan(self, delay: Duration) -> Plan[None]:
+        ms = duration_ms(delay, "delay")
+        plan = _ops.simple(self._binding.clock,
+                           partial(S.change_delay, self._binding.keys, id=self.id,
+                                   delay_ms=ms),
+                           op="change_delay", job_id=self.id)
+
+        def done(_: Any) -> None:
+            self.delay = ms / 1000
+        return _then(plan, done)
 
     def _delayed_plan(self, until: datetime | Duration) -> Plan[None]:
         clock = self._binding.clock

@@ -93,7 +93,10 @@ async def job_action(request: Request) -> Response:
     name, job_id = request.path_params["queue"], request.path_params["job_id"]
     queue = await dash.require_queue(name)
     action = _field(form, "action")
-    outcome = await _one_job(queue, job_id, action)
+    if action in ("priority", "delay"):
+        outcome = await _change(queue, job_id, action, form)
+    else:
+        outcome = await _one_job(queue, job_id, action)
     if outcome == "removed":
         return _redirect(_queue_url(request, name, done="removed"))
     return _redirect(_job_url(request, name, job_id, done=outcome))
@@ -119,6 +122,17 @@ async def _one_job(queue: AsyncQueue, job_id: str, action: str) -> str:
         result = await queue.cancel_job(job_id, CANCEL_REASON)
         return {"requested": "cancel-requested"}.get(result, result)
     raise ActionError(f"unknown action {action!r}", 400)
+
+
+async def _change(queue: AsyncQueue, job_id: str, action: str, form: FormData) -> str:
+    job = await queue.get_job(job_id)
+    if job is None:
+        raise HTTPException(404, "no such job")
+    if action == "priority":
+        await job.change_priority(_number(form, "priority"))
+        return "priority"
+    await job.change_delay(_number(form, "delay", integer=False))
+    return "delay"
 
 
 async def _bulk(request: Request, queue: AsyncQueue, form: FormData) -> Response:

@@ -14,6 +14,8 @@ MESSAGES = {
     "removed": "Job removed.",
     "locked": "The job is running (its worker holds the lock): cancel it instead.",
     "cancelled": "Job cancelled.",
+    "priority": "Priority changed.",
+    "delay": "Delay changed.",
     "cancel-requested": "Cancellation requested: the worker running it stops it shortly.",
     "finished": "The job has already finished: nothing to cancel.",
     "retried-all": "{n} job(s) moved back to waiting.",

@@ -149,9 +149,7 @@ async def job_page(request: Request) -> Response:
     keys = dash.keys(name)
     logs, log_count = await dash.run(queries.job_logs(keys, job_id, LOG_LINES))
     locked = await dash.run(queries.job_locked(keys, job_id))
-    delay_until = None
-    if job.delay and job.timestamp is not None:
-        delay_until = job.timestamp.timestamp() + job.delay
+    delay_until = await dash.run(queries.delayed_until(keys, job_id))
     return dash.render(request, "job.html", {
         "title": f"{name} / {job_id}", "queue": name, "job": job, "state": state,
         "data": dash.shown(job.data), "logs": logs, "log_count": log_count,

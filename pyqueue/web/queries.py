@@ -22,6 +22,8 @@ from ..errors import PyQueueError
 
 #: Seconds after which a pyqueue worker's heartbeat counts as stale.
 HEARTBEAT_STALE = 30.0
+#: A delayed job's score is ``due_ms * DELAYED_SEQ + seq`` (BullMQ's format).
+DELAYED_SEQ = 4096
 #: Failed jobs in the last minute from which a rise is a warning.
 FAILURE_WARN_MIN = 5
 
@@ -155,6 +157,16 @@ def job_logs(keys: QueueKeys, job_id: str, last: int) -> Plan[tuple[list[str], i
     return [S.text(line) for line in lines], int(total)
 
 
+def delayed_until(keys: QueueKeys, job_id: str) -> Plan[float | None]:
+    """When a delayed job is due (epoch seconds), from its score; ``None`` if not delayed."""
+    plain, grouped = yield [cmd("ZSCORE", keys.delayed, job_id),
+                            cmd("ZSCORE", keys.groups_delayed, job_id)]
+    score = plain if plain is not None else grouped
+    if score is None:
+        return None
+    return int(float(S.text(score))) // DELAYED_SEQ / 1000
+
+
 def job_locked(keys: QueueKeys, job_id: str) -> Plan[bool]:
     """Whether a worker holds the job's lock (it is running)."""
     (reply,) = yield [cmd("EXISTS", keys.lock(job_id))]
@@ -187,5 +199,5 @@ def preview(value: Any, limit: int = 120) -> str:
 
 
 __all__ = ["DEFAULT_COUNT_STATES", "QueueSummary", "add_warnings", "client_workers",
-           "eviction_policy", "existing_job_queues", "job_locked", "job_logs", "ping",
-           "preview", "queue_summary", "worker_beats"]
+           "delayed_until", "eviction_policy", "existing_job_queues", "job_locked",
+           "job_logs", "ping", "preview", "queue_summary", "worker_beats"]

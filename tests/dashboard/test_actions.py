@@ -219,3 +219,24 @@ def test_groups_tab_counts_and_sets_limits(serve: Any, make_queue: Any, redis_ur
     bad = dash.post("/queues/q/actions/group-limits", group="*", concurrency="1")
     assert bad.status_code == 409  # pyqueue's own validation, said on the page
     dash.http.close()
+
+
+def test_change_priority_and_delay_from_the_job_page(serve: Any, make_queue: Any,
+                                                      redis_url: str, prefix: str) -> None:
+    queue = make_queue("q")
+    queue.add("a", {}, job_id="first", priority=5)
+    queue.add("b", {}, job_id="second", priority=5)
+    queue.add("later", {}, job_id="d1", delay=3600)
+    dash = Dash(serve, redis_url, prefix, "q")
+    page = dash.http.get("/queues/q/jobs/d1").text
+    assert "Set priority" in page and "Set delay" in page and "in 59 min" in page
+    done = dash.post("/queues/q/jobs/second", action="priority", priority="1")
+    assert done.headers["location"] == "/queues/q/jobs/second?done=priority"
+    assert [j.id for j in queue.get_jobs("prioritized", asc=True)] == ["second", "first"]
+    assert dash.post("/queues/q/jobs/d1", action="delay", delay="120").status_code == 303
+    assert "in 1 min" in dash.http.get("/queues/q/jobs/d1").text
+    wrong = dash.post("/queues/q/jobs/first", action="delay", delay="5")
+    assert wrong.status_code == 409 and "change_delay" in wrong.text
+    bad = dash.post("/queues/q/jobs/first", action="priority", priority="9999999")
+    assert bad.status_code == 409 and "priority must be" in bad.text
+    dash.http.close()
