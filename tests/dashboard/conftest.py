@@ -30,7 +30,7 @@ CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 class Served:
     """One app served on ``url`` until ``stop()``."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, root_path: str = "") -> None:
         # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on sockets that say
         # so (with proto 0 every keep-alive request waits ~40 ms for Nagle).
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -40,7 +40,7 @@ class Served:
         port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
         config = uvicorn.Config(app, log_level="warning", access_log=False, ws="none",
-                                lifespan="on")
+                                lifespan="on", root_path=root_path)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
                                        daemon=True)
@@ -54,12 +54,13 @@ class Served:
 
 
 @pytest.fixture
-def serve() -> Iterator[Callable[[Any], Served]]:
-    """``serve(app) -> Served``: serves the app on a free port; stopped after the test."""
+def serve() -> Iterator[Callable[..., Served]]:
+    """``serve(app, root_path="") -> Served``: serves the app on a free port; stopped
+    after the test."""
     started: list[Served] = []
 
-    def start(app: Any) -> Served:
-        served = Served(app)
+    def start(app: Any, root_path: str = "") -> Served:
+        served = Served(app, root_path)
         started.append(served)
         return served
 

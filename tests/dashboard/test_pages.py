@@ -350,3 +350,16 @@ def test_a_damaged_job_hash_still_renders(serve: Any, make_queue: Any, redis_url
             assert response.status_code == 200, path
         job = http.get("/queues/q/jobs/bad").text
     assert "corrupt job" in job
+
+
+def test_behind_a_proxy_that_strips_the_prefix(serve: Any, make_queue: Any, redis_url: str,
+                                               prefix: str) -> None:
+    make_queue("emails").add("send", {}, job_id="e1")
+    served = serve(create_app(redis_url, prefix=prefix), root_path="/queues-admin")
+    with client(served.url) as http:  # the proxy forwards /queues-admin/x as /x
+        overview = http.get("/")
+        job = http.get("/queues/emails/jobs/e1")
+    assert overview.status_code == 200 and job.status_code == 200
+    assert 'href="/queues-admin/queues/emails"' in overview.text
+    assert 'href="/queues-admin/static/dashboard.css"' in overview.text
+    assert "Path=/queues-admin" in overview.headers["set-cookie"]
