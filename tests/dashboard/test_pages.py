@@ -363,3 +363,30 @@ def test_behind_a_proxy_that_strips_the_prefix(serve: Any, make_queue: Any, redi
     assert 'href="/queues-admin/queues/emails"' in overview.text
     assert 'href="/queues-admin/static/dashboard.css"' in overview.text
     assert "Path=/queues-admin" in overview.headers["set-cookie"]
+
+
+def test_a_flow_child_links_to_its_parent(serve: Any, make_queue: Any, redis_url: str,
+                                          prefix: str, redis_client: Any) -> None:
+    make_queue("invoices").add("send-invoice", {}, job_id="inv-7")
+    make_queue("payments").add("charge", {}, job_id="pay-7")
+    # A child as BullMQ's FlowProducer writes it: parentKey names the parent's hash.
+    redis_client.hset(f"{prefix}:payments:pay-7", "parentKey", f"{prefix}:invoices:inv-7")
+    served = serve(create_app(redis_url, prefix=prefix))
+    with client(served.url) as http:
+        page = http.get("/queues/payments/jobs/pay-7").text
+    assert 'href="/queues/invoices/jobs/inv-7"' in page
+
+
+def test_connection_names_and_job_keys_parse_back() -> None:
+    from pyqueue._keys import QueueKeys
+
+    keys = QueueKeys("bull", "emails")
+    assert QueueKeys.parse_connection_name("bull", keys.connection_name("w1")) == \
+        ("emails", "w1")
+    assert QueueKeys.parse_connection_name("bull", keys.connection_name(None)) == \
+        ("emails", "")
+    for name in ("other:ZW1haWxz", "bull:not base64!", "bull:", "redis-cli"):
+        assert QueueKeys.parse_connection_name("bull", name) is None
+    assert QueueKeys.parse_job_key("bull", keys.job("repeat:x:1")) == ("emails", "repeat:x:1")
+    assert QueueKeys.parse_job_key("bull", "other:emails:1") is None
+    assert QueueKeys.parse_job_key("bull", "bull:emails") is None
