@@ -52,18 +52,12 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     return min(max(value, low), high)
 
 
-def _rows(dash: Dashboard, jobs: list[AsyncJob], state: str) -> list[Row]:
-    return [Row(job, state, queries.preview(dash.shown(job.data))) for job in jobs]
-
-
-async def overview(request: Request) -> Response:
-    """Every queue under the prefix with counts, rates, workers and warnings."""
-    dash = dashboard(request)
-    names = await dash.queue_names(refresh=request.query_params.get("refresh") == "1")
+async def _summaries(dash: Dashboard, names: list[str]) -> list[queries.QueueSummary]:
+    """The queues' summaries with their warnings; workers counted from pyqueue's
+    heartbeats or the worker connections in CLIENT LIST (BullMQ's), the larger."""
     now_ms = int(time.time() * 1000)
-    clients = await dash.run(queries.client_workers(dash.settings.prefix))
     per_queue: dict[str, int] = {}
-    for client in clients:
+    for client in await dash.run(queries.client_workers(dash.settings.prefix)):
         per_queue[client.queue] = per_queue.get(client.queue, 0) + 1
     summaries = []
     for name in names:
@@ -71,6 +65,14 @@ async def overview(request: Request) -> Response:
         summary.workers = max(summary.workers, per_queue.get(name, 0))
         queries.add_warnings(summary)
         summaries.append(summary)
+    return summaries
+
+
+async def overview(request: Request) -> Response:
+    """Every queue under the prefix with counts, rates, workers and warnings."""
+    dash = dashboard(request)
+    names = await dash.queue_names(refresh=request.query_params.get("refresh") == "1")
+    summaries = await _summaries(dash, names)
     policy = await dash.run(queries.eviction_policy())
     global_warnings = []
     if policy is not None and policy != "noeviction":
@@ -102,9 +104,7 @@ async def queue_page(request: Request) -> Response:
     if tab not in (*TABS, "schedulers", "groups"):
         raise HTTPException(404, "no such tab")
     size = _int_param(request, "size", DEFAULT_PAGE_SIZE, 1, max(PAGE_SIZES))
-    now_ms = int(time.time() * 1000)
-    summary = await dash.run(queries.queue_summary(dash.keys(name), now_ms))
-    queries.add_warnings(summary)
+    (summary,) = await _summaries(dash, [name])
     counts = summary.counts
     total = sum(counts.values()) if tab == "latest" else counts.get(tab, 0)
     if tab == "latest":

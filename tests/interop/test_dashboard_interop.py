@@ -105,4 +105,5 @@ def test_a_running_bullmq_worker_is_listed(bull: Any, queue_name: str,
             time.sleep(0.1)
         active = http.get("/queues/node-work?state=active").text
         assert 'data-job-id="s1"' in active
+        assert "workers: 0" not in active  # BullMQ's worker counts (by its connection)
         assert running.result(timeout=30)["processed"]
