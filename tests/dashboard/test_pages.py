@@ -390,3 +390,39 @@ def test_connection_names_and_job_keys_parse_back() -> None:
     assert QueueKeys.parse_job_key("bull", keys.job("repeat:x:1")) == ("emails", "repeat:x:1")
     assert QueueKeys.parse_job_key("bull", "other:emails:1") is None
     assert QueueKeys.parse_job_key("bull", "bull:emails") is None
+
+
+def test_every_page_is_reachable_from_the_overview_and_answers(serve: Any, make_queue: Any,
+                                                               redis_url: str,
+                                                               prefix: str) -> None:
+    from html import unescape
+    from urllib.parse import urljoin, urlsplit
+
+    queue = make_queue("emails")
+    queue.add("send", {"to": "a@example.com"}, job_id="e1")
+    queue.add("later", {}, job_id="e2", delay=600)
+    queue.upsert_job_scheduler("hourly", every=3600, template={"name": "digest"})
+    served = serve(create_app(redis_url, prefix=prefix))
+    seen: set[str] = set()
+    todo = ["/"]
+    with client(served.url) as http:
+        while todo and len(seen) < 150:
+            path = todo.pop()
+            if path in seen:
+                continue
+            seen.add(path)
+            response = http.get(path)
+            assert response.status_code in (200, 303), path
+            if "text/html" not in response.headers.get("content-type", ""):
+                continue
+            for href in re.findall(r'href="([^"]+)"', response.text):
+                target = urljoin(path, unescape(href))
+                parts = urlsplit(target)
+                if parts.netloc or target.startswith("data:"):
+                    continue
+                todo.append(parts.path + (f"?{parts.query}" if parts.query else ""))
+    paths = {urlsplit(p).path for p in seen}
+    for expected in ("/workers", "/search", "/queues/emails", "/queues/emails/jobs/e1",
+                     "/queues/emails/jobs/e2", "/static/dashboard.css"):
+        assert expected in paths, expected
+    assert any("state=schedulers" in p for p in seen) and any("state=groups" in p for p in seen)
