@@ -87,6 +87,8 @@ def health(args: argparse.Namespace, url: str) -> int:
     now = time.time()
     rows = []
     for worker_id, score, info in beats:
+        if getattr(args, "host", None) and info.get("host") != args.host:
+            continue
         age = now - score / 1000
         rows.append({**info, "worker_id": worker_id, "heartbeat_age": round(age, 1),
                      "healthy": bool(info.get("consuming")) and age <= args.stale})

@@ -17,6 +17,7 @@ from ._ops_add import add_jobs as add_jobs
 from ._ops_admin import BATCH as BATCH
 from ._ops_admin import clean as clean
 from ._ops_admin import promote_all as promote_all
+from ._ops_admin import promote_due as promote_due
 from ._ops_admin import repeat_until_done as repeat_until_done
 from ._ops_admin import retry_all as retry_all
 from ._ops_admin import simple as simple

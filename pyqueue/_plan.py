@@ -6,8 +6,10 @@ An operation is a generator (a plan) that yields batches of commands
 their replies; each batch costs one round trip (a non-transactional pipeline
 when it holds more than one command). One pure function, :func:`settle`, looks
 at a batch and its replies and decides: send some commands again with EVAL
-(:class:`Redo`: ``NOSCRIPT``, the script cache was flushed or Redis
-restarted; EVAL also reloads it, so callers never see it), or fail with
+(:class:`Redo`: ``NOSCRIPT`` or a missing function, the script cache or the
+function library was flushed or Redis restarted; EVAL also reloads the
+script, the library is loaded in the same round trip, so callers never see
+it), or fail with
 pyqueue's error (:class:`Fail`, made by :func:`translate`, the one place that
 maps Redis's errors), or hand the replies on to the plan.
 
@@ -24,6 +26,7 @@ keeps working.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
@@ -43,13 +46,32 @@ from .errors import (
 T = TypeVar("T")
 
 
+class LuaMode:
+    """How this process calls pyqueue's scripts: as functions of the library
+    (``FCALL``) or by SHA1 (``EVALSHA``). Starts with functions unless
+    ``PYQUEUE_LUA=eval``; drops to EVALSHA for good the first time a server
+    does not know ``FCALL`` or refuses it or ``FUNCTION LOAD`` to this user."""
+
+    __slots__ = ("functions",)
+
+    def __init__(self) -> None:
+        self.functions = os.environ.get("PYQUEUE_LUA", "function").lower() != "eval"
+
+
+#: The process's :class:`LuaMode`.
+LUA = LuaMode()
+
+
 @dataclass(frozen=True)
 class Script:
-    """A Lua script's name, assembled source and SHA1."""
+    """A Lua script's name, assembled source and SHA1, and its function in
+    the library (name and the library's text, for ``FUNCTION LOAD``)."""
 
     name: str
     source: str
     sha: str
+    function: str
+    library: str
 
 
 @dataclass(slots=True)
@@ -63,17 +85,22 @@ class Command:
     args: tuple[Any, ...]
     script: Script | None = None
     #: RESP of the words that never change for this script and queue
-    #: (EVALSHA, sha, numkeys, keys, base) and how many words that is;
-    #: ``tail`` holds the rest. Used by the pipelined connection.
+    #: (FCALL function or EVALSHA sha, numkeys, keys, base) and how many words
+    #: that is; ``tail`` holds the rest. Used by the pipelined connection.
     head: bytes | None = None
     head_count: int = 0
     tail: tuple[Any, ...] = ()
     #: Hand an error reply on to the plan (as pyqueue's exception object)
     #: instead of failing the plan: for a plan that knows what to do with it.
     errors_as_values: bool = False
+    #: A script call made with FCALL (else EVALSHA).
+    fcall: bool = False
 
-    def evalsha(self) -> tuple[Any, ...]:
+    def call_words(self) -> tuple[Any, ...]:
+        """The script call's words: FCALL or EVALSHA."""
         assert self.script is not None
+        if self.fcall:
+            return ("FCALL", self.script.function, *self.args)
         return ("EVALSHA", self.script.sha, *self.args)
 
     def eval_words(self) -> tuple[Any, ...]:
@@ -81,7 +108,7 @@ class Command:
         return ("EVAL", self.script.source, *self.args)
 
     def words(self) -> tuple[Any, ...]:
-        return self.evalsha() if self.script is not None else self.args
+        return self.call_words() if self.script is not None else self.args
 
 
 Batch = Sequence[Command]
@@ -209,14 +236,54 @@ def needs_reconnect(exc: BaseException) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Redo:
-    """Send these commands of the batch again, with EVAL (their script was not
-    loaded); then settle the batch again with the new replies in place."""
+    """Send these commands of the batch again, with EVAL (their script or
+    function was not loaded); then settle the batch again with the new
+    replies in place. With ``load``, a ``FUNCTION LOAD`` of the library goes
+    first in the same round trip (its reply is looked at, then dropped)."""
 
     indices: tuple[int, ...]
+    load: str | None = None
 
     def commands(self, batch: Batch) -> list[Command]:
-        """The EVAL commands to send."""
-        return [Command(batch[i].eval_words()) for i in self.indices]
+        """The commands to send."""
+        again = [Command(batch[i].eval_words()) for i in self.indices]
+        if self.load is not None:
+            again.insert(0, Command(("FUNCTION", "LOAD", self.load), errors_as_values=True))
+        return again
+
+    @property
+    def size(self) -> int:
+        """How many commands :meth:`commands` sends."""
+        return len(self.indices) + (self.load is not None)
+
+
+def _script_missing(reply: BaseException, command: Command) -> str | None:
+    """Why a script call's error reply means "send it again with EVAL":
+    ``"script"`` (NOSCRIPT), ``"function"`` (the library is not loaded) or
+    ``"unsupported"`` (this server or user cannot FCALL); else ``None``."""
+    if command.script is None:
+        return None
+    if isinstance(reply, rexc.NoScriptError):
+        return "script"
+    if not command.fcall:
+        return None
+    text = str(reply)
+    if isinstance(reply, rexc.NoPermissionError):
+        return "unsupported" if "fcall" in text.lower() else None
+    if type(reply) is rexc.ResponseError:
+        if text.startswith("Function not found"):
+            return "function"
+        if text.startswith("unknown command") and "fcall" in text.lower():
+            return "unsupported"
+    return None
+
+
+def _functions_refused(reply: Any) -> bool:
+    """``FUNCTION LOAD``'s reply says this server or user cannot have it."""
+    if not isinstance(reply, BaseException):
+        return False
+    text = str(reply).lower()
+    return isinstance(reply, rexc.NoPermissionError) or text.startswith("unknown command")
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,16 +304,23 @@ def settle(batch: Batch, replies: list[Any], *, redone: bool = False) -> list[An
     :class:`Fail`.
     """
     redo: list[int] | None = None
+    load: str | None = None
     fail: Fail | None = None
     handed = replies
     for i, reply in enumerate(replies):
         if not isinstance(reply, BaseException):
             continue
-        if not redone and isinstance(reply, rexc.NoScriptError) \
-                and batch[i].script is not None:
+        missing = None if redone else _script_missing(reply, batch[i])
+        if missing is not None:
             if redo is None:
                 redo = []
             redo.append(i)
+            if missing == "unsupported":
+                LUA.functions = False
+            elif missing == "function":
+                script = batch[i].script
+                assert script is not None
+                load = script.library
         elif batch[i].errors_as_values:
             if handed is replies:
                 handed = list(replies)
@@ -254,13 +328,17 @@ def settle(batch: Batch, replies: list[Any], *, redone: bool = False) -> list[An
         elif fail is None:
             fail = Fail(translate(reply))
     if redo is not None:
-        return Redo(tuple(redo))
+        return Redo(tuple(redo), load)
     return fail if fail is not None else handed
 
 
-
 def merge_redo(replies: list[Any], redo: Redo, again: Sequence[Any]) -> list[Any]:
-    """``replies`` with the EVAL replies of a :class:`Redo` in their places."""
+    """``replies`` with the EVAL replies of a :class:`Redo` in their places
+    (``again`` as :meth:`Redo.commands` sent them)."""
+    if redo.load is not None:
+        if _functions_refused(again[0]):
+            LUA.functions = False
+        again = again[1:]
     merged = list(replies)
     for i, reply in zip(redo.indices, again, strict=True):
         merged[i] = reply
@@ -268,9 +346,11 @@ def merge_redo(replies: list[Any], redo: Redo, again: Sequence[Any]) -> list[Any
 
 
 __all__ = [
+    "LUA",
     "Batch",
     "Command",
     "Fail",
+    "LuaMode",
     "Plan",
     "Redo",
     "Script",

@@ -245,7 +245,7 @@ async def run_async(client: redis.asyncio.Redis | PipelinedConnection | AsyncTra
                 except (rexc.RedisError, RedisError) as exc:
                     batch = plan.throw(_typed(exc))
                     continue
-                if len(outcome.indices) == 1:
+                if outcome.size == 1:
                     again = [again]
                 outcome = settle(batch, merge_redo(got, outcome, again), redone=True)
             if type(outcome) is Fail:
@@ -363,7 +363,7 @@ class _Driver:
                 got = [got]
             outcome = settle(batch, got)
         else:  # the EVAL replies of a redo
-            if len(redo.indices) == 1:
+            if redo.size == 1:
                 got = [got]
             outcome = settle(batch, merge_redo(self.got, redo, got), redone=True)
         if type(outcome) is Redo:

@@ -8,25 +8,22 @@ map's fields as typed keyword parameters; callers never name a script.
 Scripts signal failures with negative integers, mapped to exceptions by
 :func:`check`.
 
-``--@include name`` lines in a script are replaced by ``lua/includes/name.lua``
-when the script is loaded; the SHA1 is computed locally, so the first call
-is an EVALSHA and no ``SCRIPT LOAD`` round trip is ever needed.
+The scripts' text, the library and how each is called are in :mod:`._lua`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Sequence
 from functools import cache
-from importlib import resources
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgpack
 
 from ._keys import QueueKeys
-from ._plan import Command, Script
+from ._lua import library_text as library_text
+from ._lua import load as load
+from ._lua import script_names as script_names
+from ._plan import LUA, Command
 from ._resp_encode import encode_args
 from .errors import (
     JobLockError,
@@ -39,41 +36,6 @@ from .errors import (
 if TYPE_CHECKING:
     from .options import EncodedJob
 
-_INCLUDE = re.compile(r'^--@include\s+"?([\w-]+)"?\s*$', re.MULTILINE)
-
-
-def _lua_dir() -> Path:
-    """``pyqueue/lua`` inside an installed wheel, else the checkout's ``lua/``."""
-    packaged = resources.files("pyqueue") / "lua"
-    if packaged.is_dir():
-        return Path(str(packaged))
-    return Path(__file__).resolve().parent.parent / "lua"
-
-
-def _assemble(name: str, directory: Path, seen: set[str] | None = None) -> str:
-    """The script's text with each include inlined once, at its first mention
-    (an include that prelude already brought in is not repeated)."""
-    seen = set() if seen is None else seen
-    text = (directory / f"{name}.lua").read_text(encoding="utf-8")
-    includes = directory / "includes" if directory.name != "includes" else directory
-
-    def include(match: re.Match[str]) -> str:
-        part = match.group(1)
-        if part in seen:
-            return ""
-        seen.add(part)
-        return _assemble(part, includes, seen)
-
-    return _INCLUDE.sub(include, text)
-
-
-@cache
-def load(name: str) -> Script:
-    """The script ``lua/<name>.lua`` with its includes inlined."""
-    source = _assemble(name, _lua_dir())
-    return Script(name, source, hashlib.sha1(source.encode()).hexdigest())
-
-
 def pack(params: dict[str, Any]) -> bytes:
     """Pack script parameters; ``None`` values are left out (nil in Lua)."""
     packed: bytes = msgpack.packb({k: v for k, v in params.items() if v is not None})
@@ -81,21 +43,24 @@ def pack(params: dict[str, Any]) -> bytes:
 
 
 @cache
-def _static(name: str, keys: QueueKeys) -> tuple[tuple[Any, ...], bytes, int]:
-    """The words of a call that never change, and their RESP encoding."""
+def _static(name: str, keys: QueueKeys, functions: bool) -> tuple[tuple[Any, ...], bytes, int]:
+    """The words of a call that never change, and their RESP encoding
+    (``FCALL function`` or ``EVALSHA sha``, then numkeys, keys and base)."""
     script = load(name)
     key_list = keys.all()
     words = (len(key_list), *key_list, keys.base)
-    return words, encode_args(("EVALSHA", script.sha, *words)), len(words) + 2
+    verb = ("FCALL", script.function) if functions else ("EVALSHA", script.sha)
+    return words, encode_args((*verb, *words)), len(words) + 2
 
 
 def _call(name: str, keys: QueueKeys, now_ms: int, params: dict[str, Any]) -> Command:
     """A call of script ``name`` on the queue ``keys`` at time ``now_ms``
     (``params`` is packed as it is, not copied)."""
-    words, head, head_count = _static(name, keys)
+    functions = LUA.functions
+    words, head, head_count = _static(name, keys, functions)
     tail = (int(now_ms), pack(params))
     return Command((*words, *tail), script=load(name), head=head, head_count=head_count,
-                   tail=tail)
+                   tail=tail, fcall=functions)
 
 
 # --- one builder per script ------------------------------------------------------

@@ -11,6 +11,7 @@
     pyqueue health QUEUE               are the queue's workers consuming? (exit 0/1)
     pyqueue email suppress|dlq ...     the email worker's suppression list and dead letters
     pyqueue embedded [--stop]          the embedded Redis server's URL (or stop it)
+    pyqueue outbox init|relay|...      the PostgreSQL outbox (see _cli_outbox)
     pyqueue bench [ARGS]               the benchmarks of a source checkout
     pyqueue dashboard                  the web dashboard (pip install 'pyqueue-redis[web]')
 
@@ -106,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--stale", type=float, default=15.0,
                    help="seconds after which a heartbeat counts as stale (default 15)")
+    p.add_argument("--host", default=None,
+                   help="only the workers on this host name (a probe: --host \"$(hostname)\")")
     _common(p)
 
     p = sub.add_parser("embedded", help="print the embedded Redis server's URL, starting it")
@@ -124,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         register_email(sub)
+    from ._cli_outbox import register as register_outbox
+
+    register_outbox(sub)
     return parser
 
 
@@ -311,6 +317,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "bench":
             return _bench(args.bench_args)
+        if getattr(args, "run", None) is not None:  # a command of its own module
+            return int(args.run(args))
         target = None
         if args.command == "worker" and args.processes <= 1:
             logging.basicConfig(level=args.log_level.upper(),

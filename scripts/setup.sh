@@ -52,3 +52,14 @@ if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/
     echo "setup: chromium missing and no apt-get; the dashboard's browser tests will be skipped" >&2
   fi
 fi
+
+# The outbox tests and docs/outbox.md use the PostgreSQL on 127.0.0.1:5432
+# (database `test`; $PYQUEUE_TEST_POSTGRES_DSN names another). Start the
+# machine's cluster when it is installed but stopped; without PostgreSQL the
+# outbox tests skip, saying why.
+if [ -z "${PYQUEUE_TEST_POSTGRES_DSN:-}" ] && command -v pg_isready >/dev/null 2>&1 \
+    && ! pg_isready -q -h 127.0.0.1 -p 5432 && command -v pg_ctlcluster >/dev/null 2>&1; then
+  for version in $(ls /etc/postgresql 2>/dev/null); do
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start >/dev/null 2>&1 || true
+  done
+fi

@@ -26,11 +26,14 @@ from pyqueue._runner import async_transport, run_async, run_sync, start_async, s
 from pyqueue.errors import InvalidJobDataError
 
 SOURCE = "return ARGV[1]"
-ECHO = Script("echo", SOURCE, hashlib.sha1(SOURCE.encode()).hexdigest())
+LIBRARY = ("#!lua name=pyqueue_test_echo\n"
+           "redis.register_function('pyqueue_test_echo', function(KEYS, ARGV) return ARGV[1] end)")
+ECHO = Script("echo", SOURCE, hashlib.sha1(SOURCE.encode()).hexdigest(), "pyqueue_test_echo",
+              LIBRARY)
 
 
-def script_call(value: str) -> Command:
-    return Command((0, value), script=ECHO)
+def script_call(value: str, *, fcall: bool = False) -> Command:
+    return Command((0, value), script=ECHO, fcall=fcall)
 
 
 # --- settle: pure ---------------------------------------------------------------

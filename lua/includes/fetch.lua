@@ -13,9 +13,9 @@
     status 1: rate limited, number = ms until the limit resets;
     status 2: paused;  status 3: at global concurrency.
 ]]
--- Whether any group key exists (set by fetchJobs with one EXISTS instead of
--- three lookups when the queue uses no groups).
-local groupsInUse = false
+-- groupsInUse (prelude's per-call state): whether any group key exists, set
+-- by fetchJobs with one EXISTS instead of three lookups when the queue uses
+-- no groups.
 
 local function promoteDueDelayed()
   local keys = {kDelayed}
@@ -49,7 +49,6 @@ end
 
 -- Next ready job id: ungrouped (wait, then prioritized) and grouped jobs
 -- take turns when both are ready, so neither can starve the other.
-local poppedPrioritized = false
 local function takeNext()
   local groupsReady = groupsInUse and groupReadyCount() > 0
   local turn = nil

@@ -24,14 +24,33 @@
   A script reads and checks what it needs before its first write: Redis
   does not roll back a script that fails half-way.
 ]]
-local kWait, kActive, kPrioritized = KEYS[1], KEYS[2], KEYS[3]
-local kPc, kDelayed, kWaitingChildren = KEYS[4], KEYS[5], KEYS[6]
-local kCompleted, kFailed, kStalled, kStalledCheck = KEYS[7], KEYS[8], KEYS[9], KEYS[10]
-local kLimiter, kMeta, kEvents, kId = KEYS[11], KEYS[12], KEYS[13], KEYS[14]
-local kMarker, kRepeat, kPaused = KEYS[15], KEYS[16], KEYS[17]
-local base = ARGV[1]
-local now = tonumber(ARGV[2])
-local P = cmsgpack.unpack(ARGV[3])
+-- Per-call state: set by begin() at the start of every call (a script loaded
+-- with EVAL calls it right after this prelude; a function of the library
+-- calls it first thing). Everything else here is defined once.
+local kWait, kActive, kPrioritized, kPc, kDelayed, kWaitingChildren
+local kCompleted, kFailed, kStalled, kStalledCheck, kLimiter, kMeta, kEvents, kId
+local kMarker, kRepeat, kPaused
+local base, now, P
+-- The events stream cap; callers that know it pass it as P.me (one HGET less).
+local maxEvents
+-- add_bulk sets deferMark and marks once at its end instead of once per job.
+local deferMark, markPending = false, false
+-- Whether any group key exists, and whether a fetch popped a prioritized job
+-- (includes/fetch.lua).
+local groupsInUse, poppedPrioritized = false, false
+
+local function begin(keys, argv)
+  kWait, kActive, kPrioritized, kPc = keys[1], keys[2], keys[3], keys[4]
+  kDelayed, kWaitingChildren, kCompleted, kFailed = keys[5], keys[6], keys[7], keys[8]
+  kStalled, kStalledCheck, kLimiter, kMeta = keys[9], keys[10], keys[11], keys[12]
+  kEvents, kId, kMarker, kRepeat, kPaused = keys[13], keys[14], keys[15], keys[16], keys[17]
+  base = argv[1]
+  now = tonumber(argv[2])
+  P = cmsgpack.unpack(argv[3])
+  maxEvents = P.me
+  deferMark, markPending = false, false
+  groupsInUse, poppedPrioritized = false, false
+end
 
 -- Error codes (mapped to exceptions in pyqueue/_scripts.py, nowhere else).
 local E_JOB_MISSING = -1
@@ -45,8 +64,6 @@ local E_JOB_CORRUPT = -8  -- the job's hash is damaged; it was moved to failed a
 local MANUAL_LIMIT = 9007199254740991
 local PRIORITY_SHIFT = 4294967296
 
--- The events stream cap; callers that know it pass it as P.me (one HGET less).
-local maxEvents = P.me
 local function emit(name, ...)
   if not maxEvents then
     maxEvents = tonumber(redis.call('HGET', kMeta, 'opts.maxLenEvents')) or 10000
@@ -58,9 +75,7 @@ local function isPaused()
   return redis.call('HEXISTS', kMeta, 'paused') == 1
 end
 
--- Wake one blocked worker: jobs are ready now. A batch (add_bulk) sets
--- deferMark and marks once at its end instead of once per job.
-local deferMark, markPending = false, false
+-- Wake one blocked worker: jobs are ready now (deferred while deferMark is set).
 local function markReady()
   if deferMark then
     markPending = true
@@ -224,3 +239,5 @@ local function insertJob(j)
     emit('waiting', 'jobId', j.id)
   end
 end
+
+--@begin

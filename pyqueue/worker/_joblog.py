@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ..job import JobBase
@@ -32,30 +33,29 @@ class JobLogHook(WorkerHooks):
     beyond that are counted and summarised once the window ends."""
 
     def __init__(self, queue: str, lines_per_second: int = LINES_PER_SECOND,
-                 window: float = WINDOW) -> None:
+                 window: float = WINDOW, now_ms: Callable[[], int] | None = None) -> None:
         self.queue = queue
         self.limit = lines_per_second
         self.window = window
-        self._started: dict[str, float] = {}
+        #: The clock the job's ``processedOn`` was written with (the worker's
+        #: clock, synced to the server's): the duration needs no per-job
+        #: bookkeeping, so this hook costs one call per finished job.
+        self._now_ms = now_ms or (lambda: int(time.time() * 1000))
         self._window_start = 0.0
         self._lines = 0
         self._skipped = {"completed": 0, "failed": 0}
         self._flush: asyncio.TimerHandle | None = None
 
-    def before_process(self, job: JobBase) -> None:
-        if len(self._started) > 100_000:  # finishes that never came (lost locks)
-            self._started.clear()
-        self._started[job.id] = time.perf_counter()
-
     def on_completed(self, job: JobBase, result: Any) -> None:
-        started = self._started.pop(job.id, None)
         if not logger.isEnabledFor(logging.INFO) or not self._allow("completed"):
             return
-        took = f" in {(time.perf_counter() - started) * 1000:.0f} ms" if started else ""
+        started = job.fields.get("processedOn")
+        took = ""
+        if started:
+            took = f" in {max(self._now_ms() - int(started), 0)} ms"
         logger.info("worker %s: job %s (%s) completed%s", self.queue, job.id, job.name, took)
 
     def on_retry(self, job: JobBase, error: BaseException, delay: float) -> None:
-        self._started.pop(job.id, None)
         if not logger.isEnabledFor(logging.WARNING) or not self._allow("failed"):
             return
         when = f"in {delay:g}s" if delay > 0 else "now"
@@ -66,7 +66,6 @@ class JobLogHook(WorkerHooks):
     def on_failed(self, job: JobBase, error: BaseException, will_retry: bool) -> None:
         if will_retry:
             return  # on_retry logs it, with the delay
-        self._started.pop(job.id, None)
         if not logger.isEnabledFor(logging.WARNING) or not self._allow("failed"):
             return
         logger.warning("worker %s: job %s (%s) failed for good after attempt %d/%d: %s",

@@ -116,7 +116,9 @@ class Worker:
         self.clock = _ops.Clock(meta_key=self.keys.meta, register_first=True)
         self._is_async = check_target(self._target(), execution)
         self._events = LocalEvents(self.name)
-        all_hooks = [*hooks, JobLogHook(self.name)] if log_jobs else list(hooks)
+        all_hooks = list(hooks)
+        if log_jobs:
+            all_hooks.append(JobLogHook(self.name, now_ms=self.clock.now_ms))
         self._hooks = HookSet(self.name, all_hooks)
         client, owns_client = async_client(connection)
         self._conns = Connections(client, owns_client)

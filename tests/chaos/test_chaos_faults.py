@@ -256,12 +256,17 @@ def test_redis_kill9_and_restart_with_aof(make_server: Callable[..., RedisServer
 
 
 def test_script_flush_every_second(scenario: Scenario) -> None:
-    """SCRIPT FLUSH every second under load: scripts reload, nothing is noticed."""
+    """SCRIPT FLUSH and FUNCTION FLUSH every second under load: the library and
+    the scripts reload, nothing is noticed."""
     sc = scenario
     workers = [sc.start_worker(**BASE_OPTS, concurrency=4, duration=0.005) for _ in range(2)]
     sc.wait_ready(workers)
     producer = sc.produce_in_background(2000, per_batch=10, pause=0.03)
-    flusher = FaultLoop(lambda: sc.client.script_flush(), 1.0)
+    def flush() -> None:
+        sc.client.script_flush()
+        sc.client.function_flush()
+
+    flusher = FaultLoop(flush, 1.0)
     flusher.start()
     try:
         producer.join_checked(60)
