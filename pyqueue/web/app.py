@@ -17,7 +17,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..errors import PyQueueError, RedisError
-from . import actions, pages, security
+from . import actions, metrics, pages, security
 from .context import AuthHook, Dashboard, Redactor, dashboard, make_settings
 
 logger = logging.getLogger("pyqueue.web")
@@ -57,6 +57,7 @@ def create_app(connection: str | redis.asyncio.Redis | None = None, *, prefix: s
     routes = [
         Route("/", pages.overview, name="overview"),
         Route("/health", pages.health, name="health"),
+        Route("/metrics", metrics.metrics, name="metrics"),
         Route("/workers", pages.workers_page, name="workers"),
         Route("/search", pages.search_page, name="search"),
         Route("/queues/{queue}", pages.queue_page, name="queue"),

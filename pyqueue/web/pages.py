@@ -52,7 +52,7 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     return min(max(value, low), high)
 
 
-async def _summaries(dash: Dashboard, names: list[str]) -> list[queries.QueueSummary]:
+async def summaries_of(dash: Dashboard, names: list[str]) -> list[queries.QueueSummary]:
     """The queues' summaries with their warnings; workers counted from pyqueue's
     heartbeats or the worker connections in CLIENT LIST (BullMQ's), the larger."""
     now_ms = int(time.time() * 1000)
@@ -72,7 +72,7 @@ async def overview(request: Request) -> Response:
     """Every queue under the prefix with counts, rates, workers and warnings."""
     dash = dashboard(request)
     names = await dash.queue_names(refresh=request.query_params.get("refresh") == "1")
-    summaries = await _summaries(dash, names)
+    summaries = await summaries_of(dash, names)
     policy = await dash.run(queries.eviction_policy())
     global_warnings = []
     if policy is not None and policy != "noeviction":
@@ -104,7 +104,7 @@ async def queue_page(request: Request) -> Response:
     if tab not in (*TABS, "schedulers", "groups"):
         raise HTTPException(404, "no such tab")
     size = _int_param(request, "size", DEFAULT_PAGE_SIZE, 1, max(PAGE_SIZES))
-    (summary,) = await _summaries(dash, [name])
+    (summary,) = await summaries_of(dash, [name])
     counts = summary.counts
     total = sum(counts.values()) if tab == "latest" else counts.get(tab, 0)
     if tab == "latest":

@@ -426,3 +426,27 @@ def test_every_page_is_reachable_from_the_overview_and_answers(serve: Any, make_
                      "/queues/emails/jobs/e2", "/static/dashboard.css"):
         assert expected in paths, expected
     assert any("state=schedulers" in p for p in seen) and any("state=groups" in p for p in seen)
+
+
+def test_metrics_in_prometheus_text_format(serve: Any, make_queue: Any, redis_url: str,
+                                           prefix: str) -> None:
+    pytest.importorskip("prometheus_client")
+    from prometheus_client.parser import text_string_to_metric_families
+
+    queue = make_queue("emails")
+    queue.add_bulk([{"name": "send", "data": {}} for _ in range(3)])
+    queue.add("later", {}, delay=600)
+    queue.pause()
+    served = serve(create_app(redis_url, prefix=prefix, basic_auth="prom:scrape"))
+    with client(served.url) as http:
+        assert http.get("/metrics").status_code == 401  # behind the dashboard's auth
+        response = http.get("/metrics", auth=("prom", "scrape"))
+    assert response.headers["content-type"].startswith("text/plain")
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(response.text)
+               for s in family.samples}
+    assert samples[("pyqueue_queue_jobs", (("queue", "emails"), ("state", "waiting")))] == 3
+    assert samples[("pyqueue_queue_jobs", (("queue", "emails"), ("state", "delayed")))] == 1
+    assert samples[("pyqueue_queue_paused", (("queue", "emails"),))] == 1
+    assert samples[("pyqueue_queue_workers", (("queue", "emails"),))] == 0
+    assert samples[("pyqueue_queue_oldest_waiting_age_seconds", (("queue", "emails"),))] >= 0
