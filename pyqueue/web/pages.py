@@ -182,7 +182,7 @@ async def search_page(request: Request) -> Response:
     params = request.query_params
     text = params.get("q", "").strip()
     kind = params.get("kind", "id")
-    queue_name = params.get("queue", "")
+    queue_name = params.get("queue", "") or (names[0] if names else "")
     state = params.get("state", "failed")
     offset = _int_param(request, "offset", 0, 0, 10**9)
     context: dict[str, Any] = {"title": "Search", "names": names, "text": text, "kind": kind,
@@ -201,6 +201,8 @@ async def search_page(request: Request) -> Response:
         return dash.render(request, "search.html", context)
     if state not in TABS[1:]:
         raise HTTPException(404, "no such state")
+    if not queue_name:  # no queue at all yet: nothing to search
+        return dash.render(request, "search.html", context)
     queue = await dash.require_queue(queue_name)
     jobs = await queue.get_jobs([state], offset, offset + SEARCH_SCAN - 1)
     needle = text.casefold()

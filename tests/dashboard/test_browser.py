@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -83,20 +84,21 @@ def test_xss_payloads_never_run(page: Any, serve: Any, make_queue: Any, redis_ur
     served = serve(create_app(redis_url, prefix=prefix))
     page.goto(served.url + "/")
     page.click("a.queue-link")
-    for tab in ("latest", "failed", "schedulers"):
-        page.click(f"nav.tabs a:text-is('{tab}')") if tab != "failed" else \
-            page.click("nav.tabs a:has-text('failed')")
-        page.wait_for_load_state()
+    for tab in ("latest", "schedulers", "groups", "waiting"):
+        page.click(f"nav.tabs a:text-is('{tab}')")
     page.click("nav.tabs a:has-text('failed')")
     page.click("a.job-link")
     assert page.inner_text("strong.job-name") == XSS
     assert XSS in page.inner_text("pre.failed-reason")
     assert XSS in page.inner_text("pre.logs")
-    page.goto(served.url + "/search?q=onerror&kind=data&queue=" + evil.name.replace(
-        "<", "%3C").replace(">", "%3E").replace('"', "%22").replace(" ", "%20")
-        + "&state=failed")
+    page.goto(f"{served.url}/search?q=onerror&kind=data&state=failed&queue="
+              + quote(evil.name, safe=""))
     assert "1 match(es)" in page.inner_text("p.scanned")
     page.goto(served.url + "/workers")
+    for kind in ("id", "name", "data"):  # the search text is reflected: as text
+        page.goto(f"{served.url}/search?kind={kind}&state=failed&q=" + quote(XSS))
+        assert page.input_value("input[name=q]") == XSS
+    page.goto(served.url + "/queues/" + quote(XSS, safe=""))  # a 404 page
     assert page.dialogs == []
     assert page.evaluate("document.querySelectorAll('img[src=x], svg').length") == 0
 
