@@ -10,6 +10,7 @@ keeps every key of a queue in one Redis Cluster slot.
 from __future__ import annotations
 
 import base64
+import binascii
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -332,6 +333,29 @@ class QueueKeys:
         """The queue name in a key found by :meth:`queue_scan_pattern`, or None."""
         name = key[len(prefix) + 1:-len(marker)]
         return name if ":" not in name else None
+
+    @staticmethod
+    def parse_connection_name(prefix: str, name: str) -> tuple[str, str] | None:
+        """``(queue, worker name)`` from a worker connection name made by
+        :meth:`connection_name` (BullMQ's too), else ``None``."""
+        head = f"{prefix}:"
+        if not name.startswith(head):
+            return None
+        encoded, _, worker_name = name[len(head):].partition(":w:")
+        try:
+            queue = base64.b64decode(encoded, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return (queue, worker_name) if queue and ":" not in queue else None
+
+    @staticmethod
+    def parse_job_key(prefix: str, key: str) -> tuple[str, str] | None:
+        """``(queue, job id)`` from a job key under ``prefix`` (``parentKey``), else None."""
+        head = f"{prefix}:"
+        if not key.startswith(head):
+            return None
+        queue, sep, job_id = key[len(head):].partition(":")
+        return (queue, job_id) if sep and queue and job_id else None
 
     def queue_marker(self, marker: str) -> str:
         """The key whose presence shows this queue exists (``marker`` from

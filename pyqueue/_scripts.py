@@ -248,6 +248,16 @@ def pause(keys: QueueKeys, now_ms: int, *, pause: bool) -> Command:
     return _call("pause", keys, now_ms, {"pause": pause})
 
 
+def change_priority(keys: QueueKeys, now_ms: int, *, id: str, priority: int) -> Command:
+    """changePriority: a waiting or delayed job's new priority."""
+    return _call("changePriority", keys, now_ms, {"id": id, "priority": priority})
+
+
+def change_delay(keys: QueueKeys, now_ms: int, *, id: str, delay_ms: int) -> Command:
+    """changeDelay: a delayed job due ``delay_ms`` from now; replies the due time (ms)."""
+    return _call("changeDelay", keys, now_ms, {"id": id, "delayMs": delay_ms})
+
+
 def promote(keys: QueueKeys, now_ms: int, *, id: str | None = None,
             batch: int | None = None) -> Command:
     """promote: one delayed job (``id``), or up to ``batch`` of them."""

@@ -18,6 +18,7 @@
     pyqueue embedded [--stop]          the embedded Redis server's URL (or stop it)
     pyqueue outbox init|relay|...      the PostgreSQL outbox (see _cli_outbox)
     pyqueue bench [ARGS]               the benchmarks of a source checkout
+    pyqueue dashboard                  the web dashboard (pip install 'pyqueue-redis[web]')
 
 Every command takes ``--redis URL`` (default: ``$PYQUEUE_REDIS_URL``,
 ``$REDIS_URL``, else the embedded server) and ``--prefix``. Exit status: 0
@@ -43,6 +44,7 @@ from . import _cli_admin as _admin
 from . import _cli_metrics as _metrics
 from . import _cli_ops as _opscli
 from ._cli_admin import UsageError as UsageError  # re-exported
+from ._cli_dashboard import register as register_dashboard
 from ._ops import ALL_STATES
 from ._plan import translate
 from .connection import mask_url, resolve_url
@@ -66,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     p = sub.add_parser("demo", help="add jobs and process them with a worker, narrating")
+    p.add_argument("--dashboard", action="store_true",
+                   help="serve the dashboard and keep jobs moving until Ctrl-C "
+                        "(pip install 'pyqueue-redis[web]')")
+    p.add_argument("--host", default="127.0.0.1", help="dashboard address (with --dashboard)")
+    p.add_argument("--port", type=int, default=8080, help="dashboard port (with --dashboard)")
     _common(p)
 
     p = sub.add_parser("worker", help="run a worker until SIGINT/SIGTERM")
@@ -121,8 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
                        add_help=False)
     p.add_argument("bench_args", nargs=argparse.REMAINDER)
 
-    p = sub.add_parser("dashboard", help="web dashboard (not available in this version)")
-    _common(p)
+    register_dashboard(sub)
     _cli_dlq.register(sub)
 
     _metrics.register(sub)
@@ -206,6 +212,8 @@ def _demo(args: argparse.Namespace, url: str) -> int:
               f"$REDIS_URL given), at {mask_url(url)}\n"
               f"       its data (append-only file), redis.log and socket are in "
               f"{default_home()}")
+    if args.dashboard:
+        return _demo_dashboard(args, url)
     start = time.monotonic()
     status = 1
     try:
@@ -235,6 +243,23 @@ def _demo(args: argparse.Namespace, url: str) -> int:
             print("\nThe embedded redis-server keeps running (other pyqueue processes "
                   "share it).\nStop it with:  pyqueue embedded --stop", flush=True)
     return status
+
+
+def _demo_dashboard(args: argparse.Namespace, url: str) -> int:
+    """``pyqueue demo --dashboard``: the dashboard and jobs moving, until Ctrl-C."""
+    try:
+        import uvicorn  # noqa: F401
+
+        from ._demo_dashboard import run_dashboard_demo
+    except ImportError as exc:
+        raise UsageError(f"the dashboard needs the web extra: pip install "
+                         f"'pyqueue-redis[web]' ({exc})") from None
+    try:
+        return asyncio.run(run_dashboard_demo(url, sys.stdout, host=args.host,
+                                              port=args.port))
+    except KeyboardInterrupt:
+        print("stopped (Ctrl-C): the demo's queue is removed", flush=True)
+        return 0
 
 
 def _run_processes(argv: list[str], count: int) -> int:
@@ -304,9 +329,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "bench":
             return _bench(args.bench_args)
-        if args.command == "dashboard":
-            print("pyqueue dashboard: not available in this version", file=sys.stderr)
-            return 2
         if getattr(args, "run", None) is not None:  # a command of its own module
             return int(args.run(args))
         target = None
@@ -324,6 +346,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _demo(args, url)
         if args.command == "metrics":
             return _metrics.run(args, url)
+        if args.command == "dashboard":
+            from ._cli_dashboard import run as run_dashboard
+
+            return run_dashboard(args, url)
         if args.command == "worker" and args.processes > 1:
             with _metrics.serving(args, url):
                 return _run_processes(argv, args.processes)

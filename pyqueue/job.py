@@ -79,6 +79,17 @@ class Job(JobBase, metaclass=ABCMeta):
         """Make this delayed job ready now."""
         self._run(self._promote_plan())
 
+    def change_priority(self, priority: int) -> None:
+        """Give this waiting or delayed job a new priority (0 none, 1 the highest): a
+        ready job moves to its new place, last of that priority. Raises
+        ``JobStateError`` for a job that is active, finished or waiting for children."""
+        self._run(self._priority_plan(priority))
+
+    def change_delay(self, delay: Duration) -> None:
+        """Make this delayed job due ``delay`` seconds from now (``JobStateError``
+        when it is not delayed)."""
+        self._run(self._change_delay_plan(delay))
+
     def move_to_delayed(self, until: datetime | Duration) -> None:
         """From inside a processor: move this job to delayed, then raise ``DelayedError``.
 
@@ -192,6 +203,14 @@ class AsyncJob(JobBase):
     async def promote(self) -> None:
         """Make this delayed job ready now."""
         await self._run(self._promote_plan())
+
+    async def change_priority(self, priority: int) -> None:
+        """See :meth:`Job.change_priority`."""
+        await self._run(self._priority_plan(priority))
+
+    async def change_delay(self, delay: Duration) -> None:
+        """See :meth:`Job.change_delay`."""
+        await self._run(self._change_delay_plan(delay))
 
     async def move_to_delayed(self, until: datetime | Duration) -> None:
         """From inside a processor: move this job to delayed, then raise ``DelayedError``

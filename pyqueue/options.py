@@ -61,6 +61,11 @@ def _int(value: object, option: str, *, minimum: int, maximum: int | None = None
     return value
 
 
+def validate_priority(value: object) -> int:
+    """A job priority: an int from 0 (none) to ``MAX_PRIORITY``; else ``InvalidJobOptionsError``."""
+    return _int(value, "priority", minimum=0, maximum=MAX_PRIORITY)
+
+
 def validate_job_id(job_id: object) -> str:
     """A custom job id: a non-empty str, not all digits, without ``:``."""
     if not isinstance(job_id, str):

@@ -35,7 +35,8 @@ PAGES = ["README.md", "docs/index.md", "docs/getting-started.md", "docs/queues.m
          "docs/guarantees.md", "docs/testing.md", "docs/email.md", "docs/groups.md",
          "docs/schedulers.md", "docs/faq.md", "docs/migrating.md", "docs/cli.md",
          "docs/format.md", "docs/benchmarks.md", "docs/outbox.md", "docs/production.md",
-         "docs/flows.md", "docs/dead-letters.md", "docs/observability.md"]
+         "docs/flows.md", "docs/dead-letters.md", "docs/observability.md",
+         "docs/dashboard.md"]
 
 TIMEOUT = 60.0
 _FENCE = re.compile(r"^```python\s*$")

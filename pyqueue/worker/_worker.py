@@ -220,6 +220,7 @@ class Worker:
             "consuming": bool(self._running and status.state == "running" and fresh),
             "last_fetch_at": status.last_fetch_at,
             "active": self.active_count,
+            "concurrency": self.concurrency,
             "jobs_processed": status.jobs_processed,
             "concurrency": self.concurrency,
             "started_at": self._started_at,
