@@ -184,16 +184,6 @@ class QueueKeys:
         assert part in FLOW_PARTS, part
         return f"{job_key}:{part}"
 
-    @staticmethod
-    def parse_job_key(prefix: str, key: str) -> tuple[str, str] | None:
-        """``<prefix>:<queue>:<id>`` -> ``(queue, id)``; ``None`` for anything else."""
-        if not key.startswith(prefix + ":"):
-            return None
-        queue, sep, job_id = key[len(prefix) + 1:].partition(":")
-        if not sep or not queue or not job_id or ":" in job_id:
-            return None
-        return queue, job_id
-
     def dedup(self, dedup_id: str) -> str:
         """The deduplication key for ``dedup_id``."""
         return f"{self.prefix}:{self.name}:de:{dedup_id}"

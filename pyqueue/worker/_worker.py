@@ -222,7 +222,6 @@ class Worker:
             "active": self.active_count,
             "concurrency": self.concurrency,
             "jobs_processed": status.jobs_processed,
-            "concurrency": self.concurrency,
             "started_at": self._started_at,
         }
 
