@@ -57,6 +57,8 @@ class Filters:
     limit: int | None = None
     #: the failed job's id in its queue
     job_id: str | None = None
+    #: only these entries (their ids in the dead-letter queue)
+    entry_ids: frozenset[str] | None = None
 
     def match(self, name: str, data: dict[str, Any]) -> bool:
         """Whether the entry (its job name and data) passes the filters."""
@@ -73,7 +75,7 @@ class Filters:
 
 
 def filters(*, name: Any = None, since: Any = None, failed_reason: Any = None,
-            limit: Any = None, job_id: Any = None) -> Filters:
+            limit: Any = None, job_id: Any = None, entry_ids: Any = None) -> Filters:
     """Validated :class:`Filters`: ``name`` (exact job name), ``since`` (failed at
     or after: a ``datetime``, epoch seconds, or a ``timedelta`` meaning that long
     ago), ``failed_reason`` (a substring of the failure reason), ``limit``."""
@@ -86,7 +88,11 @@ def filters(*, name: Any = None, since: Any = None, failed_reason: Any = None,
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
                               or limit < 0):
         raise ConfigurationError(f"limit must be an int >= 0, got {limit!r}")
-    return Filters(name, _since_ms(since), failed_reason, limit, job_id)
+    if entry_ids is not None:
+        if isinstance(entry_ids, str) or not all(isinstance(i, str) for i in entry_ids):
+            raise ConfigurationError(f"entry_ids must be a collection of str, got {entry_ids!r}")
+        entry_ids = frozenset(entry_ids)
+    return Filters(name, _since_ms(since), failed_reason, limit, job_id, entry_ids)
 
 
 def _since_ms(since: Any) -> int | None:
@@ -181,6 +187,8 @@ def select_plan(keys: QueueKeys, wanted: Filters) -> Plan[tuple[QueueKeys, list[
         return dkeys, []
     (ids,) = yield [cmd("LRANGE", dkeys.wait, 0, -1)]
     ids = [S.text(i) for i in reversed(ids)]
+    if wanted.entry_ids is not None:
+        ids = [i for i in ids if i in wanted.entry_ids]
     found: list[Entry] = []
     for start in range(0, len(ids), READ_CHUNK):
         chunk = ids[start:start + READ_CHUNK]

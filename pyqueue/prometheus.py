@@ -52,7 +52,8 @@ from .errors import DelayedError, RedisDataError
 from .job import JobBase
 from .worker.hooks import WorkerHooks
 
-__all__ = ["DURATION_BUCKETS", "PrometheusHooks", "QueueCollector", "metrics_app"]
+__all__ = ["DURATION_BUCKETS", "PrometheusHooks", "QueueCollector", "metrics_app",
+           "queue_families"]
 
 logger = logging.getLogger("pyqueue.prometheus")
 
@@ -109,30 +110,36 @@ class QueueCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         """The metric families, read from Redis now."""
-        stats = self.stats()
-        jobs = GaugeMetricFamily("pyqueue_queue_jobs", "Jobs in the queue, by state",
-                                 labels=["queue", "state"])
-        paused = GaugeMetricFamily("pyqueue_queue_paused", "1 when the queue is paused",
-                                   labels=["queue"])
-        workers = GaugeMetricFamily("pyqueue_queue_workers",
-                                    "pyqueue workers with a fresh heartbeat", labels=["queue"])
-        age = GaugeMetricFamily("pyqueue_queue_oldest_waiting_age_seconds",
-                                "Seconds the oldest ready job has waited (0: none waits)",
-                                labels=["queue"])
-        finished = CounterMetricFamily(
-            "pyqueue_queue_finished", "Jobs finished, from BullMQ's metrics (workers with "
-            "metrics= keep them)", labels=["queue", "state"])
-        for s in stats:
-            for state, count in sorted(s.counts.items()):
-                jobs.add_metric([s.queue, state], count)
-            paused.add_metric([s.queue], 1 if s.paused else 0)
-            workers.add_metric([s.queue], s.workers)
-            age.add_metric([s.queue], s.oldest_waiting_age or 0.0)
-            for state, total in sorted(s.finished_totals.items()):
-                finished.add_metric([s.queue, state], total)
-        yield from (jobs, paused, workers, age, finished)
-        if self.bullmq_names:
-            yield from _bullmq_families(stats)
+        yield from queue_families(self.stats(), bullmq_names=self.bullmq_names)
+
+
+def queue_families(stats: Sequence[QueueStats], *, bullmq_names: bool = False) -> list[Any]:
+    """The metric families :class:`QueueCollector` reports for ``stats`` (also what the
+    dashboard's ``/metrics`` serves, read there with its own asyncio client)."""
+    jobs = GaugeMetricFamily("pyqueue_queue_jobs", "Jobs in the queue, by state",
+                             labels=["queue", "state"])
+    paused = GaugeMetricFamily("pyqueue_queue_paused", "1 when the queue is paused",
+                               labels=["queue"])
+    workers = GaugeMetricFamily("pyqueue_queue_workers",
+                                "pyqueue workers with a fresh heartbeat", labels=["queue"])
+    age = GaugeMetricFamily("pyqueue_queue_oldest_waiting_age_seconds",
+                            "Seconds the oldest ready job has waited (0: none waits)",
+                            labels=["queue"])
+    finished = CounterMetricFamily(
+        "pyqueue_queue_finished", "Jobs finished, from BullMQ's metrics (workers with "
+        "metrics= keep them)", labels=["queue", "state"])
+    for s in stats:
+        for state, count in sorted(s.counts.items()):
+            jobs.add_metric([s.queue, state], count)
+        paused.add_metric([s.queue], 1 if s.paused else 0)
+        workers.add_metric([s.queue], s.workers)
+        age.add_metric([s.queue], s.oldest_waiting_age or 0.0)
+        for state, total in sorted(s.finished_totals.items()):
+            finished.add_metric([s.queue, state], total)
+    out: list[Any] = [jobs, paused, workers, age, finished]
+    if bullmq_names:
+        out.extend(_bullmq_families(stats))
+    return out
 
 
 def metrics_app(connection: str | redis.Redis | None = None, queues: Iterable[str] | None = None,

@@ -17,7 +17,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..errors import PyQueueError, RedisError
-from . import actions, metrics, pages, security
+from . import actions, deadletters, metrics, pages, security
 from .context import AuthHook, Dashboard, Redactor, dashboard, make_settings
 
 logger = logging.getLogger("pyqueue.web")
@@ -63,6 +63,10 @@ def create_app(connection: str | redis.asyncio.Redis | None = None, *, prefix: s
         Route("/queues/{queue}", pages.queue_page, name="queue"),
         Route("/queues/{queue}/actions/{action}", actions.queue_action, methods=["POST"],
               name="queue_action"),
+        Route("/queues/{queue}/dead-letters", deadletters.dead_letters_page,
+              name="dead_letters"),
+        Route("/queues/{queue}/dead-letters/actions/{action}",
+              deadletters.dead_letters_action, methods=["POST"], name="dead_letters_action"),
         Route("/queues/{queue}/jobs/{job_id:path}", pages.job_page, name="job"),
         Route("/queues/{queue}/jobs/{job_id:path}", actions.job_action, methods=["POST"],
               name="job_action"),

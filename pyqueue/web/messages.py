@@ -28,6 +28,8 @@ MESSAGES = {
     "scheduler-removed": "Job scheduler removed.",
     "limits": "Limits saved.",
     "obliterated": "Queue obliterated.",
+    "dlq-replayed": "{n} dead letter(s) replayed into their queue.",
+    "dlq-purged": "{n} dead letter(s) purged.",
 }
 
 

@@ -1,14 +1,18 @@
-"""``/metrics``: the queues' gauges in Prometheus' text format, read from Redis at scrape
-time (needs ``prometheus-client``; without it the path answers 404 saying so).
+"""``/metrics``: what :class:`pyqueue.prometheus.QueueCollector` reports, for the queues the
+dashboard shows, read from Redis at scrape time with the dashboard's own (asyncio) client
+(needs ``prometheus-client``; without it the path answers 404 saying so).
 
 Names as in the metrics contract: ``pyqueue_queue_jobs{queue,state}``,
 ``pyqueue_queue_paused{queue}``, ``pyqueue_queue_workers{queue}``,
-``pyqueue_queue_oldest_waiting_age_seconds{queue}``. The worker-side counters
-and histograms come from the workers' own exporters, not from here.
+``pyqueue_queue_oldest_waiting_age_seconds{queue}`` and
+``pyqueue_queue_finished_total{queue,state}``. The worker-side counters and
+histograms come from the workers' own exporters, not from here.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,30 +20,11 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .._ops_stats import queue_stats
+from ..errors import RedisDataError
 from .context import dashboard
-from .pages import summaries_of
-from .queries import QueueSummary
 
-
-def _families(summaries: list[QueueSummary]) -> list[Any]:
-    from prometheus_client.core import GaugeMetricFamily
-
-    jobs = GaugeMetricFamily("pyqueue_queue_jobs", "Jobs in each state of the queue.",
-                             labels=["queue", "state"])
-    paused = GaugeMetricFamily("pyqueue_queue_paused", "1 when the queue is paused.",
-                               labels=["queue"])
-    workers = GaugeMetricFamily("pyqueue_queue_workers", "Workers consuming the queue.",
-                                labels=["queue"])
-    oldest = GaugeMetricFamily("pyqueue_queue_oldest_waiting_age_seconds",
-                               "Age of the oldest waiting job (0 when none waits).",
-                               labels=["queue"])
-    for s in summaries:
-        for state, count in s.counts.items():
-            jobs.add_metric([s.name, state], count)
-        paused.add_metric([s.name], 1 if s.paused else 0)
-        workers.add_metric([s.name], s.workers)
-        oldest.add_metric([s.name], s.oldest_waiting_age or 0.0)
-    return [jobs, paused, workers, oldest]
+logger = logging.getLogger("pyqueue.web")
 
 
 class _Snapshot:
@@ -53,14 +38,22 @@ class _Snapshot:
 
 
 async def metrics(request: Request) -> Response:
-    """The gauges of every queue shown, in Prometheus' text format."""
+    """``QueueCollector``'s families for every queue shown, in Prometheus' text format."""
     try:
         from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+        from ..prometheus import queue_families
     except ImportError:
         raise HTTPException(404, "/metrics needs prometheus-client: "
                                  "pip install prometheus-client") from None
     dash = dashboard(request)
-    summaries = await summaries_of(dash, await dash.queue_names())
+    now_ms = int(time.time() * 1000)
+    stats = []
+    for name in await dash.queue_names():
+        try:
+            stats.append(await dash.run(queue_stats(dash.keys(name), now_ms)))
+        except RedisDataError as exc:  # as QueueCollector: a damaged queue is left out
+            logger.warning("dashboard /metrics: queue %r left out of this scrape: %s", name, exc)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Snapshot(_families(summaries)))
+    registry.register(_Snapshot(queue_families(stats)))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

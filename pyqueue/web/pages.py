@@ -14,9 +14,11 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from .._async_queue import AsyncQueue
 from .._keys import QueueKeys
+from ..errors import PyQueueError
 from ..job import AsyncJob
-from . import queries
+from . import flowview, queries
 from .context import Dashboard, dashboard
+from .deadletters import shown_entry
 from .messages import message_for
 
 #: The tabs of a queue page, in order ("latest" mixes every state, newest first).
@@ -42,6 +44,8 @@ class Row:
     job: AsyncJob
     state: str
     preview: str
+    #: a parent's children by outcome (flowview.GROUPS), on the waiting-children tab
+    deps: dict[str, int] | None = None
 
 
 def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
@@ -118,6 +122,11 @@ async def queue_page(request: Request) -> Response:
         start = (page - 1) * size
         for job, state in await _page_of_state(queue, tab, start, start + size - 1):
             rows.append(Row(job, state, queries.preview(dash.shown(job.data))))
+        if tab == "waiting-children":
+            counted = await dash.run(flowview.dependency_counts(
+                [dash.keys(name).job(row.job.id) for row in rows]))
+            for row, deps in zip(rows, counted, strict=True):
+                row.deps = deps
     elif tab == "schedulers":
         schedulers = await queue.get_job_schedulers()
         for entry in schedulers:
@@ -150,11 +159,27 @@ async def job_page(request: Request) -> Response:
     logs, log_count = await dash.run(queries.job_logs(keys, job_id, LOG_LINES))
     locked = await dash.run(queries.job_locked(keys, job_id))
     delay_until = await dash.run(queries.delayed_until(keys, job_id))
+    group = request.query_params.get("children", "pending")
+    if group not in flowview.GROUPS:
+        group = "pending"
+    children = await dash.run(flowview.children_page(
+        dash.settings.prefix, keys.job(job_id), group,
+        _int_param(request, "children_page", 1, 1, 10**9)))
+    parent = _parent(dash, job)
+    parent_state = None
+    if parent is not None:
+        try:
+            parent_state = str(await dash.queue(parent[0]).get_job_state(parent[1]))
+        except PyQueueError:  # not a queue name pyqueue accepts: linked, state unknown
+            parent_state = None
+    is_entry = isinstance(job.data, dict) and "queue" in job.data and \
+        await dash.run(queries.is_dead_letter_queue(keys))
     return dash.render(request, "job.html", {
         "title": f"{name} / {job_id}", "queue": name, "job": job, "state": state,
-        "data": dash.shown(job.data), "logs": logs, "log_count": log_count,
-        "locked": locked, "parent": _parent(dash, job), "delay_until": delay_until,
-        "message": message_for(request.query_params)})
+        "data": shown_entry(dash, job.data) if is_entry else dash.shown(job.data),
+        "logs": logs, "log_count": log_count, "locked": locked, "parent": parent,
+        "parent_state": parent_state, "children": children, "groups": flowview.GROUPS,
+        "delay_until": delay_until, "message": message_for(request.query_params)})
 
 
 async def workers_page(request: Request) -> Response:

@@ -15,7 +15,7 @@ from typing import Any
 
 from .. import _ops, _ops_worker
 from .. import _scripts as S
-from .._keys import QueueKeys
+from .._keys import META_DEAD_LETTER_QUEUE, META_IS_DEAD_LETTER_QUEUE, QueueKeys
 from .._ops_read import DEFAULT_COUNT_STATES
 from .._plan import Plan, cmd
 from ..errors import PyQueueError
@@ -44,6 +44,9 @@ class QueueSummary:
     concurrency: int | None = None
     rate_limit: tuple[int, float] | None = None
     warnings: list[str] = field(default_factory=list)
+    #: the queue's dead-letter queue, and whether it is one itself
+    dead_letter_queue: str | None = None
+    is_dead_letter_queue: bool = False
 
 
 def _library(version: str | None) -> str:
@@ -75,7 +78,9 @@ def queue_summary(keys: QueueKeys, now_ms: int) -> Plan[QueueSummary]:
     summary = QueueSummary(name=keys.name, counts=counts, paused="paused" in meta,
                            library=_library(meta.get("version")), workers=int(beats),
                            completed_last_min=int(done1), failed_last_min=int(fail1),
-                           failed_prev_min=int(fail2))
+                           failed_prev_min=int(fail2),
+                           dead_letter_queue=meta.get(META_DEAD_LETTER_QUEUE),
+                           is_dead_letter_queue=META_IS_DEAD_LETTER_QUEUE in meta)
     concurrency = _int_or_none(meta.get("concurrency"))
     summary.concurrency = concurrency or None
     max_jobs, duration = _int_or_none(meta.get("max")), _int_or_none(meta.get("duration"))
@@ -167,6 +172,12 @@ def delayed_until(keys: QueueKeys, job_id: str) -> Plan[float | None]:
     return int(float(S.text(score))) // DELAYED_SEQ / 1000
 
 
+def is_dead_letter_queue(keys: QueueKeys) -> Plan[bool]:
+    """Whether the queue is some queue's dead-letter queue (its jobs are entries)."""
+    (reply,) = yield [cmd("HEXISTS", keys.meta, META_IS_DEAD_LETTER_QUEUE)]
+    return bool(int(reply))
+
+
 def job_locked(keys: QueueKeys, job_id: str) -> Plan[bool]:
     """Whether a worker holds the job's lock (it is running)."""
     (reply,) = yield [cmd("EXISTS", keys.lock(job_id))]
@@ -199,5 +210,5 @@ def preview(value: Any, limit: int = 120) -> str:
 
 
 __all__ = ["DEFAULT_COUNT_STATES", "QueueSummary", "add_warnings", "client_workers",
-           "delayed_until", "eviction_policy", "existing_job_queues", "job_locked",
-           "job_logs", "ping", "preview", "queue_summary", "worker_beats"]
+           "delayed_until", "eviction_policy", "existing_job_queues", "is_dead_letter_queue",
+           "job_locked", "job_logs", "ping", "preview", "queue_summary", "worker_beats"]
