@@ -8,6 +8,10 @@ convention: a singleton with ``instrument()``/``uninstrument()``):
   BullMQ's ``tm`` (the W3C trace context as a JSON object of headers, what
   ``bullmq-otel`` writes), unless the job says ``telemetry={"omit_context":
   True}`` (BullMQ's ``omc``).
+- ``FlowProducer.add``/``add_bulk`` (and ``AsyncFlowProducer``'s) run each flow in a
+  PRODUCER span ``send <root queue>`` with one PRODUCER span per node inside it,
+  nested as the tree, each node's job carrying its node span's context in ``tm``
+  (as ``bullmq-otel`` does for flows); see ``pyqueue._otel_flow``.
 - Workers created while instrumented run each attempt in a CONSUMER span
   ``process <queue>`` whose parent is the context in ``tm`` (so the trace
   started by a producer, pyqueue's or BullMQ's, goes on), current while the
@@ -37,9 +41,10 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("pyqueue.otel needs opentelemetry-api: "
                       "pip install 'pyqueue-redis[otel]'") from exc
 
-from . import __version__, _procpool
+from . import __version__, _otel_flow, _procpool
 from ._async_queue import AsyncQueue
 from .errors import DelayedError, RateLimitError
+from .flow import AsyncFlowProducer, FlowProducer
 from .queue import Queue
 from .worker import Worker, WorkerHooks
 
@@ -293,6 +298,12 @@ class PyqueueInstrumentor:
                 original = cls.__dict__[name]
                 _State.originals[(cls, name)] = original
                 setattr(cls, name, wrap(original, is_async))
+        for flow_cls, is_async in ((FlowProducer, False), (AsyncFlowProducer, True)):
+            for name, flow_wrap in (("add", _otel_flow.wrap_add),
+                                    ("add_bulk", _otel_flow.wrap_add_bulk)):
+                original = flow_cls.__dict__[name]
+                _State.originals[(flow_cls, name)] = original
+                setattr(flow_cls, name, flow_wrap(original, is_async, lambda: _State.tracer))
         init = Worker.__init__
         _State.originals[(Worker, "__init__")] = init
 
