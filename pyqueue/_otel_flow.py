@@ -1,7 +1,7 @@
 """OpenTelemetry on ``FlowProducer.add``/``add_bulk`` (and ``AsyncFlowProducer``'s), installed
 by ``pyqueue.otel.PyqueueInstrumentor().instrument()``.
 
-Each flow runs in a PRODUCER span ``send <root queue>`` (operation ``addFlow``);
+Each flow runs in a PRODUCER span ``send <root queue>`` (operation ``add_flow``);
 inside it every node of the tree gets a PRODUCER span ``send <its queue>``
 (operation ``add``, as ``Queue.add``'s), nested as the tree is (a child's span
 under its parent's), and the node's job carries that span's context in its
@@ -24,6 +24,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 #: ``messaging.system`` of the spans (``pyqueue.otel.MESSAGING_SYSTEM``).
 SYSTEM = "pyqueue"
+#: The operation name of a flow's own span (its nodes' spans are ``add``).
+FLOW_OPERATION = "add_flow"
 
 TracerOf = Callable[[], "trace.Tracer | None"]
 
@@ -101,7 +103,7 @@ class _Flow:
     def __init__(self, tracer: trace.Tracer, tree: Any) -> None:
         root_queue = tree.get("queue_name") if isinstance(tree, Mapping) else None
         self.span = tracer.start_span(f"send {root_queue}", kind=SpanKind.PRODUCER,
-                                      attributes=_attributes(root_queue, "addFlow"))
+                                      attributes=_attributes(root_queue, FLOW_OPERATION))
         self.opened: list[trace.Span] = []
         self.tree, self.spans = _open_node(
             tracer, tree, trace.set_span_in_context(self.span), self.opened)
@@ -208,4 +210,4 @@ def wrap_add_bulk(original: Callable[..., Any], is_async: bool,
     return add_bulk
 
 
-__all__ = ["SYSTEM", "wrap_add", "wrap_add_bulk"]
+__all__ = ["FLOW_OPERATION", "SYSTEM", "wrap_add", "wrap_add_bulk"]

@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from pyqueue import AsyncFlowProducer, FlowProducer, InvalidJobOptionsError, Queue
+from pyqueue._otel_flow import FLOW_OPERATION
 from pyqueue.otel import PyqueueInstrumentor
 from pyqueue.testing import run_until_idle, run_until_idle_async
 
@@ -59,7 +60,7 @@ def test_each_node_is_a_producer_span_and_carries_its_context(
         node = flows.add(_tree(parent_q, child_q, ("inv", "pay", "ship")))
     finished = {s.name: s for s in exporter.get_finished_spans()}
     flow_span = next(s for s in exporter.get_finished_spans()
-                     if s.attributes["bullmq.queue.operation"] == "addFlow")
+                     if s.attributes["bullmq.queue.operation"] == FLOW_OPERATION)
     node_spans = [s for s in exporter.get_finished_spans()
                   if s.attributes.get("bullmq.queue.operation") == "add"]
     assert flow_span.kind == SpanKind.PRODUCER and flow_span.name == f"send {parent_q}"
@@ -105,7 +106,7 @@ async def test_add_bulk_traces_each_flow_and_errors_end_the_spans(
                                       _tree(parent_q, child_q, ("b", "b1", "b2"))])
         assert [n.job.id for n in added] == ["a", "b"]
         flow_spans = [s for s in exporter.get_finished_spans()
-                      if s.attributes["bullmq.queue.operation"] == "addFlow"]
+                      if s.attributes["bullmq.queue.operation"] == FLOW_OPERATION]
         assert sorted(s.attributes["bullmq.job.id"] for s in flow_spans) == ["a", "b"]
         assert flow_spans[0].context.trace_id != flow_spans[1].context.trace_id
         nodes = [s for s in exporter.get_finished_spans()
@@ -117,7 +118,8 @@ async def test_add_bulk_traces_each_flow_and_errors_end_the_spans(
                              "children": [{"name": "y", "queue_name": child_q}]})
         failed: list[ReadableSpan] = list(exporter.get_finished_spans())
         assert len(failed) == 3  # the flow span and both nodes: all ended
-        (flow_span,) = [s for s in failed if s.attributes["bullmq.queue.operation"] == "addFlow"]
+        (flow_span,) = [s for s in failed
+                        if s.attributes["bullmq.queue.operation"] == FLOW_OPERATION]
         assert flow_span.status.status_code == StatusCode.ERROR
         await run_until_idle_async(child_q, lambda job: None, connection=redis_url)
 
