@@ -20,6 +20,7 @@ from urllib.parse import quote
 import pytest
 
 from pyqueue import Queue, Worker
+from pyqueue.testing import run_until_idle
 from pyqueue.web import create_app
 
 DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
@@ -170,3 +171,44 @@ def test_read_only_in_the_browser(page: Any, serve: Any, make_queue: Any, redis_
     page.goto(served.url + "/queues/q/jobs/j1")
     assert page.locator("form[method=post]").count() == 0
     assert page.inner_text("span.badge.ro") == "read-only"
+
+
+def test_dead_letters_view_in_the_browser(page: Any, serve: Any, make_queue: Any,
+                                          redis_url: str, prefix: str) -> None:
+    """XSS in an entry's name, failed reason and data renders as text; ticking, replaying
+    one and purging the rest work by clicking (the select-all script under the CSP)."""
+    mail, dead = make_queue("mail"), make_queue("mail-dead")
+    mail.set_dead_letter_queue(dead.name)
+    mail.add(XSS, {"html": XSS, "reason": XSS}, attempts=1)
+    for i in range(3):
+        mail.add("send", {"to": f"user{i}@example.com", "reason": "550 mailbox unavailable"},
+                 attempts=1)
+
+    def fail(job: Any) -> None:
+        raise RuntimeError(job.data["reason"])
+
+    with ThreadPoolExecutor(1) as pool:  # Playwright's loop runs in this thread
+        pool.submit(run_until_idle, "mail", fail, connection=redis_url, prefix=prefix,
+                    raise_on_failure=False).result(timeout=30)
+    served = serve(create_app(redis_url, prefix=prefix))
+    page.goto(served.url + "/queues/mail")
+    page.click("nav.tabs a.dead-letters")
+    assert page.locator("tr[data-entry-id]").count() == 4
+    assert XSS in page.inner_text("tr[data-entry-id] >> nth=0")
+    page.fill("input[name=name]", "send")
+    page.click("button:text-is('Filter')")
+    assert page.locator("tr[data-entry-id]").count() == 3
+    shot(page, "dashboard-dead-letters")
+    page.locator("button.replay-one").first.click()
+    assert "1 dead letter(s) replayed" in page.inner_text("p.flash")
+    assert mail.get_job_counts("waiting")["waiting"] == 1
+    page.check("input.select-all")
+    page.click("button:text-is('Purge selected')")
+    assert "2 dead letter(s) purged" in page.inner_text("p.flash")
+    page.goto(served.url + "/queues/mail/dead-letters")
+    assert page.locator("tr[data-entry-id]").count() == 1  # the XSS one is left
+    page.click("a.job-link")  # the entry as a job of the dead-letter queue
+    assert page.inner_text("strong.job-name") == XSS
+    assert "<img src=x onerror=alert(1)>" in page.inner_text("pre.data")
+    assert page.dialogs == [] and page.console_errors == []
+    assert page.evaluate("document.querySelectorAll('img[src=x], svg').length") == 0
