@@ -55,6 +55,15 @@ def shown_entry(dash: Dashboard, entry: Mapping[str, Any]) -> dict[str, Any]:
     return {**entry, "data": dash.shown(entry.get("data"))}
 
 
+def shown_data(dash: Dashboard, data: Any, in_dead_letter_queue: bool) -> Any:
+    """A job's data as a page may show it: in a dead-letter queue, an entry whose
+    original data goes through ``redact`` (``redact`` expects the original's shape);
+    elsewhere, the data through ``redact``."""
+    if in_dead_letter_queue and isinstance(data, Mapping) and "queue" in data:
+        return shown_entry(dash, data)
+    return dash.shown(data)
+
+
 def _filters(params: Mapping[str, str], *, limit: int | None = None,
              entry_ids: list[str] | None = None) -> _ops_dlq.Filters:
     text = {k: (params.get(k) or "").strip() for k in FILTER_FIELDS}
@@ -179,4 +188,5 @@ async def dead_letters_action(request: Request) -> Response:
                             status_code=303)
 
 
-__all__ = ["DeadLetter", "dead_letters_action", "dead_letters_page", "shown_entry"]
+__all__ = ["DeadLetter", "dead_letters_action", "dead_letters_page", "shown_data",
+           "shown_entry"]

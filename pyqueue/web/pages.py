@@ -18,7 +18,7 @@ from ..errors import PyQueueError
 from ..job import AsyncJob
 from . import flowview, queries
 from .context import Dashboard, dashboard
-from .deadletters import shown_entry
+from .deadletters import shown_data
 from .messages import message_for
 
 #: The tabs of a queue page, in order ("latest" mixes every state, newest first).
@@ -121,7 +121,8 @@ async def queue_page(request: Request) -> Response:
     if tab in TABS:
         start = (page - 1) * size
         for job, state in await _page_of_state(queue, tab, start, start + size - 1):
-            rows.append(Row(job, state, queries.preview(dash.shown(job.data))))
+            shown = shown_data(dash, job.data, summary.is_dead_letter_queue)
+            rows.append(Row(job, state, queries.preview(shown)))
         if tab == "waiting-children":
             counted = await dash.run(flowview.dependency_counts(
                 [dash.keys(name).job(row.job.id) for row in rows]))
@@ -172,11 +173,10 @@ async def job_page(request: Request) -> Response:
             parent_state = str(await dash.queue(parent[0]).get_job_state(parent[1]))
         except PyQueueError:  # not a queue name pyqueue accepts: linked, state unknown
             parent_state = None
-    is_entry = isinstance(job.data, dict) and "queue" in job.data and \
-        await dash.run(queries.is_dead_letter_queue(keys))
+    in_dlq = await dash.run(queries.is_dead_letter_queue(keys))
     return dash.render(request, "job.html", {
         "title": f"{name} / {job_id}", "queue": name, "job": job, "state": state,
-        "data": shown_entry(dash, job.data) if is_entry else dash.shown(job.data),
+        "data": shown_data(dash, job.data, in_dlq),
         "logs": logs, "log_count": log_count, "locked": locked, "parent": parent,
         "parent_state": parent_state, "children": children, "groups": flowview.GROUPS,
         "delay_until": delay_until, "message": message_for(request.query_params)})
@@ -230,10 +230,11 @@ async def search_page(request: Request) -> Response:
         return dash.render(request, "search.html", context)
     queue = await dash.require_queue(queue_name)
     jobs = await queue.get_jobs([state], offset, offset + SEARCH_SCAN - 1)
+    in_dlq = await dash.run(queries.is_dead_letter_queue(dash.keys(queue_name)))
     needle = text.casefold()
     results = []
     for job in jobs:
-        shown = dash.shown(job.data)
+        shown = shown_data(dash, job.data, in_dlq)
         haystack = job.name if kind == "name" else queries.preview(shown, limit=1 << 20)
         if needle in haystack.casefold():
             results.append(Row(job, state, queries.preview(shown)))

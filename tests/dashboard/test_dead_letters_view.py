@@ -189,7 +189,15 @@ def test_entries_are_escaped_and_redacted(serve: Any, make_queue: Any, redis_url
         page = http.get("/queues/evil/dead-letters").text
         (entry,) = _entry_ids(page)
         job_page = http.get(f"/queues/evil-dead/jobs/{entry}").text
-    for html in (page, job_page):
+        # The dead-letter queue's own tabs and search: the entry's inner data redacted.
+        tab = http.get("/queues/evil-dead", params={"state": "waiting"}).text
+        search = http.get("/search", params={"q": "***", "kind": "data", "state": "waiting",
+                                             "queue": "evil-dead"}).text
+        assert 'href="/queues/evil-dead/jobs/1"' in search
+        leak = http.get("/search", params={"q": "hunter", "kind": "data", "state": "waiting",
+                                           "queue": "evil-dead"}).text
+        assert 'href="/queues/evil-dead/jobs/1"' not in leak
+    for html in (page, job_page, tab, search):
         assert "<script>alert" not in html and "<img src=x" not in html
         assert "&lt;script&gt;" in html
         assert "hunter2" not in html and "***" in html
