@@ -9,7 +9,7 @@ Both are thin shells over one description of each operation
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
@@ -252,25 +252,28 @@ class Queue:
 
     def replay_dead_letters(self, *, name: str | None = None, since: Any = None,
                             failed_reason: str | None = None, limit: int | None = None,
-                            rate: float | None = None, job_id: str | None = None
-                            ) -> list[str]:
+                            rate: float | None = None, job_id: str | None = None,
+                            entry_ids: Collection[str] | None = None) -> list[str]:
         """Move dead-letter entries back to their queue as new jobs (new ids,
         attempts reset), each removed from the dead-letter queue in the same step;
         returns the new ids. Filters: ``name`` (job name), ``since`` (failed at or
         after: datetime, epoch seconds, or a timedelta ago), ``failed_reason``
-        (substring), ``limit``, ``job_id`` (the failed job's id). ``rate`` (jobs
+        (substring), ``limit``, ``job_id`` (the failed job's id), ``entry_ids``
+        (only these entries: their job ids in the dead-letter queue). ``rate`` (jobs
         per second) spreads them out as delayed jobs so workers are not flooded."""
         wanted = _ops_dlq.filters(name=name, since=since, failed_reason=failed_reason,
-                                  limit=limit, job_id=job_id)
+                                  limit=limit, job_id=job_id, entry_ids=entry_ids)
         pace = _ops_dlq.check_rate(rate)
         return self._run(_ops_dlq.replay_plan(self._core.keys, self._core.clock, wanted, pace))
 
     def purge_dead_letters(self, *, name: str | None = None, since: Any = None,
                            failed_reason: str | None = None, limit: int | None = None,
-                           job_id: str | None = None) -> int:
-        """Delete dead-letter entries without replaying them; returns how many."""
+                           job_id: str | None = None,
+                           entry_ids: Collection[str] | None = None) -> int:
+        """Delete dead-letter entries without replaying them; returns how many.
+        Filters as in ``replay_dead_letters``."""
         wanted = _ops_dlq.filters(name=name, since=since, failed_reason=failed_reason,
-                                  limit=limit, job_id=job_id)
+                                  limit=limit, job_id=job_id, entry_ids=entry_ids)
         return self._run(_ops_dlq.purge_plan(self._core.keys, self._core.clock, wanted))
 
     def rate_limit(self, duration: Duration) -> None:

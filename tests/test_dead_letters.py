@@ -480,3 +480,18 @@ async def test_a_job_with_unreadable_data_is_dead_lettered_with_the_text(
     (entry,) = queue.get_dead_letters()
     assert entry.data["kind"] == "damaged"
     assert entry.data["data"] == '{"a": 1'  # kept as text: nothing is lost
+
+
+def test_entry_ids_name_exactly_the_entries_concerned(queue: Queue, dlq: Queue,
+                                                      redis_url: str) -> None:
+    queue.set_dead_letter_queue(dlq.name)
+    _fail_all(queue, [("n", {"i": i}, {}) for i in range(4)], lambda j: "no", redis_url)
+    ids = [e.id for e in queue.get_dead_letters()]
+    with pytest.raises(ValueError, match="entry_ids"):
+        queue.replay_dead_letters(entry_ids=ids[0])  # a str, not a collection of ids
+    assert queue.replay_dead_letters(entry_ids=["nope"]) == []
+    (replayed,) = queue.replay_dead_letters(entry_ids=[ids[1]])
+    assert queue.get_job(replayed).data == {"i": 1}  # type: ignore[union-attr]
+    assert queue.purge_dead_letters(entry_ids=[ids[0], ids[3]], name="other") == 0
+    assert queue.purge_dead_letters(entry_ids=[ids[0], ids[3]]) == 2
+    assert [e.data["data"]["i"] for e in queue.get_dead_letters()] == [2]

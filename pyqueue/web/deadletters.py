@@ -1,8 +1,9 @@
 """The dead-letters view of a queue (one that has a dead-letter queue, or a dead-letter queue
 itself): its entries with filters (job name, failed reason, since), and the actions on them
-(replay one, the selected, or all that match, optionally paced; purge the same). Everything
-goes through the dead-letter plans of ``Queue.get_dead_letters`` / ``replay_dead_letters`` /
-``purge_dead_letters`` (``pyqueue._ops_dlq``); job data is shown through ``redact``.
+(replay one, the selected, or all that match, optionally paced; purge the same). The list
+reads with ``pyqueue._ops_dlq``'s selection (as ``get_dead_letters``); the actions call
+``AsyncQueue.replay_dead_letters`` / ``purge_dead_letters``; job data is shown through
+``redact``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from starlette.responses import RedirectResponse, Response
 
 from .. import _ops_dlq
 from .._cli_dlq import since_value
-from ..errors import DeadLetterQueueError
+from ..errors import ConfigurationError, DeadLetterQueueError
 from . import queries
 from .actions import BULK_LIMIT, ActionError, _checked_form, _field
 from .context import Dashboard, dashboard
@@ -64,8 +65,8 @@ def shown_data(dash: Dashboard, data: Any, in_dead_letter_queue: bool) -> Any:
     return dash.shown(data)
 
 
-def _filters(params: Mapping[str, str], *, limit: int | None = None,
-             entry_ids: list[str] | None = None) -> _ops_dlq.Filters:
+def _filter_args(params: Mapping[str, str]) -> dict[str, Any]:
+    """The filters of a query or form as ``Queue.*_dead_letters`` keywords."""
     text = {k: (params.get(k) or "").strip() for k in FILTER_FIELDS}
     since: Any = None
     if text["since"]:
@@ -73,8 +74,8 @@ def _filters(params: Mapping[str, str], *, limit: int | None = None,
             since = since_value(text["since"])
         except argparse.ArgumentTypeError as exc:
             raise ActionError(f"since: {exc}", 400) from None
-    return _ops_dlq.filters(name=text["name"] or None, failed_reason=text["failed_reason"] or None,
-                            since=since, limit=limit, entry_ids=entry_ids)
+    return {"name": text["name"] or None, "failed_reason": text["failed_reason"] or None,
+            "since": since}
 
 
 def _stamp(value: Any) -> datetime | None:
@@ -118,7 +119,7 @@ async def dead_letters_page(request: Request) -> Response:
     params = request.query_params
     error = None
     try:
-        wanted = _filters(params, limit=LIST_LIMIT)
+        wanted = _ops_dlq.filters(limit=LIST_LIMIT, **_filter_args(params))
     except ActionError as exc:
         error, wanted = str(exc), _ops_dlq.filters(limit=LIST_LIMIT)
     _dkeys, entries = await dash.run(_ops_dlq.select_plan(dash.keys(name), wanted))
@@ -146,14 +147,15 @@ def _rate(form: FormData) -> float | None:
         return None
     try:
         return _ops_dlq.check_rate(float(raw))
-    except ValueError:
+    except (ValueError, ConfigurationError):
         raise ActionError(f"rate must be a number of jobs per second > 0, got {raw!r}",
                           400) from None
 
 
-def _wanted(form: FormData) -> _ops_dlq.Filters:
-    """Which entries the action concerns: ``scope=selected`` (the ticked ``ids``, or the
-    one ``id``) or ``scope=matching`` (every entry that passes the form's filters)."""
+def _wanted(form: FormData) -> dict[str, Any]:
+    """Which entries the action concerns, as ``Queue.*_dead_letters`` keywords:
+    ``scope=selected`` (the ticked ``ids``) or ``scope=matching`` (every entry that
+    passes the form's filters)."""
     scope = _field(form, "scope")
     if scope == "selected":
         ids = [v for v in form.getlist("ids") if isinstance(v, str) and v]
@@ -161,27 +163,26 @@ def _wanted(form: FormData) -> _ops_dlq.Filters:
             raise ActionError("select at least one dead letter", 400)
         if len(ids) > BULK_LIMIT:
             raise ActionError(f"at most {BULK_LIMIT} dead letters at once", 400)
-        return _ops_dlq.filters(entry_ids=ids)
+        return {"entry_ids": ids}
     if scope == "matching":
-        return _filters({k: _field(form, k) for k in FILTER_FIELDS})
+        return _filter_args({k: _field(form, k) for k in FILTER_FIELDS})
     raise ActionError(f"unknown scope {scope!r}", 400)
 
 
 async def dead_letters_action(request: Request) -> Response:
-    """``replay`` or ``purge`` (POST, CSRF-checked, refused when read-only)."""
+    """``replay`` or ``purge`` (POST, CSRF-checked, refused when read-only): calls
+    ``AsyncQueue.replay_dead_letters`` / ``purge_dead_letters``."""
     dash, form = await _checked_form(request)
     name, action = request.path_params["queue"], request.path_params["action"]
     if action not in ("replay", "purge"):
         raise HTTPException(404, "no such action")
     queue, _dlq = await _source(dash, name)
     wanted = _wanted(form)
-    core = queue._core
     if action == "replay":
-        new_ids = await dash.run(_ops_dlq.replay_plan(core.keys, core.clock, wanted,
-                                                      _rate(form)))
+        new_ids = await queue.replay_dead_letters(rate=_rate(form), **wanted)
         done, count = "dlq-replayed", len(new_ids)
     else:
-        count = await dash.run(_ops_dlq.purge_plan(core.keys, core.clock, wanted))
+        count = await queue.purge_dead_letters(**wanted)
         done = "dlq-purged"
     back = {k: _field(form, k) for k in FILTER_FIELDS}
     return RedirectResponse(_url(request, name, {**back, "done": done, "n": count}),

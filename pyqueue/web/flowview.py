@@ -86,6 +86,8 @@ def children_page(prefix: str, job_key: str, group: str, page: int) -> Plan[Chil
     """Page ``page`` (from 1, clamped) of the children in ``group``, with their states."""
     raw_counts = yield from _ops_flow.dependencies_plan(job_key, count_only=True)
     counts = {group_name: int(raw_counts[name]) for group_name, name in COUNT_NAMES.items()}
+    if not counts[group]:  # not a parent (or none of this outcome): no more reads
+        return Children(counts=counts, group=group, page=1, pages=1, children=[])
     (raw,) = yield [_group_keys(job_key, group)]
     child_keys = sorted((S.text(k) for k in raw), key=_natural)
     pages = max((len(child_keys) + CHILD_PAGE - 1) // CHILD_PAGE, 1)
