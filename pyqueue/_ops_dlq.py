@@ -204,6 +204,21 @@ def select_plan(keys: QueueKeys, wanted: Filters) -> Plan[tuple[QueueKeys, list[
     return dkeys, found
 
 
+def window_plan(dkeys: QueueKeys, start: int, count: int) -> Plan[tuple[int, list[Entry]]]:
+    """How many entries the dead-letter queue ``dkeys`` holds, and entries
+    ``start..start+count-1`` of them (oldest first): reads only that window
+    (no filter, every origin), unreadable entries left out."""
+    (total,) = yield [cmd("LLEN", dkeys.wait)]
+    if count <= 0 or start >= int(total):
+        return int(total), []
+    (ids,) = yield [cmd("LRANGE", dkeys.wait, -(start + count), -(start + 1))]
+    ids = [S.text(i) for i in reversed(ids)]
+    replies = yield [cmd("HMGET", dkeys.job(i), "name", "data", "timestamp") for i in ids]
+    found = [_entry(job_id, name, data, ts)
+             for job_id, (name, data, ts) in zip(ids, replies, strict=True)]
+    return int(total), [e for e in found if e is not None]
+
+
 def _entry(job_id: str, name: Any, data: Any, ts: Any) -> Entry | None:
     if data is None or ts is None:
         return None

@@ -122,19 +122,28 @@ async def dead_letters_page(request: Request) -> Response:
         wanted = _ops_dlq.filters(limit=LIST_LIMIT, **_filter_args(params))
     except ActionError as exc:
         error, wanted = str(exc), _ops_dlq.filters(limit=LIST_LIMIT)
-    _dkeys, entries = await dash.run(_ops_dlq.select_plan(dash.keys(name), wanted))
-    total = len(entries)
-    pages = max(math.ceil(total / PAGE_SIZE), 1)
     try:
-        page = min(max(int(params.get("page", "1")), 1), pages)
+        asked = max(int(params.get("page", "1")), 1)
     except ValueError:
-        page = 1
-    start = (page - 1) * PAGE_SIZE
-    rows = [_row(dash, e) for e in entries[start:start + PAGE_SIZE]]
+        asked = 1
+    unfiltered = wanted == _ops_dlq.filters(limit=LIST_LIMIT)
+    if unfiltered and dlq == name:  # the whole DLQ: read only the page's window
+        total, _ = await dash.run(_ops_dlq.window_plan(dash.keys(dlq), 0, 0))
+        page = min(asked, max(math.ceil(total / PAGE_SIZE), 1))
+        total, window = await dash.run(_ops_dlq.window_plan(
+            dash.keys(dlq), (page - 1) * PAGE_SIZE, PAGE_SIZE))
+    else:
+        _dkeys, entries = await dash.run(_ops_dlq.select_plan(dash.keys(name), wanted))
+        total = len(entries)
+        page = min(asked, max(math.ceil(total / PAGE_SIZE), 1))
+        window = entries[(page - 1) * PAGE_SIZE:page * PAGE_SIZE]
+    pages = max(math.ceil(total / PAGE_SIZE), 1)
+    rows = [_row(dash, e) for e in window]
     chosen = {k: params.get(k, "") for k in FILTER_FIELDS}
     return dash.render(request, "dead_letters.html", {
         "title": f"{name} / dead letters", "queue": name, "dlq": dlq, "rows": rows,
-        "page": page, "pages": pages, "total": total, "capped": total >= LIST_LIMIT,
+        "page": page, "pages": pages, "total": total,
+        "capped": not (unfiltered and dlq == name) and total >= LIST_LIMIT,
         "list_limit": LIST_LIMIT, "filters": chosen, "error": error,
         "prev_url": _url(request, name, {**chosen, "page": page - 1}),
         "next_url": _url(request, name, {**chosen, "page": page + 1}),

@@ -215,3 +215,10 @@ def test_pagination_of_many_entries(serve: Any, make_queue: Any, redis_url: str,
         last = http.get("/queues/many/dead-letters", params={"page": "3"}).text
         assert len(_entry_ids(last)) == 20
         assert not set(_entry_ids(first)) & set(_entry_ids(last))
+        # On the DLQ itself, unfiltered, only the page's window is read: same pages.
+        for page in ("1", "2", "3", "99"):
+            on_origin = http.get("/queues/many/dead-letters", params={"page": page}).text
+            on_dlq = http.get("/queues/many-dead/dead-letters", params={"page": page}).text
+            assert _entry_ids(on_dlq) == _entry_ids(on_origin)
+        assert "page 3 of 3 (120 entries)" in on_dlq
+        assert _entry_ids(first)[:2] == ["1", "2"] and _entry_ids(last)[-1] == "120"
