@@ -177,6 +177,7 @@ async def job_page(request: Request) -> Response:
     return dash.render(request, "job.html", {
         "title": f"{name} / {job_id}", "queue": name, "job": job, "state": state,
         "data": shown_data(dash, job.data, in_dlq),
+        "dead_letter": in_dlq and isinstance(job.data, dict) and "queue" in job.data,
         "logs": logs, "log_count": log_count, "locked": locked, "parent": parent,
         "parent_state": parent_state, "children": children, "groups": flowview.GROUPS,
         "delay_until": delay_until, "message": message_for(request.query_params)})

@@ -222,3 +222,27 @@ def test_pagination_of_many_entries(serve: Any, make_queue: Any, redis_url: str,
             assert _entry_ids(on_dlq) == _entry_ids(on_origin)
         assert "page 3 of 3 (120 entries)" in on_dlq
         assert _entry_ids(first)[:2] == ["1", "2"] and _entry_ids(last)[-1] == "120"
+
+
+def test_an_entry_job_page_replays_or_purges_it(serve: Any, mail: tuple[Queue, Queue],
+                                                redis_url: str, prefix: str) -> None:
+    queue, dlq = mail
+    first, second = (e.id for e in dlq.get_dead_letters(0, 1))
+    served = serve(create_app(redis_url, prefix=prefix))
+    with client(served.url) as http:
+        page = http.get(f"/queues/mail-dead/jobs/{first}").text
+        assert 'href="/queues/mail/jobs/1"' in page and "Replay into mail" in page
+        replayed = _post(http, "/queues/mail-dead/dead-letters/actions/replay", csrf_of(page),
+                         scope="selected", ids=first)
+        assert replayed.status_code == 303 and "n=1" in replayed.headers["location"]
+        purged = _post(http, "/queues/mail-dead/dead-letters/actions/purge", csrf_of(page),
+                       scope="selected", ids=second)
+        assert purged.status_code == 303 and "n=1" in purged.headers["location"]
+        assert "Replay into" not in http.get("/queues/mail/jobs/1").text  # not an entry
+    assert queue.get_job_counts("waiting")["waiting"] == 1
+    assert first not in {e.id for e in dlq.get_dead_letters()} and len(dlq.get_dead_letters()) == 3
+    read_only = serve(create_app(redis_url, prefix=prefix, read_only=True))
+    with client(read_only.url) as http:
+        remaining = dlq.get_dead_letters(0, 0)[0].id
+        page = http.get(f"/queues/mail-dead/jobs/{remaining}").text
+        assert "A dead letter of" in page and "Replay into" not in page
