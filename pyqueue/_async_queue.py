@@ -7,15 +7,14 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import redis.asyncio
-
 from . import _ops, _schedule
+from ._cluster import check_cluster_queue
 from ._job_base import state_plan
 from ._plan import Plan, cmd, single
 from ._queue_core import QueueCore, text, ttl_seconds
 from ._resp import PipelinedConnection, options_from
 from ._runner import async_transport, run_async
-from .connection import SOCKET_TIMEOUT, async_client
+from .connection import SOCKET_TIMEOUT, AsyncClient, async_client
 from .job import AsyncJob, Binding
 from .options import DEFAULT_MAX_PAYLOAD_BYTES, AddOptions, BulkJob, Duration, duration_ms
 from .states import JobState
@@ -31,7 +30,7 @@ T = TypeVar("T")
 class AsyncQueue:
     """``Queue`` for asyncio programs: the same methods, as coroutines."""
 
-    def __init__(self, name: str, *, connection: str | redis.asyncio.Redis | None = None,
+    def __init__(self, name: str, *, connection: str | AsyncClient | None = None,
                  prefix: str = "bull", default_job_options: Mapping[str, Any] | None = None,
                  max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
                  pipelined: bool = True) -> None:
@@ -39,6 +38,7 @@ class AsyncQueue:
                                 default_job_options=default_job_options,
                                 max_payload_bytes=max_payload_bytes)
         self.client, self._owns_client = async_client(connection)
+        check_cluster_queue(self.client, self._owns_client, self._core.prefix, self._core.name)
         options = options_from(self.client) if pipelined else None
         self._fast = PipelinedConnection(options, SOCKET_TIMEOUT) if options is not None \
             else None

@@ -60,10 +60,13 @@ class Options:
         return f"{host}:{self.port}"
 
 
-def options_from(client: redis.asyncio.Redis | redis.Redis,
+def options_from(client: redis.asyncio.Redis | redis.Redis | object,
                  client_name: str | None = None) -> Options | None:
     """The settings of a redis-py client (sync or asyncio), or ``None`` when it
-    uses something these connections do not support (then keep using redis-py)."""
+    uses something these connections do not support (then keep using redis-py),
+    a cluster client among them (pyqueue's connections do not route by slot)."""
+    if not isinstance(client, redis.asyncio.Redis | redis.Redis):
+        return None
     pool = client.connection_pool
     kwargs: dict[str, Any] = dict(pool.connection_kwargs)
     if any(kwargs.pop(name, None) is not None for name in _UNSET_ONLY):

@@ -12,16 +12,15 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import redis
-
 from . import _ops, _schedule
 from ._async_queue import AsyncQueue
+from ._cluster import check_cluster_queue
 from ._job_base import state_plan
 from ._plan import Plan, cmd, single
 from ._queue_core import QueueCore, text, ttl_seconds
 from ._resp import SyncConnection, options_from
 from ._runner import run_sync, sync_transport
-from .connection import SOCKET_TIMEOUT, sync_client
+from .connection import SOCKET_TIMEOUT, SyncClient, sync_client
 from .job import Binding, Job
 from .options import DEFAULT_MAX_PAYLOAD_BYTES, AddOptions, BulkJob, Duration, duration_ms
 from .states import JobState
@@ -41,7 +40,7 @@ class Queue:
     ``$PYQUEUE_REDIS_URL``, ``$REDIS_URL`` or the embedded server).
     """
 
-    def __init__(self, name: str, *, connection: str | redis.Redis | None = None,
+    def __init__(self, name: str, *, connection: str | SyncClient | None = None,
                  prefix: str = "bull", default_job_options: Mapping[str, Any] | None = None,
                  max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
                  pipelined: bool = True) -> None:
@@ -49,6 +48,7 @@ class Queue:
                                 default_job_options=default_job_options,
                                 max_payload_bytes=max_payload_bytes)
         self.client, self._owns_client = sync_client(connection)
+        check_cluster_queue(self.client, self._owns_client, self._core.prefix, self._core.name)
         options = options_from(self.client) if pipelined else None
         #: Commands go through a lean per-thread connection when the client's
         #: settings allow it (they do unless RESP3, caching or a custom class).

@@ -25,8 +25,7 @@ import re
 import time
 from typing import Any
 
-import redis
-
+from ..connection import SyncClient
 from ..job import JobBase
 from ..queue import AsyncQueue, Queue
 
@@ -78,7 +77,7 @@ class DeadLetters:
     ``DeadLetters("email", connection=url)`` or ``DeadLetters.of(queue)``.
     """
 
-    def __init__(self, queue_name: str, *, connection: str | redis.Redis | None = None,
+    def __init__(self, queue_name: str, *, connection: str | SyncClient | None = None,
                  prefix: str = "bull") -> None:
         self.queue = Queue(queue_name, connection=connection, prefix=prefix)
         self.dlq = Queue(dlq_name(queue_name), connection=self.queue.client, prefix=prefix)

@@ -10,6 +10,10 @@
       with RedisServer() as server:
           queue = Queue("email", connection=server.url)
 
+* :class:`LocalRedisCluster`: a throwaway real Redis Cluster (3 primaries
+  with a replica each by default) made of such servers, for code that runs
+  on a cluster (``connection=cluster.url``).
+
 * A pytest plugin, :mod:`pyqueue.testing.plugin`, registered automatically
   when pyqueue is installed (``pytest11`` entry point), with the fixtures
   ``pyqueue_redis_url`` (session), ``pyqueue_queue`` and
@@ -26,10 +30,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from .cluster import LocalRedisCluster
 from .idle import run_until_idle, run_until_idle_async
 from .server import RedisServer
 
-__all__ = ["RedisServer", "run_until_idle", "run_until_idle_async"]
+__all__ = ["LocalRedisCluster", "RedisServer", "run_until_idle", "run_until_idle_async"]
 
 
 def pytest_configure(config: Any) -> None:

@@ -8,12 +8,20 @@ import logging
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
 
 from .. import _ops_worker
+from .._cluster import blocking_async_twin, sync_cluster_twin
 from .._plan import needs_reconnect
 from .._resp import PipelinedConnection, options_from
 from .._runner import AsyncTransport, async_transport, run_async
-from ..connection import SOCKET_TIMEOUT, blocking_async_client, sync_twin
+from ..connection import (
+    SOCKET_TIMEOUT,
+    AsyncClient,
+    SyncClient,
+    blocking_async_client,
+    sync_twin,
+)
 from ..errors import RedisStateError
 
 logger = logging.getLogger("pyqueue.worker")
@@ -33,14 +41,19 @@ class Connections:
     - ``sync``: a redis-py sync client for the maintenance thread (lock
       renewal, stalled check, cancellations, heartbeat) and for the job calls
       of ``def`` processors in threads.
+
+    On a Redis Cluster (``client`` is a ``redis.asyncio.cluster.RedisCluster``)
+    there is no ``fast`` connection; ``blocking`` and ``sync`` are cluster
+    clients of their own, which follow slots to their primaries (redis-py
+    refreshes the slot map after a failover).
     """
 
-    def __init__(self, client: redis.asyncio.Redis, owns_client: bool) -> None:
+    def __init__(self, client: AsyncClient, owns_client: bool) -> None:
         self.client = client
         self.owns_client = owns_client
-        self.blocking: redis.asyncio.Redis | None = None
+        self.blocking: AsyncClient | None = None
         self.fast: PipelinedConnection | None = None
-        self.sync: redis.Redis | None = None
+        self.sync: SyncClient | None = None
         self._transport: AsyncTransport | None = None
 
     def transport(self) -> AsyncTransport:
@@ -50,15 +63,21 @@ class Connections:
             self._transport = async_transport(self.fast or self.client)
         return self._transport
 
-    def open(self, client_name: str, pipelined: bool) -> redis.Redis:
+    def open(self, client_name: str, pipelined: bool) -> SyncClient:
         """Create the worker's own connections (they connect on first use);
         returns the sync client."""
-        self.blocking = blocking_async_client(self.client, client_name=client_name)
+        client = self.client
+        if isinstance(client, redis.asyncio.cluster.RedisCluster):
+            self.blocking = blocking_async_twin(client)
+            self.sync = sync_cluster_twin(client)
+            self._transport = None
+            return self.sync
+        self.blocking = blocking_async_client(client, client_name=client_name)
         options = options_from(self.client) if pipelined else None
         if options is not None:
             self.fast = PipelinedConnection(options, timeout=SOCKET_TIMEOUT)
         self._transport = None
-        self.sync = sync_twin(self.client)
+        self.sync = sync_twin(client)
         return self.sync
 
     async def check_eviction_policy(self, name: str, require: bool) -> None:
@@ -81,10 +100,11 @@ class Connections:
         logger.warning("worker %s: Redis is no longer a writable primary; reconnecting", name)
         if self.fast is not None:
             await self.fast.reset()
+        # A cluster client follows MOVED and refreshes its slot map itself.
         for client in (self.client, self.blocking):
-            if client is not None:
+            if isinstance(client, redis.asyncio.Redis):
                 await client.connection_pool.disconnect()
-        if self.sync is not None:
+        if isinstance(self.sync, redis.Redis):
             self.sync.connection_pool.disconnect()
 
     async def close(self) -> None:

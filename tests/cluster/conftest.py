@@ -1,0 +1,36 @@
+"""Fixtures of the Redis Cluster suite: a real local cluster (3 primaries, 1
+replica each, :class:`pyqueue.testing.LocalRedisCluster`) that the session
+starts itself and stops at the end; tests isolate by queue name, each name
+holding a hash tag. Tests that kill nodes start a cluster of their own."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from uuid import uuid4
+
+import pytest
+
+from pyqueue.testing import LocalRedisCluster
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalRedisCluster]:
+    """The session's own cluster."""
+    cluster = LocalRedisCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def cluster_url(redis_cluster: LocalRedisCluster) -> str:
+    """``redis+cluster://`` URL of the session's cluster."""
+    return redis_cluster.url
+
+
+@pytest.fixture
+def tagged_name() -> str:
+    """A queue name unique to this test, holding a hash tag."""
+    return f"{{t{uuid4().hex[:12]}}}"
