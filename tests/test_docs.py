@@ -34,7 +34,7 @@ PAGES = ["README.md", "docs/index.md", "docs/getting-started.md", "docs/queues.m
          "docs/workers.md", "docs/jobs.md", "docs/events.md", "docs/errors.md",
          "docs/guarantees.md", "docs/testing.md", "docs/email.md", "docs/groups.md",
          "docs/schedulers.md", "docs/faq.md", "docs/migrating.md", "docs/cli.md",
-         "docs/format.md", "docs/benchmarks.md"]
+         "docs/format.md", "docs/benchmarks.md", "docs/scaling.md"]
 
 TIMEOUT = 60.0
 _FENCE = re.compile(r"^```python\s*$")
