@@ -7,8 +7,11 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import redis.asyncio.cluster
+
 from . import _ops, _schedule
 from ._cluster import check_cluster_queue
+from ._cluster_fast import SlotTransport
 from ._job_base import state_plan
 from ._plan import Plan, cmd, single
 from ._queue_core import QueueCore, text, ttl_seconds
@@ -42,7 +45,11 @@ class AsyncQueue:
         options = options_from(self.client) if pipelined else None
         self._fast = PipelinedConnection(options, SOCKET_TIMEOUT) if options is not None \
             else None
-        self._transport = async_transport(self._fast or self.client)
+        self._slot: SlotTransport | None = None
+        if pipelined and isinstance(self.client, redis.asyncio.cluster.RedisCluster):
+            # On a cluster: pyqueue's connection to the primary of the queue's slot.
+            self._slot = SlotTransport(self.client, self._core.keys.meta, SOCKET_TIMEOUT)
+        self._transport = self._slot or async_transport(self._fast or self.client)
         self._binding = Binding(self._core.keys, self._core.clock, self._run, is_async=True,
                                 run_blocking=self._run_blocking)
 
@@ -205,6 +212,8 @@ class AsyncQueue:
         """Release the connection (if pyqueue created it)."""
         if self._fast is not None:
             await self._fast.aclose()
+        if self._slot is not None:
+            await self._slot.aclose()
         if self._owns_client:
             await self.client.aclose()
 

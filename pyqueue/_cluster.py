@@ -18,6 +18,7 @@ cluster pipeline, so the next ``FCALL`` on that slot finds the library.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -258,6 +259,17 @@ class ClusterSyncTransport:
         return replies
 
 
+_GATES: weakref.WeakKeyDictionary[Any, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+def _gate(client: acluster.RedisCluster) -> asyncio.Semaphore:
+    gate = _GATES.get(client)
+    if gate is None:
+        limit = int(client.connection_kwargs.get("max_connections") or 100)
+        gate = _GATES[client] = asyncio.Semaphore(max(1, limit))
+    return gate
+
+
 class ClusterAsyncTransport:
     """A ``redis.asyncio.cluster.RedisCluster`` as an ``AsyncTransport`` (a
     task per batch, as for redis-py's single-server client)."""
@@ -268,15 +280,28 @@ class ClusterAsyncTransport:
         self.client = client
 
     def submit(self, batch: Batch, immediate: bool = False) -> asyncio.Future[Any]:
-        return asyncio.ensure_future(self._execute(batch))
+        return asyncio.ensure_future(self.execute(batch))
 
-    async def _execute(self, batch: Batch) -> Any:
+    async def execute(self, batch: Batch) -> Any:
+        """The batch's replies as :meth:`submit` gives them (one command: its reply)."""
+        replies = await self.run(batch)
+        return replies[0] if len(batch) == 1 else replies
+
+    async def run(self, batch: Batch) -> list[Any]:
+        """The batch's replies, a list, error replies as values. At most the
+        client's ``max_connections`` batches are in flight at once (redis-py's
+        asyncio cluster client fails a command rather than wait for a free
+        connection): the others wait their turn."""
+        async with _gate(self.client):
+            return await self._run_batch(batch)
+
+    async def _run_batch(self, batch: Batch) -> list[Any]:
         loads, rest = _split(batch)
         load_replies = [await self._load(batch[i], rest) for i in loads]
         replies = await self._run(rest) if rest else []
         if loads:
             replies = _merge(len(batch), loads, load_replies, replies)
-        return replies[0] if len(batch) == 1 else replies
+        return replies
 
     def _node(self, key: Any) -> Any:
         find: Any = self.client.get_node_from_key  # untyped upstream

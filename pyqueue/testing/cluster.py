@@ -112,6 +112,32 @@ class LocalRedisCluster:
                     return next(n for n in self.nodes if n.port == port)
         raise RedisConnectionError(f"no primary serves the slot of {key!r}")
 
+    def failover(self, key: str, timeout: float = 30.0) -> RedisServer:
+        """``CLUSTER FAILOVER`` on a replica of ``key``'s primary (a graceful
+        hand-over: the replica catches up first, then the two swap roles);
+        returns the new primary once every node sees it."""
+        import redis
+
+        old = self.primary_for(key)
+        with redis.Redis(port=old.port, socket_timeout=2, decode_responses=True) as client:
+            my_id = client.execute_command("CLUSTER", "MYID")
+            replicas = client.execute_command("CLUSTER", "REPLICAS", my_id)
+        if not replicas:
+            raise RedisConnectionError(f"the primary of {key!r} has no replica")
+        port = int(replicas[0].split()[1].split("@")[0].rsplit(":", 1)[1])
+        new = next(n for n in self.nodes if n.port == port)
+        with redis.Redis(port=new.port, socket_timeout=2) as client:
+            client.execute_command("CLUSTER", "FAILOVER")
+        deadline = time.monotonic() + timeout
+        backoff = Backoff()
+        while self.primary_for(key).port != new.port:
+            if time.monotonic() >= deadline:
+                raise RedisConnectionError(f"the failover of {key!r} did not finish "
+                                           f"within {timeout}s")
+            backoff.wait()
+        self.wait_ok(timeout)
+        return new
+
     def stop(self) -> None:
         """Stop every node (safe to call twice)."""
         for node in self.nodes:

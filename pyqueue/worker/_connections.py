@@ -12,6 +12,7 @@ import redis.asyncio.cluster
 
 from .. import _ops_worker
 from .._cluster import blocking_async_twin, sync_cluster_twin
+from .._cluster_fast import SlotTransport
 from .._plan import needs_reconnect
 from .._resp import PipelinedConnection, options_from
 from .._runner import AsyncTransport, async_transport, run_async
@@ -48,9 +49,13 @@ class Connections:
     refreshes the slot map after a failover).
     """
 
-    def __init__(self, client: AsyncClient, owns_client: bool) -> None:
+    def __init__(self, client: AsyncClient, owns_client: bool, slot_key: str = "") -> None:
         self.client = client
         self.owns_client = owns_client
+        #: A key of the queue: on a cluster, the per-job commands go over
+        #: pyqueue's connection to the primary of its slot (``slot``).
+        self.slot_key = slot_key
+        self.slot: SlotTransport | None = None
         self.blocking: AsyncClient | None = None
         self.fast: PipelinedConnection | None = None
         self.sync: SyncClient | None = None
@@ -60,7 +65,7 @@ class Connections:
         """The runner's transport for per-job calls: the pipelined connection
         (or the client's pool when there is none); made once."""
         if self._transport is None:
-            self._transport = async_transport(self.fast or self.client)
+            self._transport = self.slot or async_transport(self.fast or self.client)
         return self._transport
 
     def open(self, client_name: str, pipelined: bool) -> SyncClient:
@@ -70,6 +75,8 @@ class Connections:
         if isinstance(client, redis.asyncio.cluster.RedisCluster):
             self.blocking = blocking_async_twin(client)
             self.sync = sync_cluster_twin(client)
+            if pipelined and self.slot_key:
+                self.slot = SlotTransport(client, self.slot_key, SOCKET_TIMEOUT, client_name)
             self._transport = None
             return self.sync
         self.blocking = blocking_async_client(client, client_name=client_name)
@@ -113,6 +120,8 @@ class Connections:
             await self.blocking.aclose()
         if self.fast is not None:
             await self.fast.aclose()
+        if self.slot is not None:
+            await self.slot.aclose()
         if self.sync is not None:
             self.sync.close()
         if self.owns_client:

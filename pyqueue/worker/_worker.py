@@ -123,7 +123,7 @@ class Worker:
         if execution == "process" and is_cluster(client):
             raise ConfigurationError("execution='process' is not supported on a Redis Cluster "
                                      "yet: use 'thread' or an async processor")
-        self._conns = Connections(client, owns_client)
+        self._conns = Connections(client, owns_client, self.keys.meta)
         self._rt = Runtime(Identity(self.name, self.prefix, self.keys, self.id, worker_name),
                            self.clock, opts, self._conns, self._events, self._hooks,
                            Reporter(self.name, self._events, LogThrottle()), self._target(),

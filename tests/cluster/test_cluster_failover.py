@@ -78,3 +78,31 @@ async def test_kill_primary_under_load(own_cluster: LocalRedisCluster) -> None:
     finally:
         await worker.close()
         await queue.close()
+
+
+async def test_graceful_failover_is_invisible(own_cluster: LocalRedisCluster) -> None:
+    """CLUSTER FAILOVER: the old primary answers MOVED; pyqueue's connection to
+    it resends those commands through redis-py and reconnects to the new one,
+    so no call fails."""
+    name = "{handover}"
+    url = own_cluster.url
+    queue = AsyncQueue(name, connection=url)
+    done: set[str] = set()
+
+    async def process(job: Any) -> None:
+        done.add(job.id)
+
+    worker = Worker(name, process, connection=url, concurrency=10)
+    try:
+        ids = [(await queue.add("before", i)).id for i in range(50)]
+        assert queue._slot is not None and queue._slot.fast is not None  # the fast path
+        old = own_cluster.primary_for(f"bull:{name}:wait")
+        new = own_cluster.failover(f"bull:{name}:wait")
+        assert new.port != old.port
+        ids += [(await queue.add("after", i)).id for i in range(50)]  # none raises
+        await wait_for(lambda: set(ids) <= done, timeout=20, what="all jobs processed")
+        fast = queue._slot.fast
+        assert fast is not None and fast.connection.options.port == new.port
+    finally:
+        await worker.close()
+        await queue.close()
