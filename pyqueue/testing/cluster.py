@@ -16,6 +16,18 @@ from .server import RedisServer
 __all__ = ["LocalRedisCluster"]
 
 
+def redis_cli() -> str:
+    """The ``redis-cli`` beside ``redis-server``, else the one on ``PATH``;
+    :class:`RedisConnectionError` when there is none."""
+    beside = Path(find_redis_server()).with_name("redis-cli")
+    found = str(beside) if beside.exists() else shutil.which("redis-cli")
+    if found is None:
+        raise RedisConnectionError(
+            "a local Redis Cluster is made with `redis-cli --cluster create`, and no "
+            "redis-cli was found (apt-get install redis-tools, or brew install redis)")
+    return found
+
+
 class LocalRedisCluster:
     """``masters`` primaries with ``replicas`` replicas each, all real
     ``redis-server --cluster-enabled yes`` processes on free ports of
@@ -52,6 +64,14 @@ class LocalRedisCluster:
 
     def start(self, timeout: float = 30.0) -> None:
         """Start every node, create the cluster and wait until it serves."""
+        cli = redis_cli()  # before any node starts
+        try:
+            self._create(cli, timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _create(self, cli: str, timeout: float) -> None:
         for _ in range(self.masters * (1 + self.replicas)):
             node = RedisServer(extra_args=[
                 "--cluster-enabled", "yes",
@@ -63,12 +83,13 @@ class LocalRedisCluster:
             ])
             self.nodes.append(node)
             node.start()
-        beside = Path(find_redis_server()).with_name("redis-cli")
-        cli = str(beside) if beside.exists() else (shutil.which("redis-cli") or "redis-cli")
-        subprocess.run(
+        created = subprocess.run(
             [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
              "--cluster-replicas", str(self.replicas), "--cluster-yes"],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout)
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout, check=False)
+        if created.returncode != 0:
+            tail = created.stdout.decode(errors="replace")[-2000:]
+            raise RedisConnectionError(f"redis-cli --cluster create failed:\n{tail}")
         self.wait_ok(timeout)
 
     def _cluster_info(self, node: RedisServer) -> dict[str, str]:

@@ -10,7 +10,20 @@ from uuid import uuid4
 
 import pytest
 
+from pyqueue.errors import RedisConnectionError
 from pyqueue.testing import LocalRedisCluster
+from pyqueue.testing.cluster import redis_cli
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Without ``redis-cli`` no local cluster can be made: skip, saying why."""
+    try:
+        redis_cli()
+    except RedisConnectionError as exc:
+        skip = pytest.mark.skip(reason=str(exc))
+        for item in items:
+            if "tests/cluster/" in str(item.path).replace("\\", "/"):
+                item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

@@ -173,3 +173,34 @@ def test_library_loaded_on_the_slots_primary(redis_cluster: LocalRedisCluster,
             assert node.function_list() != []
     finally:
         client.close()
+
+
+async def test_limits_and_pause(cluster_url: str, tagged_name: str) -> None:
+    queue = AsyncQueue(tagged_name, connection=cluster_url)
+    running = 0
+    most = 0
+    seen = 0
+
+    async def process(job: Any) -> None:
+        nonlocal running, most, seen
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.01)  # the job's work: lets others overlap if allowed
+        running -= 1
+        seen += 1
+
+    try:
+        await queue.set_global_concurrency(2)
+        await queue.pause()
+        assert await queue.is_paused()
+        await queue.add_bulk([{"name": "n", "data": i} for i in range(20)])
+        worker = Worker(tagged_name, process, connection=cluster_url, concurrency=8,
+                        limiter={"max": 100, "duration": 1})
+        try:
+            await queue.resume()
+            await wait_for(lambda: seen == 20, timeout=15, what="20 jobs")
+        finally:
+            await worker.close()
+        assert most <= 2
+    finally:
+        await queue.close()
