@@ -6,6 +6,8 @@ so that on a Redis Cluster one queue's work spreads over several primaries
   shard; ``get_job``, ``get_job_counts``, ``get_jobs``, ``pause``... act on all.
 - :class:`ShardedWorker`: one :class:`~pyqueue.Worker` per shard, each with
   the same ``concurrency``, so every shard is served with the same capacity.
+- :class:`ShardedQueueEvents`: one :class:`~pyqueue.QueueEvents` per shard,
+  their events handed to the same callbacks.
 
 Shard names are ``{<name>.<i>.<n>}``: the braces make each shard's keys one
 hash tag, and ``n`` is the first number that puts shard ``i``'s slot in the middle
@@ -31,125 +33,19 @@ with ``for_each_shard``).
 from __future__ import annotations
 
 import asyncio
-import itertools
-import re
-import uuid
-import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from ._cluster import key_slot
-from ._keys import validate_prefix, validate_queue_name
+from ._shard_routing import GLOBAL_REFUSED, Router, merge_jobs, shard_names, sum_counts
 from .connection import AsyncClient, SyncClient, async_client, sync_client
-from .errors import ConfigurationError, InvalidJobOptionsError
+from .errors import ConfigurationError
+from .events import Event, QueueEvents
 from .job import AsyncJob, Job
 from .queue import AsyncQueue, Queue
 from .worker import Worker
 
-__all__ = ["AsyncShardedQueue", "ShardedQueue", "ShardedWorker", "shard_names"]
-
-_SLOTS = 16384
-_MAX_SHARDS = 1024
-_OWN_ID = re.compile(r"^(\d+)-[0-9a-f]{16}$")
-_GLOBAL_REFUSED = ("a global {what} across shards is not supported yet (it needs one "
-                   "counter that every shard's scripts consult); set per-group limits, "
-                   "or use an unsharded queue")
-
-
-def shard_names(name: str, shards: int) -> list[str]:
-    """The sub-queue names of queue ``name`` split into ``shards`` shards."""
-    validate_queue_name(name)
-    if "{" in name or "}" in name:
-        raise ConfigurationError(
-            f"sharded queue name {name!r} must not hold braces: pyqueue makes each "
-            "shard's hash tag itself")
-    if isinstance(shards, bool) or not isinstance(shards, int) \
-            or not 1 <= shards <= _MAX_SHARDS:
-        raise ConfigurationError(f"shards must be an int in 1..{_MAX_SHARDS}, got {shards!r}")
-    names = []
-    for i in range(shards):
-        low, high = i * _SLOTS // shards, (i + 1) * _SLOTS // shards
-        # The middle half of the range: clear of a primary's edge when k does
-        # not divide the primaries' ranges exactly.
-        quarter = (high - low) // 4
-        low, high = low + quarter, high - quarter
-        for n in itertools.count():
-            tag = f"{name}.{i}.{n}"
-            if low <= key_slot(tag) < high:
-                names.append(f"{{{tag}}}")
-                break
-    return names
-
-
-#: Jobs of an ``add_bulk`` that go to one shard: ``(position, spec)``.
-_Placed = list[tuple[int, dict[str, Any]]]
-
-
-def _hash(text: str, shards: int) -> int:
-    return zlib.crc32(text.encode()) % shards
-
-
-class _Router:
-    """Which shard a job goes to, and the ids pyqueue gives jobs."""
-
-    def __init__(self, name: str, shards: int, prefix: str) -> None:
-        self.names = shard_names(name, shards)
-        if "{" in validate_prefix(prefix):
-            raise ConfigurationError(
-                f"prefix {prefix!r} of a sharded queue must not hold a hash tag: every "
-                "shard would land in the prefix's slot")
-        self.shards = shards
-        self._turn = itertools.count()
-
-    def place(self, opts: dict[str, Any], shard_key: str | None) -> tuple[int, dict[str, Any]]:
-        """``(shard, options)`` for a new job (``job_id`` filled in when missing)."""
-        job_id = opts.get("job_id")
-        if job_id is not None:
-            if shard_key is not None:
-                raise InvalidJobOptionsError(
-                    "pass job_id or shard_key, not both: a job_id decides its shard")
-            return _hash(str(job_id), self.shards), opts
-        key = shard_key if shard_key is not None else opts.get("group")
-        dedup = opts.get("deduplication")
-        if key is None and isinstance(dedup, Mapping) and dedup.get("id") is not None:
-            key = "dedup " + str(dedup["id"])
-        shard = _hash(str(key), self.shards) if key is not None \
-            else next(self._turn) % self.shards
-        return shard, {**opts, "job_id": f"{shard}-{uuid.uuid4().hex[:16]}"}
-
-    def shard_of(self, job_id: str) -> int:
-        """The shard of a job id (pyqueue's own form, else the id's hash)."""
-        match = _OWN_ID.match(str(job_id))
-        if match is not None and int(match.group(1)) < self.shards:
-            return int(match.group(1))
-        return _hash(str(job_id), self.shards)
-
-    def bulk(self, jobs: Sequence[Mapping[str, Any]]) -> dict[int, _Placed]:
-        """``{shard: [(position, job spec)]}`` for ``add_bulk``."""
-        out: dict[int, _Placed] = {}
-        for position, spec in enumerate(jobs):
-            if not isinstance(spec, Mapping):
-                raise InvalidJobOptionsError(f"add_bulk: job {position} must be a mapping")
-            opts = dict(spec.get("opts") or {})
-            shard_key = opts.pop("shard_key", None)
-            shard, opts = self.place(opts, shard_key)
-            out.setdefault(shard, []).append((position, {**spec, "opts": opts}))
-        return out
-
-
-def _sum_counts(all_counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
-    total: dict[str, int] = {}
-    for counts in all_counts:
-        for state, n in counts.items():
-            total[state] = total.get(state, 0) + n
-    return total
-
-
-def _merge_jobs(lists: Iterable[list[Any]], start: int, end: int, asc: bool) -> list[Any]:
-    jobs = [job for jobs in lists for job in jobs]
-    jobs.sort(key=lambda job: job.timestamp.timestamp() if job.timestamp else 0.0,
-              reverse=not asc)
-    return jobs[start:] if end == -1 else jobs[start:end + 1]
+__all__ = ["AsyncShardedQueue", "ShardedQueue", "ShardedQueueEvents", "ShardedWorker",
+           "shard_names"]
 
 
 class ShardedQueue:
@@ -158,7 +54,7 @@ class ShardedQueue:
     def __init__(self, name: str, *, shards: int, connection: str | SyncClient | None = None,
                  prefix: str = "bull", **queue_options: Any) -> None:
         self.name = name
-        self._router = _Router(name, shards, prefix)
+        self._router = Router(name, shards, prefix)
         self.client, self._owns_client = sync_client(connection)
         #: The shards, as ordinary queues.
         self.queues = [Queue(n, connection=self.client, prefix=prefix, **queue_options)
@@ -190,14 +86,14 @@ class ShardedQueue:
 
     def get_job_counts(self, *states: str) -> dict[str, int]:
         """Counts per state, summed over the shards."""
-        return _sum_counts(queue.get_job_counts(*states) for queue in self.queues)
+        return sum_counts(queue.get_job_counts(*states) for queue in self.queues)
 
     def get_jobs(self, states: str | Iterable[str], start: int = 0, end: int = -1,
                  asc: bool = False) -> list[Job]:
         """Jobs in the given states from every shard, by creation time."""
         states = [states] if isinstance(states, str) else list(states)
         fetch_end = -1 if end == -1 else end
-        return _merge_jobs((q.get_jobs(states, 0, fetch_end, asc) for q in self.queues),
+        return merge_jobs((q.get_jobs(states, 0, fetch_end, asc) for q in self.queues),
                            start, end, asc)
 
     def for_each_shard(self, call: Callable[[Queue], Any]) -> list[Any]:
@@ -218,11 +114,11 @@ class ShardedQueue:
 
     def set_global_concurrency(self, n: int | None) -> None:
         """Refused: see the module's text."""
-        raise ConfigurationError(_GLOBAL_REFUSED.format(what="concurrency"))
+        raise ConfigurationError(GLOBAL_REFUSED.format(what="concurrency"))
 
     def set_global_rate_limit(self, max: int | None, duration: Any = 0) -> None:
         """Refused: see the module's text."""
-        raise ConfigurationError(_GLOBAL_REFUSED.format(what="rate limit"))
+        raise ConfigurationError(GLOBAL_REFUSED.format(what="rate limit"))
 
     def close(self) -> None:
         """Release the connection (if pyqueue created it)."""
@@ -244,7 +140,7 @@ class AsyncShardedQueue:
     def __init__(self, name: str, *, shards: int, connection: str | AsyncClient | None = None,
                  prefix: str = "bull", **queue_options: Any) -> None:
         self.name = name
-        self._router = _Router(name, shards, prefix)
+        self._router = Router(name, shards, prefix)
         self.client, self._owns_client = async_client(connection)
         #: The shards, as ordinary queues.
         self.queues = [AsyncQueue(n, connection=self.client, prefix=prefix, **queue_options)
@@ -278,7 +174,7 @@ class AsyncShardedQueue:
 
     async def get_job_counts(self, *states: str) -> dict[str, int]:
         """Counts per state, summed over the shards."""
-        return _sum_counts(await asyncio.gather(*(q.get_job_counts(*states)
+        return sum_counts(await asyncio.gather(*(q.get_job_counts(*states)
                                                   for q in self.queues)))
 
     async def get_jobs(self, states: str | Iterable[str], start: int = 0, end: int = -1,
@@ -286,7 +182,7 @@ class AsyncShardedQueue:
         """Jobs in the given states from every shard, by creation time."""
         states = [states] if isinstance(states, str) else list(states)
         lists = await asyncio.gather(*(q.get_jobs(states, 0, end, asc) for q in self.queues))
-        return _merge_jobs(lists, start, end, asc)
+        return merge_jobs(lists, start, end, asc)
 
     async def for_each_shard(self, call: Callable[[AsyncQueue], Any]) -> list[Any]:
         """``await call(queue)`` for every shard, concurrently."""
@@ -306,11 +202,11 @@ class AsyncShardedQueue:
 
     async def set_global_concurrency(self, n: int | None) -> None:
         """Refused: see the module's text."""
-        raise ConfigurationError(_GLOBAL_REFUSED.format(what="concurrency"))
+        raise ConfigurationError(GLOBAL_REFUSED.format(what="concurrency"))
 
     async def set_global_rate_limit(self, max: int | None, duration: Any = 0) -> None:
         """Refused: see the module's text."""
-        raise ConfigurationError(_GLOBAL_REFUSED.format(what="rate limit"))
+        raise ConfigurationError(GLOBAL_REFUSED.format(what="rate limit"))
 
     async def close(self) -> None:
         """Release the connection (if pyqueue created it)."""
@@ -337,9 +233,9 @@ class ShardedWorker:
                  connection: str | AsyncClient | None = None, prefix: str = "bull",
                  **worker_options: Any) -> None:
         if worker_options.get("limiter") is not None:
-            raise ConfigurationError(_GLOBAL_REFUSED.format(what="rate limit (limiter=)"))
+            raise ConfigurationError(GLOBAL_REFUSED.format(what="rate limit (limiter=)"))
         self.name = name
-        router = _Router(name, shards, prefix)
+        router = Router(name, shards, prefix)
         self.client, self._owns_client = async_client(connection)
         #: One worker per shard.
         self.workers = [Worker(n, processor, connection=self.client, prefix=prefix,
@@ -372,6 +268,45 @@ class ShardedWorker:
             await self.client.aclose()
 
     async def __aenter__(self) -> ShardedWorker:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class ShardedQueueEvents:
+    """The events of every shard of a sharded queue: one
+    :class:`~pyqueue.QueueEvents` per shard, sharing one client, whose events
+    go to the same callbacks (job ids are unique across shards). Takes
+    :class:`~pyqueue.QueueEvents`' options (``block_ms``, ``last_event_id``...)."""
+
+    def __init__(self, name: str, *, shards: int, connection: str | AsyncClient | None = None,
+                 prefix: str = "bull", **events_options: Any) -> None:
+        self.name = name
+        router = Router(name, shards, prefix)
+        self.client, self._owns_client = async_client(connection)
+        #: One reader per shard.
+        self.readers = [QueueEvents(n, connection=self.client, prefix=prefix, **events_options)
+                        for n in router.names]
+
+    def on(self, name: str, callback: Callable[[Event], Any]) -> ShardedQueueEvents:
+        """Call ``callback(event)`` for events named ``name`` (``"*"``: all) of any shard."""
+        for reader in self.readers:
+            reader.on(name, callback)
+        return self
+
+    async def start(self) -> None:
+        """Start every shard's reader in the background."""
+        await asyncio.gather(*(reader.start() for reader in self.readers))
+
+    async def close(self) -> None:
+        """Stop every reader, then the client if pyqueue made it."""
+        await asyncio.gather(*(reader.close() for reader in self.readers))
+        if self._owns_client:
+            await self.client.aclose()
+
+    async def __aenter__(self) -> ShardedQueueEvents:
         await self.start()
         return self
 

@@ -13,7 +13,13 @@ import redis
 from _worker_helpers import wait_for
 
 from pyqueue.errors import ConfigurationError, InvalidJobOptionsError
-from pyqueue.sharded import AsyncShardedQueue, ShardedQueue, ShardedWorker, shard_names
+from pyqueue.sharded import (
+    AsyncShardedQueue,
+    ShardedQueue,
+    ShardedQueueEvents,
+    ShardedWorker,
+    shard_names,
+)
 from pyqueue.testing import LocalRedisCluster
 
 
@@ -102,3 +108,24 @@ def test_sharded_queue_on_one_server(redis_url: str, base_name: str) -> None:
         queue.obliterate(force=True)
     with redis.Redis.from_url(redis_url) as client:
         assert client.keys(f"bull:{{{base_name}*") == []
+
+
+async def test_events_of_every_shard(cluster_url: str, base_name: str) -> None:
+    queue = AsyncShardedQueue(base_name, shards=3, connection=cluster_url)
+    events = ShardedQueueEvents(base_name, shards=3, connection=cluster_url, block_ms=200)
+    completed: set[str] = set()
+    events.on("completed", lambda event: completed.add(event.job_id))
+    await events.start()
+    try:
+        jobs = await queue.add_bulk([{"name": "n", "data": i} for i in range(9)])
+        worker = ShardedWorker(base_name, lambda job: None, shards=3, connection=cluster_url)
+        try:
+            await wait_for(lambda: completed == {job.id for job in jobs}, timeout=15,
+                           what="a completed event from every shard")
+        finally:
+            await worker.close()
+        assert len({job.queue_name for job in jobs}) == 3
+    finally:
+        await events.close()
+        await queue.obliterate(force=True)
+        await queue.close()
