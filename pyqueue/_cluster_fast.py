@@ -1,4 +1,5 @@
-"""pyqueue's own pipelined connection on a Redis Cluster: :class:`SlotTransport`.
+"""pyqueue's own connections on a Redis Cluster: :class:`SlotTransport` (asyncio)
+and :class:`SyncSlotTransport` (the sync ``Queue``).
 
 Every key of a queue is in one slot, so a queue's per-job commands all go to
 one primary. :class:`SlotTransport` sends them over one
@@ -21,30 +22,40 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
+from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio.cluster as acluster
+import redis.cluster as scluster
 import redis.exceptions as rexc
 
-from ._cluster import ClusterAsyncTransport
-from ._plan import Batch
-from ._resp import PipelinedConnection
+from ._cluster import ClusterAsyncTransport, ClusterSyncTransport
+from ._plan import Batch, Command
+from ._resp import PipelinedConnection, SyncConnection
 from ._resp_options import Options, options_from_kwargs
 from ._runner import PipelinedTransport
 from .errors import RedisConnectionError
 
-__all__ = ["SlotTransport", "node_options"]
+__all__ = ["SlotTransport", "SyncSlotTransport", "node_options"]
 
-#: Settings of a cluster node that only redis-py's cluster client uses.
-_CLUSTER_ONLY = ("oss_cluster_maint_notifications_handler", "max_connections")
+#: Settings of a cluster node that only redis-py's cluster client uses (its
+#: connect hook sends READONLY to replicas only; pyqueue talks to primaries).
+_CLUSTER_ONLY = ("oss_cluster_maint_notifications_handler", "max_connections",
+                 "redis_connect_func")
 
 
 def node_options(node: Any, client_name: str | None = None) -> Options | None:
-    """Options of pyqueue's connection to a redis-py asyncio cluster node, or
-    ``None`` when its settings need redis-py."""
-    kwargs = {k: v for k, v in dict(node.connection_kwargs).items() if k not in _CLUSTER_ONLY}
+    """Options of pyqueue's connection to a redis-py cluster node (asyncio or
+    sync), or ``None`` when its settings need redis-py."""
+    if hasattr(node, "connection_kwargs"):  # asyncio
+        kwargs, cls = dict(node.connection_kwargs), node.connection_class
+    else:  # sync: the node's own redis.Redis
+        pool = node.redis_connection.connection_pool
+        kwargs, cls = dict(pool.connection_kwargs), pool.connection_class
+    kwargs = {k: v for k, v in kwargs.items() if k not in _CLUSTER_ONLY}
     kwargs["host"], kwargs["port"] = node.host, node.port
-    return options_from_kwargs(kwargs, node.connection_class.__name__, client_name)
+    return options_from_kwargs(kwargs, cls.__name__, client_name)
 
 
 def _redirected(reply: Any) -> bool:
@@ -159,3 +170,64 @@ def _copy(source: asyncio.Future[Any], target: asyncio.Future[Any]) -> None:
         target.set_exception(source.exception())  # type: ignore[arg-type]
     else:
         target.set_result(source.result())
+
+
+class SyncSlotTransport:
+    """:class:`SlotTransport`'s synchronous twin (a ``SyncTransport``), for
+    ``Queue``: pyqueue's ``SyncConnection`` to the primary of the queue's slot,
+    redis-py's cluster client until it is known and for redirected commands.
+    Thread-safe as ``SyncConnection`` is (a ``Queue`` may be shared by threads)."""
+
+    def __init__(self, cluster: scluster.RedisCluster, key: str, timeout: float) -> None:
+        self.cluster = cluster
+        self.key = key
+        self.timeout = timeout
+        self.fallback = ClusterSyncTransport(cluster)
+        self.fast: SyncConnection | None = None
+        self._lock = threading.Lock()
+
+    def execute_batch(self, commands: Sequence[Command]) -> list[Any]:
+        fast = self.fast
+        if fast is None:
+            replies = self.fallback.execute_batch(commands)
+            self._connect()
+            return replies
+        try:
+            replies = fast.execute_batch(commands)
+        except (RedisConnectionError, rexc.ConnectionError, OSError):
+            self._drop(fast)
+            raise
+        redirected = [i for i, reply in enumerate(replies) if _redirected(reply)]
+        if redirected:
+            self._drop(fast)
+            again = self.fallback.execute_batch([commands[i] for i in redirected])
+            replies = list(replies)
+            for i, reply in zip(redirected, again, strict=True):
+                replies[i] = reply
+        elif any(_broken(reply) for reply in replies):
+            self._drop(fast)
+        return replies
+
+    def _connect(self) -> None:
+        find: Any = self.cluster.get_node_from_key  # untyped upstream
+        try:
+            node = find(self.key)
+        except Exception:  # no slot map yet: the next batch tries again
+            return
+        options = node_options(node)
+        with self._lock:
+            if self.fast is None and options is not None:
+                self.fast = SyncConnection(options, self.timeout)
+
+    def _drop(self, fast: SyncConnection) -> None:
+        with self._lock:
+            if self.fast is fast:
+                self.fast = None
+        fast.close()
+
+    def close(self) -> None:
+        """Close pyqueue's sockets (redis-py's client belongs to the caller)."""
+        with self._lock:
+            fast, self.fast = self.fast, None
+        if fast is not None:
+            fast.close()

@@ -12,9 +12,12 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import redis.cluster
+
 from . import _ops, _schedule
 from ._async_queue import AsyncQueue
 from ._cluster import check_cluster_queue
+from ._cluster_fast import SyncSlotTransport
 from ._job_base import state_plan
 from ._plan import Plan, cmd, single
 from ._queue_core import QueueCore, text, ttl_seconds
@@ -53,7 +56,11 @@ class Queue:
         #: Commands go through a lean per-thread connection when the client's
         #: settings allow it (they do unless RESP3, caching or a custom class).
         self._fast = SyncConnection(options, SOCKET_TIMEOUT) if options is not None else None
-        self._transport = sync_transport(self._fast or self.client)
+        self._slot: SyncSlotTransport | None = None
+        if pipelined and isinstance(self.client, redis.cluster.RedisCluster):
+            # On a cluster: pyqueue's connection to the primary of the queue's slot.
+            self._slot = SyncSlotTransport(self.client, self._core.keys.meta, SOCKET_TIMEOUT)
+        self._transport = self._slot or sync_transport(self._fast or self.client)
         self._binding = Binding(self._core.keys, self._core.clock, self._run, is_async=False)
 
     @property
@@ -232,6 +239,8 @@ class Queue:
         """Release the connection (if pyqueue created it)."""
         if self._fast is not None:
             self._fast.close()
+        if self._slot is not None:
+            self._slot.close()
         if self._owns_client:
             self.client.close()
 

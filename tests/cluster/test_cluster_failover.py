@@ -15,7 +15,7 @@ import redis
 import redis.cluster
 from _worker_helpers import wait_for
 
-from pyqueue import AsyncQueue, Worker
+from pyqueue import AsyncQueue, Queue, Worker
 from pyqueue.errors import RedisError
 from pyqueue.testing import LocalRedisCluster
 
@@ -93,16 +93,23 @@ async def test_graceful_failover_is_invisible(own_cluster: LocalRedisCluster) ->
         done.add(job.id)
 
     worker = Worker(name, process, connection=url, concurrency=10)
+    sync_queue = Queue(name, connection=url)
     try:
         ids = [(await queue.add("before", i)).id for i in range(50)]
-        assert queue._slot is not None and queue._slot.fast is not None  # the fast path
+        ids += [sync_queue.add("before-sync", i).id for i in range(5)]
+        assert queue._slot is not None and queue._slot.fast is not None  # the fast paths
+        assert sync_queue._slot is not None and sync_queue._slot.fast is not None
         old = own_cluster.primary_for(f"bull:{name}:wait")
         new = own_cluster.failover(f"bull:{name}:wait")
         assert new.port != old.port
         ids += [(await queue.add("after", i)).id for i in range(50)]  # none raises
+        ids += [sync_queue.add("after-sync", i).id for i in range(5)]
+        assert sync_queue._slot.fast is not None
+        assert sync_queue._slot.fast.options.port == new.port
         await wait_for(lambda: set(ids) <= done, timeout=20, what="all jobs processed")
         fast = queue._slot.fast
         assert fast is not None and fast.connection.options.port == new.port
     finally:
+        sync_queue.close()
         await worker.close()
         await queue.close()
