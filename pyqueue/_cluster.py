@@ -27,8 +27,8 @@ import redis.cluster as scluster
 import redis.exceptions as rexc
 
 from ._keys import QueueKeys
-from ._plan import Batch, Command
-from .errors import ConfigurationError
+from ._plan import Batch, Command, translate
+from .errors import ConfigurationError, RedisConnectionError
 
 __all__ = [
     "CLUSTER_SCHEMES",
@@ -84,8 +84,18 @@ def _plain_url(url: str) -> str:
 
 
 def sync_cluster_from_url(url: str, options: dict[str, Any]) -> scluster.RedisCluster:
-    """A sync cluster client from a cluster URL (pyqueue's client settings)."""
-    return scluster.RedisCluster.from_url(_plain_url(url), **_cluster_options(options))
+    """A sync cluster client from a cluster URL (pyqueue's client settings).
+
+    redis-py's sync cluster client learns the slot map as it is made, so this
+    connects: :class:`RedisConnectionError` when no node answers."""
+    try:
+        return scluster.RedisCluster.from_url(_plain_url(url), **_cluster_options(options))
+    except (rexc.RedisError, rexc.RedisClusterException) as exc:
+        from .connection import mask_url
+
+        raise RedisConnectionError(
+            f"cannot reach the Redis Cluster at {mask_url(url)}: {mask_url(str(exc))}"
+        ) from exc
 
 
 def async_cluster_from_url(url: str, options: dict[str, Any]) -> acluster.RedisCluster:
@@ -223,6 +233,12 @@ class ClusterSyncTransport:
         self.client = client
 
     def execute_batch(self, commands: Sequence[Command]) -> list[Any]:
+        try:
+            return self._execute(commands)
+        except rexc.RedisClusterException as exc:  # not a RedisError: made one here
+            raise translate(exc) from exc
+
+    def _execute(self, commands: Sequence[Command]) -> list[Any]:
         loads, rest = _split(commands)
         load_replies = [self._load(commands[i], rest) for i in loads]
         replies = self._run(rest) if rest else []
@@ -293,7 +309,10 @@ class ClusterAsyncTransport:
         asyncio cluster client fails a command rather than wait for a free
         connection): the others wait their turn."""
         async with _gate(self.client):
-            return await self._run_batch(batch)
+            try:
+                return await self._run_batch(batch)
+            except rexc.RedisClusterException as exc:  # not a RedisError: made one here
+                raise translate(exc) from exc
 
     async def _run_batch(self, batch: Batch) -> list[Any]:
         loads, rest = _split(batch)
