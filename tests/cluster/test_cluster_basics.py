@@ -204,3 +204,23 @@ async def test_limits_and_pause(cluster_url: str, tagged_name: str) -> None:
         assert most <= 2
     finally:
         await queue.close()
+
+
+async def test_def_processor_in_threads(cluster_url: str, tagged_name: str) -> None:
+    """A plain ``def`` processor runs in a thread; its job calls (progress, log)
+    go through the worker's sync cluster client."""
+    queue = AsyncQueue(tagged_name, connection=cluster_url)
+
+    def process(job: Any) -> int:
+        job.update_progress(50)
+        job.log("halfway")
+        return int(job.data) + 1
+
+    try:
+        job = await queue.add("n", 41)
+        await run_until_idle_async(tagged_name, process, connection=cluster_url, timeout=15)
+        done = await queue.get_job(job.id)
+        assert done is not None and done.return_value == 42 and done.progress == 50
+        assert await done.get_logs() == ["halfway"]
+    finally:
+        await queue.close()
