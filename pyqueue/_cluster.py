@@ -1,11 +1,13 @@
 """Redis Cluster: recognising cluster clients, the cluster URL form, the hash-tag
 rule, and the transports that run plans through redis-py's cluster clients.
 
-pyqueue routes through redis-py's ``RedisCluster`` (sync and asyncio): it
-finds each command's slot from its keys, follows ``MOVED``/``ASK`` and
-refreshes the slot map after a failover. Every key of a queue sits in one slot
-(the hash-tag rule, :func:`require_hash_tag`), so each batch a plan yields is
-one pipeline to one primary.
+The transports here route through redis-py's ``RedisCluster`` (sync and
+asyncio): it finds each command's slot from its keys, follows ``MOVED``/``ASK``
+and refreshes the slot map after a failover. Every key of a queue sits in one
+slot (the hash-tag rule, :func:`require_hash_tag`), so each batch a plan
+yields is one pipeline to one primary. Queues and workers send their per-job
+calls over pyqueue's own connection to that primary instead
+(:mod:`._cluster_fast`), and fall back to these for the rare cases.
 
 Scripts are called with ``FCALL`` as on a single server. When the library is
 missing on the primary that owns the slot (a new or promoted node without it,
@@ -154,7 +156,11 @@ def key_slot(key: str | bytes) -> int:
 # --- twins -------------------------------------------------------------------------
 
 def _copied(kwargs: dict[str, Any]) -> dict[str, Any]:
-    return {k: kwargs[k] for k in _COPIED if k in kwargs}
+    copied = {k: kwargs[k] for k in _COPIED if k in kwargs}
+    cls = kwargs.get("connection_class")
+    if cls is not None and "SSL" in cls.__name__:  # TLS shows as the connection class
+        copied["ssl"] = True
+    return copied
 
 
 def _seeds(client: scluster.RedisCluster | acluster.RedisCluster) -> list[tuple[str, int]]:
