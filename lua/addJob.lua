@@ -26,6 +26,7 @@
   Errors: none (all input is validated by the caller; a deduplication id
   whose owner is not a job hash does not block the add).
 ]]
+--@deny-oom
 --@include prelude
 --@include dedup
 local function addOne(J)

@@ -11,11 +11,14 @@
   KEYS, ARGV[1..2]: see includes/prelude.lua.
   ARGV[3] params: id, reason, remove.
   Returns 1 cancelled now, 2 cancellation requested (running), 0 already
-  finished. Errors: -1 job missing (nothing written). A damaged job that is
+  finished. A cancelled flow child counts as failed for its parent (its
+  failure policy applies; removed: the parent stops waiting for it).
+  Errors: -1 job missing (nothing written). A damaged job that is
   not running is failed all the same (includes/damage.lua); a running one
   whose key is not a hash makes the first write fail: nothing is written.
 ]]
 --@include prelude
+--@include flow
 local jobId = P.id
 local jobKey = base .. jobId
 if redis.call('EXISTS', jobKey) == 0 then return E_JOB_MISSING end
@@ -41,6 +44,7 @@ if gid then
   redis.call('ZREM', gk('delayed'), jobId)
 end
 if P.remove then
+  flowDetachChild(jobKey)  -- a child: its parent stops waiting for it
   removeJobKeys(jobId)
   emit('removed', 'jobId', jobId, 'prev', 'cancelled')
   return 1
@@ -53,4 +57,5 @@ releaseDedup(jobKey, jobId)
 redis.call('HSET', jobKey, 'failedReason', P.reason, 'finishedOn', now)
 redis.call('ZADD', kFailed, now, jobId)
 emit('failed', 'jobId', jobId, 'failedReason', P.reason, 'prev', 'waiting')
+flowChildDone(jobKey, false, P.reason)  -- a child: its failure policy applies
 return 1

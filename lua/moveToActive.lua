@@ -7,6 +7,7 @@
   Returns: fetch's reply (includes/fetch.lua).
   Errors: none (a damaged job is failed alone, see includes/fetch.lua).
 ]]
+--@deny-oom
 --@include prelude
 --@include fetch
 return fetchJobs()

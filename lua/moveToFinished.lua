@@ -13,11 +13,17 @@
       keepCount      retention: keep at most this many (-1 = all, 0 = remove now)
       keepAgeMs      retention: drop finished jobs older than this (0 = no limit)
       exhausted      failed: emit retries-exhausted (no attempts left)
+      dl             failed for good: copy into the dead-letter queue, if the
+                     queue has one (includes/deadletter.lua); the value is
+                     the entry's kind (attempts-exhausted, unrecoverable, ...)
     (without items, the params themselves are the single finish)
     fetch    true = then hand out up to n jobs: token, lockMs, n, lmax, ldur, wname
+    mdp      keep BullMQ's metrics with this many data points (includes/metrics.lua)
   Returns {codes, fetchReply}: codes[i] is 0 for a finished job or an error
   for item i (-1 job missing, -2 lock missing, -6 lock held by another
-  token, -3 job not in active: that job is left untouched; -8 the job's hash
+  token, -3 job not in active, -10 (completed only) the job has children
+  that have not finished, -9 a child failed with fail_parent_on_failure:
+  that job is left untouched; -8 the job's hash
   is damaged: it was moved to failed alone with the damage as its
   failedReason, see includes/damage.lua); fetchReply is includes/fetch.lua's
   reply ({} when fetch is false).
@@ -27,10 +33,18 @@
 --@include fence
 --@include dedup
 --@include fetch
+--@include flow
+--@include deadletter
+--@include metrics
 local function finishOne(item)
   local jobId = item.id
   local jobKey = base .. jobId
-  local owned, code = leaveActive(jobId, item.lockToken, 'deid', 'gid', 'pqcx', 'atm')
+  if item.target == 'completed' then
+    local refused = flowCanComplete(jobKey)  -- pending or failed children: -10 / -9
+    if refused ~= 0 then return refused end
+  end
+  local owned, code = leaveActive(jobId, item.lockToken, 'deid', 'gid', 'pqcx', 'atm',
+                                  'parentKey')
   if not owned then return code end
 
   if owned.pqcx then redis.call('SREM', base .. 'pq:cancel', jobId) end
@@ -54,14 +68,17 @@ local function finishOne(item)
     if item.exhausted then
       emit('retries-exhausted', 'jobId', jobId, 'attemptsMade', atm)
     end
+    if item.dl then deadLetter(jobId, item.dl, item.value, item.stacktrace, atm) end
   end
 
+  if owned.parentKey then flowChildDone(jobKey, item.target == 'completed', item.value) end
   if item.keepCount == 0 then
     removeJobKeys(jobId)
   else
     redis.call('ZADD', target, now, jobId)
     applyRetention(target, item.keepCount, item.keepAgeMs)
   end
+  if P.mdp then recordFinished(target == kCompleted, P.mdp) end
   return 0
 end
 

@@ -15,6 +15,7 @@
   Errors: none (damaged numbers in the old scheduler hash fall back to
   their defaults).
 ]]
+--@deny-oom
 --@include prelude
 --@include scheduler
 local hkey = schedulerKey(P.id)

@@ -8,9 +8,12 @@ workers and Bull Board work on the same queues.
 
 from __future__ import annotations
 
+import logging as _logging
+
 from .backoff import register_backoff_strategy
 from .errors import (
     ConfigurationError,
+    DeadLetterQueueError,
     DelayedError,
     EmbeddedRedisUnavailable,
     InvalidJobDataError,
@@ -36,8 +39,10 @@ from .errors import (
     RedisReplyError,
     RedisStateError,
     UnrecoverableError,
+    WaitingChildrenError,
 )
 from .events import Event, QueueEvents
+from .flow import AsyncFlowProducer, FlowNode, FlowProducer
 from .job import AsyncJob, Job
 from .options import AddOptions, BulkJob, JobOptions, RepeatOptions
 from .queue import AsyncQueue, Queue
@@ -46,15 +51,23 @@ from .worker import Worker, WorkerHooks
 
 __version__ = "0.1.0"
 
+# A library logs, the application decides where: pyqueue.* records go nowhere
+# until logging is configured (then they propagate to the root handlers).
+_logging.getLogger("pyqueue").addHandler(_logging.NullHandler())
+
 __all__ = [
     "AddOptions",
+    "AsyncFlowProducer",
     "AsyncJob",
     "AsyncQueue",
     "BulkJob",
     "ConfigurationError",
+    "DeadLetterQueueError",
     "DelayedError",
     "EmbeddedRedisUnavailable",
     "Event",
+    "FlowNode",
+    "FlowProducer",
     "InvalidJobDataError",
     "InvalidJobIdError",
     "InvalidJobOptionsError",
@@ -84,6 +97,7 @@ __all__ = [
     "RedisStateError",
     "RepeatOptions",
     "UnrecoverableError",
+    "WaitingChildrenError",
     "Worker",
     "WorkerHooks",
     "__version__",

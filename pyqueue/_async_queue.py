@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis.asyncio.cluster
 
-from . import _ops, _schedule
+from . import _ops, _ops_dlq, _schedule
 from ._cluster import check_cluster_queue
 from ._cluster_fast import SlotTransport
 from ._job_base import state_plan
@@ -73,6 +73,8 @@ class AsyncQueue:
         """Add a job; returns it (the existing one for a taken ``job_id``)."""
         if opts.get("repeat") is not None:
             return await self._run(self._core.repeat_plan(name, data, opts, self._binding))
+        if opts.get("parent") is not None:
+            return await self._run(self._core.child_plan(name, data, opts, self._binding))
         encoded = self._core.encode(name, data, opts)
         # run_async directly, not through _run: one coroutine less on the hot path.
         return await run_async(self._transport, self._core.add_one_plan(encoded, self._binding))
@@ -105,6 +107,10 @@ class AsyncQueue:
     async def get_job_counts(self, *states: str) -> dict[str, int]:
         """Counts per state (all states when none are given)."""
         return await self._run(_ops.get_counts(self._core.keys, states))
+
+    async def get_metrics(self, kind: str, start: int = 0, end: int = -1) -> dict[str, Any]:
+        """BullMQ's per-minute metrics of ``kind`` (see ``Queue.get_metrics``)."""
+        return await self._run(_ops.get_metrics(self._core.keys, kind, start, end))
 
     async def get_jobs(self, states: str | Iterable[str], start: int = 0, end: int = -1,
                        asc: bool = False) -> list[AsyncJob]:
@@ -198,6 +204,56 @@ class AsyncQueue:
                          remove: bool = False) -> str:
         """Cancel a job from any process (see ``Queue.cancel_job``)."""
         return await self._run(self._core.cancel_plan(job_id, reason, remove))
+
+    async def set_dead_letter_queue(self, queue: str | Any | None) -> None:
+        """Copy every job of this queue that fails for good into the queue ``queue``
+        (a name, or a queue under the same prefix; ``None`` turns it off). Stored
+        in Redis, so every pyqueue worker of this queue honours it. Raises
+        ``DeadLetterQueueError`` (this queue itself, another prefix) before any write."""
+        name = _ops_dlq.check_target(self._core.keys, queue)
+        await self._run(_ops_dlq.set_plan(self._core.keys, name))
+
+    async def get_dead_letter_queue(self) -> str | None:
+        """The name of this queue's dead-letter queue, or ``None``."""
+        return await self._run(_ops_dlq.get_plan(self._core.keys))
+
+    async def get_dead_letters(self, start: int = 0, end: int = -1, *,
+                               name: str | None = None, since: Any = None,
+                               failed_reason: str | None = None,
+                               job_id: str | None = None) -> list[AsyncJob]:
+        """Dead-letter entries ``start..end`` (inclusive), oldest first, as jobs of
+        the dead-letter queue (``job.data`` is the entry). On a queue with a
+        dead-letter queue: its own entries; on a dead-letter queue: all of them.
+        Filters as in ``replay_dead_letters``."""
+        wanted = _ops_dlq.filters(name=name, since=since, failed_reason=failed_reason,
+                                  job_id=job_id)
+        return await self._run(self._core.dead_letters_plan(start, end, wanted,
+                                                            self._binding))
+
+    async def replay_dead_letters(self, *, name: str | None = None, since: Any = None,
+                                  failed_reason: str | None = None, limit: int | None = None,
+                                  rate: float | None = None, job_id: str | None = None
+                                  ) -> list[str]:
+        """Move dead-letter entries back to their queue as new jobs (new ids,
+        attempts reset), each removed from the dead-letter queue in the same step;
+        returns the new ids. Filters: ``name`` (job name), ``since`` (failed at or
+        after: datetime, epoch seconds, or a timedelta ago), ``failed_reason``
+        (substring), ``limit``, ``job_id`` (the failed job's id). ``rate`` (jobs
+        per second) spreads them out as delayed jobs so workers are not flooded."""
+        wanted = _ops_dlq.filters(name=name, since=since, failed_reason=failed_reason,
+                                  limit=limit, job_id=job_id)
+        pace = _ops_dlq.check_rate(rate)
+        return await self._run(_ops_dlq.replay_plan(self._core.keys, self._core.clock, wanted,
+                                                    pace))
+
+    async def purge_dead_letters(self, *, name: str | None = None, since: Any = None,
+                                 failed_reason: str | None = None, limit: int | None = None,
+                                 job_id: str | None = None) -> int:
+        """Delete dead-letter entries without replaying them; returns how many."""
+        wanted = _ops_dlq.filters(name=name, since=since, failed_reason=failed_reason,
+                                  limit=limit, job_id=job_id)
+        return await self._run(_ops_dlq.purge_plan(self._core.keys, self._core.clock,
+                                                   wanted))
 
     async def rate_limit(self, duration: Duration) -> None:
         """Stop every worker of the queue from taking jobs for ``duration`` seconds."""

@@ -65,8 +65,8 @@ def info(args: argparse.Namespace, url: str) -> int:
     if not rows:
         print(f"no queues under prefix {args.prefix!r} on {mask_url(url)}")
         return 0
-    columns = ["queue", "waiting", "prioritized", "delayed", "active", "completed", "failed",
-               "paused"]
+    columns = ["queue", "waiting", "prioritized", "delayed", "waiting-children", "active",
+               "completed", "failed", "paused"]
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
     print("  ".join(c.ljust(widths[c]) for c in columns))
     for row in rows:
@@ -97,6 +97,8 @@ def health(args: argparse.Namespace, url: str) -> int:
     now = time.time()
     rows = []
     for worker_id, score, info in beats:
+        if getattr(args, "host", None) and info.get("host") != args.host:
+            continue
         age = now - score / 1000
         rows.append({**info, "worker_id": worker_id, "heartbeat_age": round(age, 1),
                      "healthy": bool(info.get("consuming")) and age <= args.stale})

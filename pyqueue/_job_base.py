@@ -13,10 +13,11 @@ from typing import Any, TypeVar
 
 from . import _ops
 from . import _scripts as S
+from ._job_flow import FlowPlans
 from ._keys import QueueKeys
 from ._plan import Plan
 from .errors import JobFailedError, JobNotFoundError, RedisDataError
-from .options import Duration, duration_ms, encode_json
+from .options import Duration, duration_ms, encode_json, validate_priority
 from .states import JobState
 
 T = TypeVar("T")
@@ -85,7 +86,7 @@ def _then(plan: Plan[T], after: Callable[[T], R]) -> Plan[R]:
     return after(result)
 
 
-class JobBase:
+class JobBase(FlowPlans):
     """A job as stored in Redis: the fields shared by :class:`Job` and :class:`AsyncJob`.
 
     Attributes (read from the job hash when the object was made; call
@@ -309,6 +310,28 @@ class JobBase:
                            partial(S.promote, self._binding.keys, id=self.id),
                            op="promote", job_id=self.id)
         return _then(plan, _nothing)
+
+    def _priority_plan(self, priority: int) -> Plan[None]:
+        value = validate_priority(priority)
+        plan = _ops.simple(self._binding.clock,
+                           partial(S.change_priority, self._binding.keys, id=self.id,
+                                   priority=value),
+                           op="change_priority", job_id=self.id)
+
+        def done(_: Any) -> None:
+            self.priority = value
+        return _then(plan, done)
+
+    def _change_delay_plan(self, delay: Duration) -> Plan[None]:
+        ms = duration_ms(delay, "delay")
+        plan = _ops.simple(self._binding.clock,
+                           partial(S.change_delay, self._binding.keys, id=self.id,
+                                   delay_ms=ms),
+                           op="change_delay", job_id=self.id)
+
+        def done(_: Any) -> None:
+            self.delay = ms / 1000
+        return _then(plan, done)
 
     def _delayed_plan(self, until: datetime | Duration) -> Plan[None]:
         clock = self._binding.clock

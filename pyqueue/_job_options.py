@@ -36,6 +36,15 @@ class DeduplicationOptions(TypedDict, total=False):
     keep_last_if_active: bool
 
 
+class TelemetryOptions(TypedDict, total=False):
+    """``telemetry={...}``: trace context carried with the job (BullMQ's ``tm``/``omc``).
+    ``pyqueue.otel`` fills ``metadata`` itself; ``omit_context=True`` keeps the
+    job out of the current trace."""
+
+    metadata: str
+    omit_context: bool
+
+
 class JobOptions(TypedDict, total=False):
     """The options ``Queue.add`` accepts (all optional)."""
 
@@ -51,6 +60,13 @@ class JobOptions(TypedDict, total=False):
     timeout: Duration
     keep_logs: int
     group: str
+    #: Flow children: what a final failure of this job does to its parent
+    #: (BullMQ's fpof / cpof / idof / rdof; at most one, see docs/flows.md).
+    fail_parent_on_failure: bool
+    continue_parent_on_failure: bool
+    ignore_dependency_on_failure: bool
+    remove_dependency_on_failure: bool
+    telemetry: TelemetryOptions
 
 
 
@@ -68,10 +84,19 @@ class RepeatOptions(TypedDict, total=False):
     offset: Duration
 
 
+class ParentRef(TypedDict):
+    """``add(..., parent={"id": job_id, "queue": queue_name})``: an existing job of
+    the same prefix that waits for the new job (see docs/flows.md)."""
+
+    id: str
+    queue: str
+
+
 class AddOptions(JobOptions, total=False):
-    """The options ``Queue.add`` accepts: :class:`JobOptions` and ``repeat``."""
+    """The options ``Queue.add`` accepts: :class:`JobOptions`, ``repeat`` and ``parent``."""
 
     repeat: RepeatOptions
+    parent: ParentRef
 
 
 class _BulkJobName(TypedDict):

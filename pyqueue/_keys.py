@@ -10,6 +10,7 @@ keeps every key of a queue in one Redis Cluster slot.
 from __future__ import annotations
 
 import base64
+import binascii
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -52,7 +53,8 @@ RESERVED_JOB_IDS = frozenset({
     # older BullMQ / Bull keys, kept out so a legacy queue cannot be damaged
     "waiting", "priority", "delay", "drained", "progress", "resumed",
     # pyqueue's own namespaces
-    "pq",  # pq:cancel, pq:workers, pq:workerinfo, pq:suppressed, pq:quota:<day>
+    "pq",  # pq:cancel, pq:workers, pq:workerinfo, pq:suppressed, pq:quota:<day>,
+    # pq:softbounce:<digest>, pq:feedback:<source>:<id>, pq:sw:<rule>:<subject>
     "gr",  # groups: gr:ready, gr:state, gr:delayed, ...
     "g",  # g:<gid>:wait, g:<gid>:limiter
     "dn",  # dn:<dedupId>: keep-last deduplication's pending add
@@ -63,10 +65,23 @@ RESERVED_JOB_IDS = frozenset({
 # scheduler's iteration (or one of its sub-keys) instead of a scheduler.
 _ITERATION_LIKE = re.compile(r":\d{10,}(?::|$)")
 
+#: A flow parent's sub-keys (BullMQ's): ``dependencies`` (set of child keys not
+#: finished), ``processed`` (hash child key -> return value JSON), ``failed``
+#: (hash child key -> failed reason: failures ignored or continued past),
+#: ``unsuccessful`` (zset of child keys that failed with fail_parent_on_failure).
+FLOW_PARTS = ("dependencies", "processed", "failed", "unsuccessful")
+
 #: Keys whose presence means a queue exists, as ``<queue>`` + marker: its meta
 #: hash, its id counter (both written by the first add) and pyqueue's worker
 #: heartbeats.
 QUEUE_MARKERS = (":meta", ":id", ":pq:workers")
+
+#: Fields of a queue's ``meta`` hash for dead letters: the name of the queue's
+#: dead-letter queue (same prefix), read by the scripts that fail jobs
+#: (lua/includes/deadletter.lua); and the mark ("1") on a queue that serves as
+#: one.
+META_DEAD_LETTER_QUEUE = "pq:dlq"
+META_IS_DEAD_LETTER_QUEUE = "pq:isdlq"
 
 #: Where each public job state lives (a list or a zset).
 _STATE_KEYS = {"waiting": "wait", "active": "active", "paused": "paused",
@@ -157,6 +172,18 @@ class QueueKeys:
         """A job's log list."""
         return f"{self.prefix}:{self.name}:{job_id}:logs"
 
+    @property
+    def queue_key(self) -> str:
+        """``<prefix>:<queue>``: BullMQ's ``queueKey`` (a flow child's ``parent.queueKey``)."""
+        return f"{self.prefix}:{self.name}"
+
+    @staticmethod
+    def flow_key(job_key: str, part: str) -> str:
+        """A flow parent's sub-key (``part`` from :data:`FLOW_PARTS`) of the job
+        hash at ``job_key``, which may be in any queue of the prefix."""
+        assert part in FLOW_PARTS, part
+        return f"{job_key}:{part}"
+
     def dedup(self, dedup_id: str) -> str:
         """The deduplication key for ``dedup_id``."""
         return f"{self.prefix}:{self.name}:de:{dedup_id}"
@@ -242,6 +269,21 @@ class QueueKeys:
         """pyqueue's email quota counter for ``day`` (``YYYY-MM-DD``, UTC)."""
         return self.key(f"pq:quota:{day}")
 
+    def soft_bounces(self, digest: str) -> str:
+        """pyqueue's email soft-bounce counter of one address (by its digest, never
+        the address itself)."""
+        return self.key(f"pq:softbounce:{digest}")
+
+    def feedback_seen(self, source: str, message_id: str) -> str:
+        """pyqueue's marker of one processed feedback notification (``ses``/``resend``)."""
+        return self.key(f"pq:feedback:{source}:{message_id}")
+
+    def send_window(self, rule: str, subject: str) -> str:
+        """pyqueue's email sliding-window log (zset) of limit ``rule`` for ``subject``
+        (an address digest, a user id digest, or ``*``). lua/checkSendLimits.lua
+        builds the same name from the base: ``<base>pq:sw:<rule>:<subject>``."""
+        return self.key(f"pq:sw:{rule}:{subject}")
+
     @property
     def groups_all(self) -> str:
         """The set of every group id that has jobs."""
@@ -255,6 +297,15 @@ class QueueKeys:
     def group_wait(self, group_id: str) -> str:
         """A group's ready jobs (zset)."""
         return self.key(f"g:{group_id}:wait")
+
+    def metrics(self, kind: str) -> str:
+        """BullMQ's metrics hash of ``kind`` (``completed`` or ``failed``); its
+        per-minute list is this key plus ``:data``."""
+        return self.key(f"metrics:{kind}")
+
+    def metrics_data(self, kind: str) -> str:
+        """BullMQ's per-minute counts of ``kind`` (list, newest first)."""
+        return self.key(f"metrics:{kind}:data")
 
     def connection_name(self, worker_name: str | None) -> str:
         """BullMQ's worker connection name: ``<prefix>:<base64(queue)>[:w:<name>]``."""
@@ -273,10 +324,37 @@ class QueueKeys:
         name = key[len(prefix) + 1:-len(marker)]
         return name if ":" not in name else None
 
+    @staticmethod
+    def parse_connection_name(prefix: str, name: str) -> tuple[str, str] | None:
+        """``(queue, worker name)`` from a worker connection name made by
+        :meth:`connection_name` (BullMQ's too), else ``None``."""
+        head = f"{prefix}:"
+        if not name.startswith(head):
+            return None
+        encoded, _, worker_name = name[len(head):].partition(":w:")
+        try:
+            queue = base64.b64decode(encoded, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return (queue, worker_name) if queue and ":" not in queue else None
+
+    @staticmethod
+    def parse_job_key(prefix: str, key: str) -> tuple[str, str] | None:
+        """``(queue, job id)`` from a job key under ``prefix`` (``parentKey``), else None."""
+        head = f"{prefix}:"
+        if not key.startswith(head):
+            return None
+        queue, sep, job_id = key[len(head):].partition(":")
+        return (queue, job_id) if sep and queue and job_id else None
+
     def queue_marker(self, marker: str) -> str:
         """The key whose presence shows this queue exists (``marker`` from
         :data:`QUEUE_MARKERS`)."""
         return f"{self.prefix}:{self.name}{marker}"
+
+    def sibling(self, name: str) -> QueueKeys:
+        """The keys of queue ``name`` under the same prefix."""
+        return QueueKeys(self.prefix, name)
 
     def all(self, *suffixes: str) -> list[str]:
         """The keys for ``suffixes`` in order (all queue keys when none are given)."""

@@ -15,6 +15,11 @@ when the script is loaded. Scripts run one of two ways, chosen per process
   inlined; the SHA1 is computed locally, so the first call is an EVALSHA and
   no ``SCRIPT LOAD`` round trip is ever needed.
 
+Out of memory: a script marked ``--@deny-oom`` (adds, fetches) is refused
+whole while Redis is over ``maxmemory``; every other function is registered
+with ``allow-oom``, so finishing, retrying and cleaning up go on as they do
+under EVAL (which lets a script that has written keep writing).
+
 Prelude's per-call state is set by its ``begin(keys, argv)``: ``--@begin`` at
 prelude's end is that call in a script; a library function makes it first.
 """
@@ -31,6 +36,11 @@ from ._plan import Script
 
 _INCLUDE = re.compile(r'^--@include\s+"?([\w-]+)"?\s*$', re.MULTILINE)
 _BEGIN = re.compile(r"^--@begin\s*$", re.MULTILINE)
+#: A script that creates work (adds, fetches) and must be refused whole while
+#: Redis is out of memory says ``--@deny-oom``; every other function may run
+#: then (finishing, retrying, cleaning up must not be refused half-way: as a
+#: script called with EVAL, which Redis lets go on writing once it wrote).
+_DENY_OOM = re.compile(r"^--@deny-oom\s*$", re.MULTILINE)
 
 
 def _lua_dir() -> Path:
@@ -93,8 +103,10 @@ def _library() -> tuple[str, str]:
     for parts, scripts in blocks.items():
         lines += ["do", parts]
         for name, body in scripts:
-            lines.append(f"redis.register_function('{_function_name(version, name)}', "
-                         f"function(KEYS, ARGV)\nbegin(KEYS, ARGV)\n{body}\nend)")
+            flags = "" if _DENY_OOM.search(body) else ", flags = {'allow-oom'}"
+            lines.append(f"redis.register_function{{function_name = "
+                         f"'{_function_name(version, name)}'{flags}, callback = "
+                         f"function(KEYS, ARGV)\nbegin(KEYS, ARGV)\n{body}\nend}}")
         lines.append("end")
     return "\n".join(lines), version
 

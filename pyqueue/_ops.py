@@ -17,6 +17,7 @@ from ._ops_add import add_jobs as add_jobs
 from ._ops_admin import BATCH as BATCH
 from ._ops_admin import clean as clean
 from ._ops_admin import promote_all as promote_all
+from ._ops_admin import promote_due as promote_due
 from ._ops_admin import repeat_until_done as repeat_until_done
 from ._ops_admin import retry_all as retry_all
 from ._ops_admin import simple as simple
@@ -28,6 +29,7 @@ from ._ops_read import get_group_counts as get_group_counts
 from ._ops_read import get_job_hash as get_job_hash
 from ._ops_read import get_jobs as get_jobs
 from ._ops_read import get_logs as get_logs
+from ._ops_read import get_metrics as get_metrics
 from ._ops_read import get_state as get_state
 from ._ops_read import is_paused as is_paused
 from ._ops_read import normalize_state as normalize_state

@@ -8,7 +8,7 @@ from typing import Any
 from . import _scripts as S
 from ._clock import Clock
 from ._keys import QueueKeys
-from ._plan import Command, Plan
+from ._plan import Command, Plan, cmd
 
 #: Jobs or keys per call of a batched script.
 BATCH = 1000
@@ -46,6 +46,22 @@ def promote_all(keys: QueueKeys, clock: Clock) -> Plan[int]:
         total += moved
         if moved < BATCH:
             return total
+
+
+def promote_due(keys: QueueKeys, clock: Clock, ahead_ms: int) -> Plan[list[str]]:
+    """Promote the delayed jobs due within ``ahead_ms`` from now (the time
+    control of ``pyqueue.testing``); returns their ids. A job that a worker
+    promoted meanwhile is skipped."""
+    yield from clock.sync()
+    last = (clock.now_ms() + ahead_ms + 1) * 4096 - 1  # scores: due_ms * 4096 + seq
+    plain, grouped = yield [cmd("ZRANGEBYSCORE", keys.delayed, 0, last),
+                            cmd("ZRANGEBYSCORE", keys.groups_delayed, 0, last)]
+    ids = [S.text(job_id) for job_id in [*plain, *grouped]]
+    if not ids:
+        return []
+    replies = yield [S.promote(keys, clock.now_ms(), id=job_id) for job_id in ids]
+    return [job_id for job_id, reply in zip(ids, replies, strict=True)
+            if isinstance(reply, int) and reply == 1]
 
 
 def retry_all(keys: QueueKeys, clock: Clock, state: str, count: int) -> Plan[int]:

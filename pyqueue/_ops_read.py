@@ -33,6 +33,28 @@ def normalize_state(state: str) -> str:
     return state
 
 
+METRIC_KINDS = ("completed", "failed")
+
+
+def get_metrics(keys: QueueKeys, kind: str, start: int, end: int) -> Plan[dict[str, Any]]:
+    """BullMQ's metrics of ``kind`` (``completed``/``failed``), in getMetrics' shape:
+    ``{"meta": {"count", "prev_ts", "prev_count"}, "data": [per minute, newest
+    first], "count": data points stored}``."""
+    if kind not in METRIC_KINDS:
+        raise InvalidJobOptionsError(f"metrics kind must be 'completed' or 'failed', "
+                                     f"got {kind!r}")
+    for value, option in ((start, "start"), (end, "end")):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidJobOptionsError(f"{option} must be an int, got {value!r}")
+    data = keys.metrics_data(kind)
+    meta, points, stored = yield [cmd("HMGET", keys.metrics(kind), "count", "prevTS",
+                                      "prevCount"),
+                                  cmd("LRANGE", data, start, end), cmd("LLEN", data)]
+    count, prev_ts, prev_count = (int(S.text(v)) if v is not None else 0 for v in meta)
+    return {"meta": {"count": count, "prev_ts": prev_ts, "prev_count": prev_count},
+            "data": [int(S.text(p)) for p in points], "count": int(stored)}
+
+
 def get_job_hash(keys: QueueKeys, job_id: str) -> Plan[dict[str, str] | None]:
     """The job's stored fields, or ``None``."""
     (raw,) = yield [cmd("HGETALL", keys.job(job_id))]

@@ -34,6 +34,7 @@ from .errors import (
     PyQueueError,
     RateLimitError,
     UnrecoverableError,
+    WaitingChildrenError,
 )
 
 _SIGNALS: dict[str, type[Exception]] = {
@@ -41,6 +42,7 @@ _SIGNALS: dict[str, type[Exception]] = {
     "DelayedError": DelayedError,
     "RateLimitError": RateLimitError,
     "JobCancelledError": JobCancelledError,
+    "WaitingChildrenError": WaitingChildrenError,
 }
 
 
@@ -120,6 +122,10 @@ def _child_main(read_fd: int, write_fd: int) -> None:
     from ._ops import Clock
     from ._runner import run_sync
     from .job import Binding, Job
+    from .logcontext import configure, job_context, reset
+
+    if config.get("log"):  # the parent's pyqueue worker --log-format/--log-level
+        configure(**config["log"])
 
     processor = resolve(config["processor"])
     _write_frame(write_fd, b'{"ready":true}')  # imports done: the parent may start its clock
@@ -137,6 +143,10 @@ def _child_main(read_fd: int, write_fd: int) -> None:
             return
         message = json.loads(frame)
         job = Job(binding, message["id"], message["fields"], message["token"])
+        # The job context for log records (pyqueue.logcontext); the pipe round
+        # trip per job dwarfs its cost.
+        token = job_context(keys.name, job.id, job.name, job.attempts_started or 1)
+        undo = [resolve(path)(value) for path, value in message.get("ctx", {}).items()]
         try:
             data = json.dumps({"ok": True, "result": processor(job)})
         except BaseException as exc:
@@ -145,6 +155,10 @@ def _child_main(read_fd: int, write_fd: int) -> None:
                 "traceback": "".join(traceback.format_exception(type(exc), exc,
                                                                 exc.__traceback__)),
             })
+        finally:
+            for restored in reversed(undo):
+                restored()
+            reset(token)
         _write_frame(write_fd, data.encode())
 
 
@@ -201,13 +215,24 @@ class _Child:
             self.buffer += chunk
 
 
+#: Context that follows a job into its child: restorer path ("module:function",
+#: imported in the child) -> capture function, called in the parent per job
+#: (returns JSON-able data, or None for nothing). In the child the restorer
+#: gets that data before the processor runs and returns a function that undoes
+#: it afterwards. ``pyqueue.otel`` registers the trace context here.
+CONTEXT_CARRIERS: dict[str, Callable[[], Any]] = {}
+
+
 class ProcessPool:
     """Up to ``size`` child processes, started on demand and reused."""
 
     def __init__(self, processor: Callable[..., Any], size: int, prefix: str, queue: str,
                  connection: dict[str, Any]) -> None:
+        from .logcontext import settings as log_settings  # (imports the worker package)
+
         self._config = {"processor": import_path(processor), "prefix": prefix, "queue": queue,
-                        "connection": connection, "path": [p for p in sys.path if p]}
+                        "connection": connection, "path": [p for p in sys.path if p],
+                        "log": log_settings()}
         self._idle: list[_Child] = []
         self._size = size
 
@@ -230,7 +255,13 @@ class ProcessPool:
                   token: str | None) -> Any:
         """Run one job in ``child`` (from :meth:`acquire`); raises what the processor
         raised. Cancelling the call (timeout, cancellation, shutdown) kills the child."""
-        message = json.dumps({"id": job_id, "fields": fields, "token": token}).encode()
+        payload: dict[str, Any] = {"id": job_id, "fields": fields, "token": token}
+        if CONTEXT_CARRIERS:  # empty unless an extension (pyqueue.otel) registered one
+            carried = {path: value for path, capture in CONTEXT_CARRIERS.items()
+                       if (value := capture()) is not None}
+            if carried:
+                payload["ctx"] = carried
+        message = json.dumps(payload).encode()
         try:
             reply = json.loads(await child.request(message))
         except BaseException:

@@ -4,10 +4,11 @@ described once (``QueueCore``), so the sync and asyncio shells cannot drift apar
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from functools import partial
 from typing import Any, Generic, TypeVar
 
-from . import _ops, _schedule
+from . import _ops, _ops_dlq, _ops_flow, _schedule
 from . import _scripts as S
 from ._keys import QueueKeys, validate_prefix, validate_queue_name
 from ._plan import Plan
@@ -114,6 +115,20 @@ class QueueCore(Generic[J]):
         fields = yield from _ops.get_job_hash(self.keys, job_id)
         return self.job_class(binding, job_id, fields or {})
 
+    def child_plan(self, name: str, data: Any, opts: Mapping[str, Any],
+                   binding: Binding) -> Plan[J]:
+        """``add(..., parent={"id", "queue"})``: one job that its (existing) parent
+        waits for; an addFlow call of one node (see lua/addFlow.lua)."""
+        tree = {"name": name, "queue_name": self.name, "data": data, "opts": opts}
+        specs = _ops_flow.encode_tree(tree, self.prefix, {self.name: self.default_job_options},
+                                      max_payload_bytes=self.max_payload_bytes)
+        ((status, ids, now),) = yield from _ops_flow.add_trees(self.clock, [specs])
+        if status == 0:  # the custom id existed: that job
+            fields = yield from _ops.get_job_hash(self.keys, ids[0])
+            return self.job_class(binding, ids[0], fields or {})
+        fields = _ops_flow.stored_fields(specs[0], specs, ids, now)
+        return self.job_class(binding, ids[0], fields, data=specs[0].job.value)
+
     def new_job(self, job: EncodedJob, job_id: str, now: int, binding: Binding) -> J:
         """The ``Job`` just written by an add, from what was sent."""
         options = job.options
@@ -133,6 +148,21 @@ class QueueCore(Generic[J]):
         wanted = [states] if isinstance(states, str) else list(states)
         found = yield from _ops.get_jobs(self.keys, wanted, start, end, asc)
         return [self.job_class(binding, job_id, fields) for job_id, fields in found]
+
+    def dead_letters_plan(self, start: int, end: int, wanted: _ops_dlq.Filters,
+                          binding: Binding) -> Plan[list[J]]:
+        """Dead-letter entries ``start..end`` (inclusive, oldest first) as jobs of
+        the dead-letter queue."""
+        for value, label in ((start, "start"), (end, "end")):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InvalidJobOptionsError(f"{label} must be an int, got {value!r}")
+        if start >= 0 and end >= 0:  # read no further than needed
+            wanted = replace(wanted, limit=end + 1)
+        dkeys, entries = yield from _ops_dlq.select_plan(self.keys, wanted)
+        chosen = entries[start:None if end == -1 else end + 1]
+        found = yield from _ops_dlq.fields_plan(dkeys, chosen)
+        dlq_binding = replace(binding, keys=dkeys)
+        return [self.job_class(dlq_binding, job_id, fields) for job_id, fields in found]
 
     def pause_plan(self, pause: bool) -> Plan[Any]:
         return _ops.simple(self.clock, partial(S.pause, self.keys, pause=pause),
@@ -215,6 +245,9 @@ class QueueCore(Generic[J]):
                     binding: Binding) -> Plan[J]:
         """``add(..., repeat={...})``: a scheduler keyed by ``job_id`` or name + pattern."""
         opts = dict(opts)
+        if opts.get("parent") is not None:
+            raise InvalidJobOptionsError("repeat and parent cannot go together: a job "
+                                         "scheduler's iterations cannot be flow children")
         repeat = opts.pop("repeat")
         if not isinstance(repeat, Mapping):
             raise InvalidJobOptionsError(f"repeat must be a mapping, got {repeat!r}")

@@ -26,6 +26,7 @@ from ._lua import script_names as script_names
 from ._plan import LUA, Command
 from ._resp_encode import encode_args
 from .errors import (
+    InvalidJobIdError,
     JobLockError,
     JobNotFoundError,
     JobStateError,
@@ -108,9 +109,53 @@ def add_jobs(keys: QueueKeys, now_ms: int, jobs: Sequence[EncodedJob], *,
     return _call("addJob", keys, now_ms, {"me": me, "jobs": [job_args(job) for job in jobs]})
 
 
+def add_flow(keys: QueueKeys, now_ms: int, *, nodes: list[dict[str, Any]],
+             parent: tuple[str, str, str] | None, version: str, me: int | None) -> Command:
+    """addFlow on the root's queue ``keys``: ``nodes`` in pre-order (see
+    lua/addFlow.lua); ``parent`` is (key, id, queue base) of an existing parent
+    of the root. Replies ``[status, id...]``."""
+    params: dict[str, Any] = {"nodes": nodes, "ver": version, "me": me}
+    if parent is not None:
+        params["pk"], params["pid"], params["pqb"] = parent
+    return _call("addFlow", keys, now_ms, params)
+
+
+def move_to_waiting_children(keys: QueueKeys, now_ms: int, *, id: str,
+                             lock_token: str | None) -> Command:
+    """moveToWaitingChildren: replies 1 when the job now waits for its children."""
+    return _call("moveToWaitingChildren", keys, now_ms, {"id": id, "lockToken": lock_token})
+
+
+def remove_child_dependency(keys: QueueKeys, now_ms: int, *, id: str) -> Command:
+    """removeChildDependency: replies 1 when the child left its parent's dependencies."""
+    return _call("removeChildDependency", keys, now_ms, {"id": id})
+
+
+def save_step(keys: QueueKeys, now_ms: int, *, id: str, lock_token: str | None, name: str,
+              value: str) -> Command:
+    """saveStep: store a durable step's JSON result in the job's hash (fenced)."""
+    return _call("saveStep", keys, now_ms,
+                 {"id": id, "lockToken": lock_token, "name": name, "value": value})
+
+
 def cancel_job(keys: QueueKeys, now_ms: int, *, id: str, reason: str, remove: bool) -> Command:
     """cancelJob: replies 1 cancelled, 2 requested, 0 already finished."""
     return _call("cancelJob", keys, now_ms, {"id": id, "reason": reason, "remove": remove})
+
+
+def check_send_limits(keys: QueueKeys, now_ms: int, *,
+                      windows: Sequence[tuple[str, str, int, int]], member: str) -> Command:
+    """checkSendLimits: ``windows`` of ``(rule, subject, max, window_ms)``; replies
+    ``[0]`` (a slot taken in each) or ``[wait_ms, 1-based index of the full one]``."""
+    return _call("checkSendLimits", keys, now_ms,
+                 {"windows": [list(w) for w in windows], "member": member})
+
+
+def decode_send_limits(reply: Any) -> tuple[int, int]:
+    """``(wait_ms, index)`` from a checkSendLimits reply; ``(0, 0)`` when allowed."""
+    if not reply or int(reply[0]) == 0:
+        return 0, 0
+    return int(reply[0]), int(reply[1])
 
 
 def clean(keys: QueueKeys, now_ms: int, *, state: str, cutoff: int, limit: int) -> Command:
@@ -162,26 +207,34 @@ def move_to_active(keys: QueueKeys, now_ms: int, fetch: FetchArgs) -> Command:
 
 def finish_item(*, id: str, lock_token: str | None, target: str, value: str,
                 keep_count: int, keep_age_ms: int, stacktrace: str | None = None,
-                exhausted: bool | None = None) -> FinishItem:
-    """One finish of moveToFinished (``target`` is "completed" or "failed")."""
+                exhausted: bool | None = None, dead_letter: str | None = None) -> FinishItem:
+    """One finish of moveToFinished (``target`` is "completed" or "failed");
+    ``dead_letter`` (a failure for good: its kind) copies the job into the
+    queue's dead-letter queue, if it has one."""
     item: FinishItem = {"id": id, "lockToken": lock_token, "target": target, "value": value}
     if stacktrace is not None:
         item["stacktrace"] = stacktrace
     item["keepCount"], item["keepAgeMs"] = keep_count, keep_age_ms
     if exhausted is not None:
         item["exhausted"] = exhausted
+    if dead_letter is not None:
+        item["dl"] = dead_letter
     return item
 
 
 def move_to_finished(keys: QueueKeys, now_ms: int, *, items: list[FinishItem],
-                     fetch: FetchArgs | None, me: int | None) -> Command:
+                     fetch: FetchArgs | None, me: int | None,
+                     metrics_points: int | None = None) -> Command:
     """moveToFinished for ``items``, then a fetch of more jobs when ``fetch`` is
-    given (that dict is completed and packed, not copied)."""
+    given (that dict is completed and packed, not copied). ``metrics_points``:
+    also count the finishes in BullMQ's metrics, keeping that many minutes."""
     params: dict[str, Any] = {} if fetch is None else fetch
     params["items"] = items
     if fetch is not None:
         params["fetch"] = True
     params["me"] = me
+    if metrics_points is not None:
+        params["mdp"] = metrics_points
     return _call("moveToFinished", keys, now_ms, params)
 
 
@@ -193,6 +246,16 @@ def obliterate(keys: QueueKeys, now_ms: int, *, force: bool, batch: int) -> Comm
 def pause(keys: QueueKeys, now_ms: int, *, pause: bool) -> Command:
     """pause: pause (True) or resume (False) the queue."""
     return _call("pause", keys, now_ms, {"pause": pause})
+
+
+def change_priority(keys: QueueKeys, now_ms: int, *, id: str, priority: int) -> Command:
+    """changePriority: a waiting or delayed job's new priority."""
+    return _call("changePriority", keys, now_ms, {"id": id, "priority": priority})
+
+
+def change_delay(keys: QueueKeys, now_ms: int, *, id: str, delay_ms: int) -> Command:
+    """changeDelay: a delayed job due ``delay_ms`` from now; replies the due time (ms)."""
+    return _call("changeDelay", keys, now_ms, {"id": id, "delayMs": delay_ms})
 
 
 def promote(keys: QueueKeys, now_ms: int, *, id: str | None = None,
@@ -216,6 +279,26 @@ def reprocess_jobs(keys: QueueKeys, now_ms: int, *, state: str, id: str | None =
     """reprocessJobs: run finished jobs of ``state`` again (one with ``id``)."""
     return _call("reprocessJobs", keys, now_ms,
                  {"state": state, "id": id, "count": count, "resetAttempts": reset_attempts})
+
+
+#: One entry of replayDeadLetters, built by ``_ops_dlq``: id, ts, name, data,
+#: opts, priority, lifo, gid, delay.
+ReplayEntry = dict[str, Any]
+
+
+def purge_dead_letters(keys: QueueKeys, now_ms: int, *,
+                       entries: list[tuple[str, str]]) -> Command:
+    """purgeDeadLetters on the dead-letter queue ``keys``: delete the entries
+    ``(id, timestamp)`` still there unchanged; replies how many."""
+    return _call("purgeDeadLetters", keys, now_ms,
+                 {"entries": [{"id": i, "ts": ts} for i, ts in entries]})
+
+
+def replay_dead_letters(keys: QueueKeys, now_ms: int, *, dlq: str,
+                        entries: list[ReplayEntry]) -> Command:
+    """replayDeadLetters: move ``entries`` of dead-letter queue ``dlq`` back into
+    the queue ``keys``; replies one new job id (or ``""``: skipped) per entry."""
+    return _call("replayDeadLetters", keys, now_ms, {"dlq": dlq, "entries": entries})
 
 
 def retry_job(keys: QueueKeys, now_ms: int, *, id: str, lock_token: str | None, due_ms: int,
@@ -273,6 +356,13 @@ E_QUEUE_BUSY = -4
 E_LOCK_MISMATCH = -6
 E_WRONG_STATE = -7
 E_JOB_CORRUPT = -8
+#: Flow codes (lua/includes/flow.lua).
+E_PARENT_MISSING = -5
+E_FAILED_CHILDREN = -9
+E_PENDING_DEPS = -10
+E_FLOW_ID_TAKEN = -11
+#: Codes by which moveToFinished refuses to complete a parent (its attempt fails).
+FLOW_REFUSALS = frozenset({E_FAILED_CHILDREN, E_PENDING_DEPS})
 
 
 def check(reply: Any, *, op: str, job_id: str | None = None) -> Any:
@@ -295,6 +385,16 @@ def check(reply: Any, *, op: str, job_id: str | None = None) -> Any:
         raise JobStateError(f"{op}: {where} is damaged (a field or its key is not what "
                             "pyqueue wrote); it was moved to failed, see its failed reason",
                             job_id)
+    if reply == E_PENDING_DEPS:
+        raise JobStateError(f"{op}: {where} has children that have not finished", job_id)
+    if reply == E_FAILED_CHILDREN:
+        raise JobStateError(f"{op}: {where} has a child that failed with "
+                            "fail_parent_on_failure", job_id)
+    if reply == E_PARENT_MISSING:
+        raise JobNotFoundError(f"{op}: the parent job of {where} does not exist", job_id)
+    if reply == E_FLOW_ID_TAKEN:
+        raise InvalidJobIdError(f"{op}: a job below the root of the flow has a custom "
+                                "job_id that is taken already; nothing was added", job_id)
     if reply == E_QUEUE_BUSY:
         raise QueueBusyError(f"{op}: the queue has active jobs; pass force=True to proceed")
     raise PyQueueError(f"{op}: script error code {reply}")

@@ -9,9 +9,16 @@
     pyqueue jobs QUEUE STATE           list jobs of a state
     pyqueue retry QUEUE                move failed jobs back to wait
     pyqueue health QUEUE               are the queue's workers consuming? (exit 0/1)
-    pyqueue email suppress|dlq ...     the email worker's suppression list and dead letters
+    pyqueue dlq list|replay|purge QUEUE  a queue's dead letters
+    pyqueue email suppress|dlq|forget  the email worker's suppressions, dead letters, GDPR erase
+    pyqueue metrics [--port 9090]      Prometheus metrics of the queues (extra: prometheus)
+    pyqueue info --watch               live counts and rates
+    pyqueue workers QUEUE              the queue's workers (host, pid, uptime, health)
+    pyqueue schedulers QUEUE           job schedulers: next run; --remove ID
     pyqueue embedded [--stop]          the embedded Redis server's URL (or stop it)
+    pyqueue outbox init|relay|...      the PostgreSQL outbox (see _cli_outbox)
     pyqueue bench [ARGS]               the benchmarks of a source checkout
+    pyqueue dashboard                  the web dashboard (pip install 'pyqueue-redis[web]')
 
 Every command takes ``--redis URL`` (default: ``$PYQUEUE_REDIS_URL``,
 ``$REDIS_URL``, else the embedded server) and ``--prefix``. Exit status: 0
@@ -25,7 +32,6 @@ import argparse
 import asyncio
 import importlib
 import inspect
-import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -33,9 +39,12 @@ from typing import Any
 
 import redis
 
-from . import __version__
+from . import __version__, _cli_dlq, logcontext
 from . import _cli_admin as _admin
+from . import _cli_metrics as _metrics
+from . import _cli_ops as _opscli
 from ._cli_admin import UsageError as UsageError  # re-exported
+from ._cli_dashboard import register as register_dashboard
 from ._ops import ALL_STATES
 from ._plan import translate
 from .connection import mask_url, resolve_url
@@ -59,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     p = sub.add_parser("demo", help="add jobs and process them with a worker, narrating")
+    p.add_argument("--dashboard", action="store_true",
+                   help="serve the dashboard and keep jobs moving until Ctrl-C "
+                        "(pip install 'pyqueue-redis[web]')")
+    p.add_argument("--host", default="127.0.0.1", help="dashboard address (with --dashboard)")
+    p.add_argument("--port", type=int, default=8080, help="dashboard port (with --dashboard)")
     _common(p)
 
     p = sub.add_parser("worker", help="run a worker until SIGINT/SIGTERM")
@@ -72,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--burst", action="store_true",
                    help="stop once no job is waiting, active or due (for scripts and tests)")
     p.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
+    p.add_argument("--log-format", choices=["text", "json"], default="text",
+                   help="log lines as text or one JSON object each; records from inside a "
+                        "processor carry queue, job_id, job_name, attempt (default: text)")
     _common(p)
 
     p = sub.add_parser("info", help="queues and their job counts")
@@ -99,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--stale", type=float, default=15.0,
                    help="seconds after which a heartbeat counts as stale (default 15)")
+    p.add_argument("--host", default=None,
+                   help="only the workers on this host name (a probe: --host \"$(hostname)\")")
     _common(p)
 
     p = sub.add_parser("embedded", help="print the embedded Redis server's URL, starting it")
@@ -109,15 +128,20 @@ def build_parser() -> argparse.ArgumentParser:
                        add_help=False)
     p.add_argument("bench_args", nargs=argparse.REMAINDER)
 
-    p = sub.add_parser("dashboard", help="web dashboard (not available in this version)")
-    _common(p)
+    register_dashboard(sub)
+    _cli_dlq.register(sub)
 
+    _metrics.register(sub)
+    _opscli.register(sub)
     try:
         from .email.cli import register as register_email
     except ImportError:  # pyqueue-redis[email] is not installed
         pass
     else:
         register_email(sub)
+    from ._cli_outbox import register as register_outbox
+
+    register_outbox(sub)
     return parser
 
 
@@ -188,6 +212,8 @@ def _demo(args: argparse.Namespace, url: str) -> int:
               f"$REDIS_URL given), at {mask_url(url)}\n"
               f"       its data (append-only file), redis.log and socket are in "
               f"{default_home()}")
+    if args.dashboard:
+        return _demo_dashboard(args, url)
     start = time.monotonic()
     status = 1
     try:
@@ -217,6 +243,23 @@ def _demo(args: argparse.Namespace, url: str) -> int:
             print("\nThe embedded redis-server keeps running (other pyqueue processes "
                   "share it).\nStop it with:  pyqueue embedded --stop", flush=True)
     return status
+
+
+def _demo_dashboard(args: argparse.Namespace, url: str) -> int:
+    """``pyqueue demo --dashboard``: the dashboard and jobs moving, until Ctrl-C."""
+    try:
+        import uvicorn  # noqa: F401
+
+        from ._demo_dashboard import run_dashboard_demo
+    except ImportError as exc:
+        raise UsageError(f"the dashboard needs the web extra: pip install "
+                         f"'pyqueue-redis[web]' ({exc})") from None
+    try:
+        return asyncio.run(run_dashboard_demo(url, sys.stdout, host=args.host,
+                                              port=args.port))
+    except KeyboardInterrupt:
+        print("stopped (Ctrl-C): the demo's queue is removed", flush=True)
+        return 0
 
 
 def _run_processes(argv: list[str], count: int) -> int:
@@ -286,31 +329,42 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "bench":
             return _bench(args.bench_args)
-        if args.command == "dashboard":
-            print("pyqueue dashboard: not available in this version", file=sys.stderr)
-            return 2
+        if getattr(args, "run", None) is not None:  # a command of its own module
+            return int(args.run(args))
         target = None
         if args.command == "worker" and args.processes <= 1:
-            logging.basicConfig(level=args.log_level.upper(),
-                                format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+            logcontext.configure(args.log_level, args.log_format)
             target = _load_target(args.target)  # a typo fails before any server starts
         url = resolve_url(args.redis)
         if args.command == "email":
             from .email.cli import run as run_email
 
             return int(run_email(args, url))
+        if args.command == "dlq":
+            return _cli_dlq.run(args, url)
         if args.command == "demo":
             return _demo(args, url)
+        if args.command == "metrics":
+            return _metrics.run(args, url)
+        if args.command == "dashboard":
+            from ._cli_dashboard import run as run_dashboard
+
+            return run_dashboard(args, url)
         if args.command == "worker" and args.processes > 1:
-            return _run_processes(argv, args.processes)
+            with _metrics.serving(args, url):
+                return _run_processes(argv, args.processes)
         if args.command == "worker":
             worker = _worker_from(target, args, url)
+            worker.add_hooks(logcontext.JobContextHook())
+            _metrics.attach(worker, args, url)
             print(f"pyqueue worker: queue {worker.name!r} on {mask_url(url)}, "
                   f"concurrency {worker.concurrency}; Ctrl-C to stop", file=sys.stderr)
             worker.run(burst=args.burst)
             return 0
         if args.command == "info":
-            return _admin.info(args, url)
+            return _opscli.watch(args, url) if args.watch else _admin.info(args, url)
+        if args.command in ("workers", "schedulers"):
+            return int(getattr(_opscli, args.command)(args, url))
         if args.command == "jobs":
             return _admin.jobs(args, url)
         if args.command == "health":

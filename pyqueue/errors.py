@@ -5,6 +5,8 @@
     PyQueueError                      root of everything pyqueue raises
     ├── ConfigurationError(ValueError)        bad argument or option, raised before any write
     │   ├── InvalidQueueNameError
+    │   ├── DeadLetterQueueError              a dead-letter queue that cannot be (the queue
+    │   │                                     itself, another prefix or slot, not a DLQ)
     │   ├── InvalidJobIdError
     │   ├── InvalidJobOptionsError
     │   ├── InvalidJobDataError(ConfigurationError, TypeError)
@@ -29,7 +31,8 @@
         ├── DelayedError                      the job moved itself to delayed
         ├── RateLimitError                    back to wait; the whole queue waits
         ├── JobTimeoutError                   the attempt ran past its ``timeout``
-        └── JobCancelledError                 the job was cancelled (Queue.cancel_job)
+        ├── JobCancelledError                 the job was cancelled (Queue.cancel_job)
+        └── WaitingChildrenError              the job now waits for its children
 
 Every error reply from Redis becomes one of the ``RedisError`` classes (never
 a redis-py exception); ``code`` holds Redis's error code (``"WRONGTYPE"``,
@@ -47,6 +50,7 @@ import builtins
 
 __all__ = [
     "ConfigurationError",
+    "DeadLetterQueueError",
     "DelayedError",
     "EmbeddedRedisUnavailable",
     "InvalidJobDataError",
@@ -72,6 +76,7 @@ __all__ = [
     "RedisReplyError",
     "RedisStateError",
     "UnrecoverableError",
+    "WaitingChildrenError",
 ]
 
 
@@ -85,6 +90,12 @@ class ConfigurationError(PyQueueError, builtins.ValueError):
 
 class InvalidQueueNameError(ConfigurationError):
     """A queue name that is empty, not a string, or contains ``:``."""
+
+
+class DeadLetterQueueError(ConfigurationError):
+    """A dead-letter queue setting that cannot work (the queue itself, a queue in
+    another prefix or cluster slot), or a dead-letter operation on a queue that
+    neither has a dead-letter queue nor is one."""
 
 
 class InvalidJobIdError(ConfigurationError):
@@ -210,3 +221,9 @@ class JobCancelledError(ProcessingSignal):
 
 class JobTimeoutError(ProcessingSignal):
     """The attempt ran longer than the job's ``timeout``; it fails and retries as usual."""
+
+
+class WaitingChildrenError(ProcessingSignal):
+    """Raise after ``job.move_to_waiting_children()`` returned ``True``: the attempt
+    ends without failing, the job waits in ``waiting-children`` (holding no worker
+    slot) and runs again once its children have finished."""

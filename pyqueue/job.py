@@ -15,12 +15,15 @@ Inside a worker the job also carries its lock token, so its writes
 
 from __future__ import annotations
 
+import inspect
 from abc import ABCMeta
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar, cast
 
 from ._job_base import UNSET, Binding, JobBase
 from ._plan import Plan
+from .errors import DelayedError
 from .options import Duration
 from .states import JobState
 
@@ -76,6 +79,17 @@ class Job(JobBase, metaclass=ABCMeta):
         """Make this delayed job ready now."""
         self._run(self._promote_plan())
 
+    def change_priority(self, priority: int) -> None:
+        """Give this waiting or delayed job a new priority (0 none, 1 the highest): a
+        ready job moves to its new place, last of that priority. Raises
+        ``JobStateError`` for a job that is active, finished or waiting for children."""
+        self._run(self._priority_plan(priority))
+
+    def change_delay(self, delay: Duration) -> None:
+        """Make this delayed job due ``delay`` seconds from now (``JobStateError``
+        when it is not delayed)."""
+        self._run(self._change_delay_plan(delay))
+
     def move_to_delayed(self, until: datetime | Duration) -> None:
         """From inside a processor: move this job to delayed, then raise ``DelayedError``.
 
@@ -91,6 +105,62 @@ class Job(JobBase, metaclass=ABCMeta):
         """
         result: Any = self._blocking_runner()(self._wait_plan(timeout))
         return result
+
+    # --- flows (see docs/flows.md) ---------------------------------------------
+
+    def get_children_values(self) -> dict[str, Any]:
+        """Return values of the completed children, keyed by child key
+        (``"bull:payments:12"``)."""
+        return self._run(self._children_values_plan())
+
+    def get_dependencies(self) -> dict[str, Any]:
+        """The children by outcome: ``processed`` (key -> value), ``unprocessed``
+        (keys), ``failed`` (key -> reason: failed with ``fail_parent_on_failure``),
+        ``ignored`` (key -> reason: failed with ``ignore_dependency_on_failure`` or
+        ``continue_parent_on_failure``)."""
+        return self._run(self._dependencies_plan())
+
+    def get_dependencies_count(self) -> dict[str, int]:
+        """How many children are ``processed``, ``unprocessed``, ``failed``, ``ignored``."""
+        return self._run(self._dependencies_count_plan())
+
+    def get_ignored_children_failures(self) -> dict[str, str]:
+        """Failed reasons of the children whose failure was ignored (child key ->
+        reason; ``ignore_dependency_on_failure``, ``continue_parent_on_failure``)."""
+        return self._run(self._ignored_failures_plan())
+
+    def remove_child_dependency(self) -> bool:
+        """This child stops being a dependency of its parent (which moves on if it
+        waited for it last); ``False`` when it has no parent waiting for it."""
+        return self._run(self._detach_plan())
+
+    def move_to_waiting_children(self) -> bool:
+        """From inside a processor: wait for the children this job added (no worker
+        slot held). ``True``: it waits now; raise ``WaitingChildrenError`` and the
+        processor runs again once they finished. ``False``: none is unfinished."""
+        return self._run(self._waiting_children_plan())
+
+    def step(self, name: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """A durable step: ``fn(*args)`` runs at most once per job with success;
+        later runs of the processor get its stored (JSON) result back."""
+        found, value = self._stored_step(name)
+        if found:
+            return value
+        value = fn(*args)
+        self._run(self._save_step_plan(name, value))
+        return value
+
+    def sleep(self, name: str, seconds: Duration) -> None:
+        """A durable sleep: the job waits as delayed (raising ``DelayedError``, which
+        the processor must let through) and runs again when it is due; once
+        passed, later runs go straight on."""
+        due, save = self._sleep_due(name, seconds)
+        if due is None:
+            return
+        if save:
+            self._run(self._save_step_plan(name, {"until": due}))
+        self.move_to_delayed(datetime.fromtimestamp(due / 1000, tz=timezone.utc))
+        raise DelayedError(f"step {name!r} sleeps until {due} ms")
 
 
 class AsyncJob(JobBase):
@@ -134,6 +204,14 @@ class AsyncJob(JobBase):
         """Make this delayed job ready now."""
         await self._run(self._promote_plan())
 
+    async def change_priority(self, priority: int) -> None:
+        """See :meth:`Job.change_priority`."""
+        await self._run(self._priority_plan(priority))
+
+    async def change_delay(self, delay: Duration) -> None:
+        """See :meth:`Job.change_delay`."""
+        await self._run(self._change_delay_plan(delay))
+
     async def move_to_delayed(self, until: datetime | Duration) -> None:
         """From inside a processor: move this job to delayed, then raise ``DelayedError``
         (see :meth:`Job.move_to_delayed`)."""
@@ -146,6 +224,56 @@ class AsyncJob(JobBase):
         """
         result: Any = await self._blocking_runner()(self._wait_plan(timeout))
         return result
+
+    # --- flows (see docs/flows.md and Job's methods) ---------------------------
+
+    async def get_children_values(self) -> dict[str, Any]:
+        """Return values of the completed children, keyed by child key."""
+        return await self._run(self._children_values_plan())
+
+    async def get_dependencies(self) -> dict[str, Any]:
+        """The children by outcome (see :meth:`Job.get_dependencies`)."""
+        return await self._run(self._dependencies_plan())
+
+    async def get_dependencies_count(self) -> dict[str, int]:
+        """How many children are ``processed``, ``unprocessed``, ``failed``, ``ignored``."""
+        return await self._run(self._dependencies_count_plan())
+
+    async def get_ignored_children_failures(self) -> dict[str, str]:
+        """Failed reasons of the children whose failure was ignored (see
+        :meth:`Job.get_ignored_children_failures`)."""
+        return await self._run(self._ignored_failures_plan())
+
+    async def remove_child_dependency(self) -> bool:
+        """This child stops being a dependency of its parent (see
+        :meth:`Job.remove_child_dependency`)."""
+        return await self._run(self._detach_plan())
+
+    async def move_to_waiting_children(self) -> bool:
+        """From inside a processor: wait for this job's children (see
+        :meth:`Job.move_to_waiting_children`)."""
+        return await self._run(self._waiting_children_plan())
+
+    async def step(self, name: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """A durable step (see :meth:`Job.step`); ``fn`` may be a coroutine function."""
+        found, value = self._stored_step(name)
+        if found:
+            return value
+        value = fn(*args)
+        if inspect.isawaitable(value):
+            value = await value
+        await self._run(self._save_step_plan(name, value))
+        return value
+
+    async def sleep(self, name: str, seconds: Duration) -> None:
+        """A durable sleep (see :meth:`Job.sleep`)."""
+        due, save = self._sleep_due(name, seconds)
+        if due is None:
+            return
+        if save:
+            await self._run(self._save_step_plan(name, {"until": due}))
+        await self.move_to_delayed(datetime.fromtimestamp(due / 1000, tz=timezone.utc))
+        raise DelayedError(f"step {name!r} sleeps until {due} ms")
 
 
 Job.register(AsyncJob)

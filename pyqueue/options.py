@@ -22,6 +22,7 @@ from ._job_options import DeduplicationOptions as DeduplicationOptions
 from ._job_options import Duration as Duration
 from ._job_options import JobOptions as JobOptions
 from ._job_options import KeepJobs as KeepJobs
+from ._job_options import ParentRef as ParentRef
 from ._job_options import RepeatOptions as RepeatOptions
 from ._jsontext import MAX_JSON_DEPTH as MAX_JSON_DEPTH  # re-exported
 from ._jsontext import encode_json as encode_json
@@ -58,6 +59,11 @@ def _int(value: object, option: str, *, minimum: int, maximum: int | None = None
         upper = f" and <= {maximum}" if maximum is not None else ""
         raise InvalidJobOptionsError(f"{option} must be >= {minimum}{upper}, got {value!r}")
     return value
+
+
+def validate_priority(value: object) -> int:
+    """A job priority: an int from 0 (none) to ``MAX_PRIORITY``; else ``InvalidJobOptionsError``."""
+    return _int(value, "priority", minimum=0, maximum=MAX_PRIORITY)
 
 
 def validate_job_id(job_id: object) -> str:
@@ -207,6 +213,46 @@ def encode_job(name: object, data: object, opts: Mapping[str, Any] | EncodedOpti
     return EncodedJob(name, data_json, options, data)
 
 
+#: A flow child's failure policies: option -> BullMQ's short name in ``opts``.
+FAILURE_POLICIES = {"fail_parent_on_failure": "fpof", "continue_parent_on_failure": "cpof",
+                    "ignore_dependency_on_failure": "idof",
+                    "remove_dependency_on_failure": "rdof"}
+
+
+def failure_policy(opts: Mapping[str, Any]) -> str | None:
+    """The short name of the one failure policy set in ``opts`` (``None``: none)."""
+    chosen = []
+    for option, short in FAILURE_POLICIES.items():
+        flag = opts.get(option)
+        if flag is None:
+            continue
+        if not isinstance(flag, bool):
+            raise InvalidJobOptionsError(f"{option} must be a bool, got {flag!r}")
+        if flag:
+            chosen.append((option, short))
+    if len(chosen) > 1:
+        raise InvalidJobOptionsError(
+            f"choose one failure policy, not several: {[o for o, _ in chosen]}")
+    return chosen[0][1] if chosen else None
+def _telemetry(value: Any) -> dict[str, Any]:
+    """``telemetry={"metadata": str, "omit_context": bool}`` as BullMQ's ``tm``/``omc``."""
+    if not isinstance(value, Mapping) or set(value) - {"metadata", "omit_context"}:
+        raise InvalidJobOptionsError(
+            f"telemetry must be {{'metadata': str, 'omit_context': bool}}, got {value!r}")
+    out: dict[str, Any] = {}
+    if value.get("metadata") is not None:
+        if not isinstance(value["metadata"], str):
+            raise InvalidJobOptionsError(
+                f"telemetry.metadata must be a str, got {value['metadata']!r}")
+        out["tm"] = value["metadata"]
+    if value.get("omit_context") is not None:
+        if not isinstance(value["omit_context"], bool):
+            raise InvalidJobOptionsError(
+                f"telemetry.omit_context must be a bool, got {value['omit_context']!r}")
+        out["omc"] = value["omit_context"]
+    return out
+
+
 def encode_options(opts: Mapping[str, Any]) -> EncodedOptions:
     """Validate job options and encode them in BullMQ's format."""
     unknown = set(opts) - KNOWN_OPTIONS
@@ -289,6 +335,11 @@ def encode_options(opts: Mapping[str, Any]) -> EncodedOptions:
         group = validate_group(opts["group"])
     if opts.get("keep_logs") is not None:
         out["kl"] = _int(opts["keep_logs"], "keep_logs", minimum=1)
+    policy = failure_policy(opts)
+    if policy is not None:
+        out[policy] = True
+    if opts.get("telemetry") is not None:
+        out.update(_telemetry(opts["telemetry"]))
     out["attempts"] = attempts
     return EncodedOptions(
         opts=encode_json(out, "opts"),
@@ -302,6 +353,9 @@ def encode_options(opts: Mapping[str, Any]) -> EncodedOptions:
         group=group,
         raw_opts=out,
     )
+
+
+_POLICY_OPTIONS = {short: option for option, short in FAILURE_POLICIES.items()}
 
 
 def decode_options(stored: object) -> dict[str, Any]:
@@ -334,6 +388,11 @@ def decode_options(stored: object) -> dict[str, Any]:
             out["timeout"] = seconds(value)
         elif key == "kl":
             out["keep_logs"] = value
+        elif key in _POLICY_OPTIONS and value is True:
+            out[_POLICY_OPTIONS[key]] = True
+        elif key in ("tm", "omc"):
+            telemetry = out.setdefault("telemetry", {})
+            telemetry["metadata" if key == "tm" else "omit_context"] = value
         elif key == "de" and isinstance(value, Mapping):
             dedup: dict[str, Any] = {"id": value.get("id")}
             if value.get("ttl"):

@@ -42,3 +42,33 @@ if command -v npm >/dev/null 2>&1; then
 else
   echo "setup: npm not found; the BullMQ interop tests and benchmark peer will be skipped" >&2
 fi
+
+# tests/dashboard: the dashboard's browser tests drive Debian's chromium with
+# Playwright (its own browser download cannot work offline). Installed when
+# missing; without it those tests are skipped and say why.
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    sudo_cmd=""
+    if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then sudo_cmd="sudo"; fi
+    if [ "$(id -u)" = 0 ] || [ -n "$sudo_cmd" ]; then
+      $sudo_cmd apt-get update -qq >/dev/null \
+        && DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium >/dev/null \
+        || echo "setup: could not install chromium; the dashboard's browser tests will be skipped" >&2
+    else
+      echo "setup: chromium missing (apt-get install chromium as root); the dashboard's browser tests will be skipped" >&2
+    fi
+  else
+    echo "setup: chromium missing and no apt-get; the dashboard's browser tests will be skipped" >&2
+  fi
+fi
+
+# The outbox tests and docs/outbox.md use the PostgreSQL on 127.0.0.1:5432
+# (database `test`; $PYQUEUE_TEST_POSTGRES_DSN names another). Start the
+# machine's cluster when it is installed but stopped; without PostgreSQL the
+# outbox tests skip, saying why.
+if [ -z "${PYQUEUE_TEST_POSTGRES_DSN:-}" ] && command -v pg_isready >/dev/null 2>&1 \
+    && ! pg_isready -q -h 127.0.0.1 -p 5432 && command -v pg_ctlcluster >/dev/null 2>&1; then
+  for version in $(ls /etc/postgresql 2>/dev/null); do
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start >/dev/null 2>&1 || true
+  done
+fi

@@ -16,6 +16,7 @@ import redis
 
 from pyqueue import Queue
 from pyqueue.cli import main
+from pyqueue.testing import assert_enqueued, assert_not_enqueued
 
 
 def run(argv: list[str]) -> int:
@@ -152,7 +153,9 @@ def test_worker_burst_processes_the_waiting_jobs_and_exits(redis_url: str,
         env={**os.environ, "PYTHONPATH": str(root)})
     assert done.returncode == 0, done.stderr
     with Queue(queue_name, connection=redis_url) as q:
-        assert [q.get_job_state(i) for i in ids] == ["completed"] * 3
+        finished = assert_enqueued(q, "resize", states=["completed"], count=3)
+        assert sorted(job.id for job in finished) == sorted(ids)
+        assert_not_enqueued(q)
     assert done.stderr.count("completed") >= 3  # one INFO line per job
 
 
@@ -173,3 +176,33 @@ def test_queue_methods_on_a_queue_that_does_not_exist_create_nothing(
         q.add("first", {})  # the first add registers the queue, as BullMQ's does
         meta = redis_client.hgetall(f"bull:{queue_name}:meta")
         assert meta[b"version"].startswith(b"pyqueue:")
+
+
+async def test_health_host_filter_checks_only_this_hosts_workers(
+        redis_url: str, queue_name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import asyncio
+    import json
+    import socket
+
+    from _worker_helpers import wait_for
+
+    from pyqueue import Worker
+
+    async def noop(job: object) -> None:
+        return None
+
+    async with Worker(queue_name, noop, connection=redis_url, drain_delay=0.5):
+        async def health(*extra: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+            capsys.readouterr()
+            rc = await asyncio.to_thread(run, ["health", queue_name, "--json", "--redis",
+                                               redis_url, *extra])
+            return rc, json.loads(capsys.readouterr().out)
+
+        async def healthy() -> bool:
+            return (await health())[0] == 0
+
+        await wait_for(healthy, 15, "the first heartbeat", interval=0.1)
+        rc, report = await health("--host", socket.gethostname())
+        assert rc == 0 and len(report["workers"]) == 1
+        rc, report = await health("--host", "another-pod")
+        assert rc == 1 and report["workers"] == []

@@ -34,7 +34,9 @@ PAGES = ["README.md", "docs/index.md", "docs/getting-started.md", "docs/queues.m
          "docs/workers.md", "docs/jobs.md", "docs/events.md", "docs/errors.md",
          "docs/guarantees.md", "docs/testing.md", "docs/email.md", "docs/groups.md",
          "docs/schedulers.md", "docs/faq.md", "docs/migrating.md", "docs/cli.md",
-         "docs/format.md", "docs/benchmarks.md", "docs/scaling.md"]
+         "docs/format.md", "docs/benchmarks.md", "docs/outbox.md", "docs/production.md",
+         "docs/flows.md", "docs/dead-letters.md", "docs/observability.md",
+         "docs/dashboard.md", "docs/scaling.md"]
 
 TIMEOUT = 60.0
 _FENCE = re.compile(r"^```python\s*$")
@@ -172,5 +174,6 @@ def test_worker_example_module_imports(module: str, redis_url: str, tmp_path: Pa
 
 def test_examples_are_all_covered() -> None:
     names = {p.stem for p in (ROOT / "examples").glob("*.py")} - {"__init__"}
+    # The framework recipes run in tests/test_recipes.py (its RECIPES).
     assert names - {e.removesuffix(".py") for e in EXAMPLES} - set(MODULES) == {
-        "email_fastapi_app"}  # needs fastapi, which pyqueue does not depend on
+        "email_fastapi_app", "fastapi_app", "flask_app", "outbox_sqlalchemy", "django_outbox"}

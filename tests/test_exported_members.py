@@ -5,7 +5,8 @@ from __future__ import annotations
 import pyqueue
 
 EXPORTED = [
-    "AddOptions", "AsyncJob", "AsyncQueue", "BulkJob", "ConfigurationError", "DelayedError",
+    "AddOptions", "AsyncJob", "AsyncQueue", "BulkJob", "ConfigurationError",
+    "DeadLetterQueueError", "DelayedError",
     "EmbeddedRedisUnavailable", "Event", "InvalidJobDataError", "InvalidJobIdError",
     "InvalidJobOptionsError", "InvalidQueueNameError", "Job", "JobCancelledError", "JobError",
     "JobFailedError", "JobLockError", "JobNotFoundError", "JobOptions", "JobState",
@@ -14,6 +15,8 @@ EXPORTED = [
     "RedisBusyError", "RedisConnectionError", "RedisDataError", "RedisError",
     "RedisReplyError", "RedisStateError", "RepeatOptions", "UnrecoverableError", "Worker",
     "WorkerHooks",
+    # flows
+    "AsyncFlowProducer", "FlowNode", "FlowProducer", "WaitingChildrenError",
     "__version__", "register_backoff_strategy",
 ]
 

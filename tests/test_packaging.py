@@ -52,6 +52,8 @@ def test_wheel_ships_lua_and_runs_a_job(tmp_path: Path, redis_url: str, queue_na
     assert "pyqueue/lua/moveToActive.lua" in names
     assert "pyqueue/lua/includes/prelude.lua" in names
     assert "pyqueue/py.typed" in names
+    assert "pyqueue/web/templates/base.html" in names  # the dashboard's templates
+    assert "pyqueue/web/static/dashboard.js" in names  # and its static files
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)

@@ -30,6 +30,7 @@ from _worker_helpers import REPO, subprocess_env, wait_for
 
 from pyqueue import AsyncQueue, InvalidJobOptionsError, Job, Queue, Worker
 from pyqueue._cron import next_after
+from pyqueue.testing import TimeTravel, assert_enqueued, run_until_idle_async
 
 
 @pytest.fixture
@@ -261,6 +262,23 @@ async def test_cron_scheduler_without_immediately_waits_for_the_pattern(
     assert iteration_ms(job.id) == next_after("0 9 * * *", "Europe/Berlin", before)
     assert await queue.get_job_state(job.id) == "delayed"
     assert job.opts["repeat"] == {"pattern": "0 9 * * *", "tz": "Europe/Berlin", "count": 1}
+
+
+async def test_a_daily_cron_schedule_runs_day_after_day_by_time_travel(
+        redis_url: str, queue_name: str, queue: AsyncQueue) -> None:
+    # pyqueue.testing's time control: no waiting for 09:00, the real worker runs it.
+    runs: list[str] = []
+    await queue.upsert_job_scheduler("daily", pattern="0 9 * * *", tz="Europe/Berlin",
+                                     template={"name": "digest", "data": {"kind": "daily"}})
+    travel = TimeTravel(queue)
+    for day in range(1, 4):
+        (pending,) = await assert_enqueued(queue, "digest", {"kind": "daily"},
+                                           states=["delayed"])
+        assert await travel.advance(timedelta(days=1)) == [pending.id]
+        await run_until_idle_async(queue_name, lambda job: runs.append(job.id),
+                                   connection=redis_url)
+        assert runs[-1] == pending.id and len(runs) == day
+    assert len(set(runs)) == 3  # three different iterations, one a day
 
 
 async def test_template_name_data_and_opts_apply_to_every_iteration(

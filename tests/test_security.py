@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import socket
+import subprocess
 import sys
 import traceback
 from collections.abc import AsyncIterator, Iterator
@@ -541,6 +542,34 @@ async def test_password_is_not_stored_in_redis_nor_shown_by_the_cli(
             assert_no_secret(text, PASSWORD, where=f"pyqueue {' '.join(args)}")
     finally:
         await worker.close()
+
+
+async def test_worker_json_logs_and_metrics_line_mask_the_password(
+        acl_server: RedisServer, queue_name: str, acl_queue: AsyncQueue) -> None:
+    """``pyqueue worker --log-format json``: a processor that logs the connection URL,
+    and the worker's own lines, show it masked."""
+    target = url(acl_server.port)
+    await acl_queue.add("line", {"url": target})
+    rc, text = await run_cli("worker", "tests._log_jobs:log_line", "--queue", queue_name,
+                             "--burst", "--log-format", "json", "--redis", target)
+    assert rc == 0, text
+    assert f"via redis://{USER}:***@127.0.0.1" in text
+    assert_no_secret(text, PASSWORD, where="pyqueue worker --log-format json")
+
+
+def test_metrics_exporter_masks_the_password(acl_server: RedisServer) -> None:
+    """``pyqueue metrics`` prints where it serves and which Redis it reads, masked."""
+    proc = subprocess.Popen([sys.executable, "-m", "pyqueue.cli", "metrics", "--port", "0",
+                             "--host", "127.0.0.1", "--redis", url(acl_server.port)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=30)
+    assert "serving http://127.0.0.1:" in line and f"{USER}:***@" in line, line + err
+    assert_no_secret(line + out + err, PASSWORD, where="pyqueue metrics")
 
 
 def admin_hlen(port: int, key: str) -> int:

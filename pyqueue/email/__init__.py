@@ -14,14 +14,18 @@ Produce with :func:`enqueue_email`, consume with :class:`EmailWorker`::
 
     EmailWorker("email").run()      # SMTP_* settings from the environment
 
+Transports: SMTP (default), Amazon SES v2 (``pyqueue.email.ses``) and Resend
+(``pyqueue.email.resend``), ``pip install 'pyqueue-redis[providers]'``.
 See docs/email.md.
 """
 
 from __future__ import annotations
 
+from .batch import enqueue_batch
 from .classify import Verdict, classify_exception, classify_reply
 from .deadletter import DeadLetters, dlq_name
 from .enqueue import PRIORITY_BULK, PRIORITY_TRANSACTIONAL, build_job, enqueue_email
+from .forget import forget
 from .limits import set_send_rate
 from .message import (
     MAX_ATTACHMENT_BYTES,
@@ -35,9 +39,11 @@ from .message import (
 )
 from .quota import DailyQuota
 from .sender import SMTPSender
+from .sendlimits import SendLimit
 from .settings import SMTPSettings
 from .suppressions import AsyncSuppressions, Suppressions
 from .templates import TemplateError, Templates
+from .transport import ProviderError, Transport, transport_from_env
 from .worker import EmailWorker, PermanentSendError, TemporarySendError
 
 #: ``EmailMessage``-shaped job data (an alias of :class:`EmailData`).
@@ -55,22 +61,28 @@ __all__ = [
     "EmailMessageData",
     "EmailWorker",
     "PermanentSendError",
+    "ProviderError",
     "SMTPSender",
     "SMTPSettings",
+    "SendLimit",
     "Suppressions",
     "TemplateError",
     "Templates",
     "TemporarySendError",
+    "Transport",
     "Verdict",
     "build_job",
     "build_message",
     "classify_exception",
     "classify_reply",
     "dlq_name",
+    "enqueue_batch",
     "enqueue_email",
+    "forget",
     "html_to_text",
     "job_id_for",
     "message_id_for",
     "set_send_rate",
+    "transport_from_env",
     "validate_data",
 ]

@@ -43,14 +43,16 @@ _POLICY_WORDS = re.compile(r"spam|policy|blocked|blacklist|blocklist|reputation|
 
 @dataclass(frozen=True)
 class Verdict:
-    """The classification of one failure: ``kind``, the SMTP ``code`` (0 if
-    none), a short ``reason`` for job records, and for throttling whether it
-    is a daily ``quota`` (pause longer)."""
+    """The classification of one failure: ``kind``, the SMTP or HTTP ``code``
+    (0 if none), a short ``reason`` for job records, and for throttling whether
+    it is a daily ``quota`` (pause longer) and how long the provider asked us
+    to wait (``retry_after`` seconds, HTTP providers only)."""
 
     kind: str
     code: int
     reason: str
     quota: bool = False
+    retry_after: float | None = None
 
 
 def enhanced_code(text: str) -> str | None:
@@ -90,6 +92,9 @@ def classify_reply(code: int, message: str, *, stage: str = "data") -> Verdict:
 
 def classify_exception(exc: BaseException, *, stage: str | None = None) -> Verdict:
     """Classify an exception raised while connecting or sending."""
+    carried = getattr(exc, "verdict", None)  # transport.ProviderError and the send errors
+    if isinstance(carried, Verdict):
+        return carried
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         verdicts = [classify_reply(r.code, r.message, stage="rcpt") for r in exc.recipients]
         for kind in (THROTTLE, RETRY, FAIL, BOUNCE):  # the most hopeful kind wins

@@ -38,6 +38,7 @@ def build_job(*, to: str | Sequence[str], subject: str | None = None, text: str 
               attachments: Sequence[Attachment | tuple[str, bytes, str]] | None = None,
               template: str | None = None, variables: Mapping[str, Any] | None = None,
               category: str = "transactional", group_by_domain: bool = False,
+              mail_type: str | None = None, user_id: str | None = None,
               queue_defaults: Mapping[str, Any] | None = None,
               **job_options: Any) -> tuple[EmailData, dict[str, Any]]:
     """The validated job data and the job options for one mail (no I/O)."""
@@ -46,7 +47,8 @@ def build_job(*, to: str | Sequence[str], subject: str | None = None, text: str 
     raw: dict[str, Any] = {"to": to}
     for key, value in (("cc", cc), ("bcc", bcc), ("from", from_address),
                        ("reply_to", reply_to), ("subject", subject), ("text", text),
-                       ("html", html), ("template", template)):
+                       ("html", html), ("template", template), ("type", mail_type),
+                       ("user_id", user_id)):
         if value is not None:
             raw[key] = value
     if headers:
@@ -100,7 +102,8 @@ def enqueue_email(queue: Queue | AsyncQueue, *, to: str | Sequence[str],
     ``(filename, bytes, content_type)`` or base64 dicts), ``template`` and
     ``variables``, ``category`` (``"transactional"``, the default, priority 1;
     or ``"bulk"``, priority 100), ``group_by_domain`` (job group = the first
-    recipient's domain, for per-domain limits). Everything else is a job
+    recipient's domain, for per-domain limits), ``mail_type`` and ``user_id``
+    (what per-type and per-user ``SendLimit`` rules look at). Everything else is a job
     option (``attempts``, ``backoff``, ``delay``, ``priority``, ``group``...).
 
     The job id comes from ``mail_uid`` (``mail-<uid>``), so adding the same

@@ -8,7 +8,8 @@ Job data (JSON) has this shape (:class:`EmailData`)::
      "attachments": [{"filename": "a.pdf", "content_type": "application/pdf",
                       "content": "<base64>"}],
      "template": "otp", "variables": {"code": "123456"},
-     "mail_uid": "otp-42", "category": "transactional"}
+     "mail_uid": "otp-42", "category": "transactional",
+     "type": "login-otp", "user_id": "42"}
 
 The same checks run when a mail is enqueued (``enqueue_email``) and again in
 the worker (jobs may come from other producers): CR or LF in a header field,
@@ -66,6 +67,8 @@ EmailData = TypedDict("EmailData", {
     "variables": dict[str, Any],
     "mail_uid": str,
     "category": str,
+    "type": str,
+    "user_id": str,
 }, total=False)
 EmailData.__doc__ = "The job data of one email (all keys optional except a recipient)."
 
@@ -248,6 +251,13 @@ def validate_data(data: Mapping[str, Any]) -> EmailData:
         out["mail_uid"] = uid
     if data.get("category") is not None:
         out["category"] = check_header_value("category", data["category"])
+    for name in ("type", "user_id"):  # for per-type and per-user limits (sendlimits)
+        value = data.get(name)
+        if value is not None:
+            text = check_header_value(name, value)
+            if not text or len(text) > 200:
+                raise ValueError(f"{name} must be 1 to 200 characters")
+            out[name] = text  # type: ignore[literal-required]
     return out
 
 

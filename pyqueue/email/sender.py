@@ -34,11 +34,13 @@ class InsecureAuthError(aiosmtplib.SMTPException):
 
 @dataclass
 class SendResult:
-    """What the server said: accepted and refused recipients, the final reply."""
+    """What the server said: accepted and refused recipients, the final reply,
+    and the provider's own message id (HTTP transports)."""
 
     accepted: list[str]
     refused: dict[str, tuple[int, str]] = field(default_factory=dict)
     response: str = ""
+    provider_id: str | None = None
 
 
 @dataclass
@@ -50,7 +52,9 @@ class _Conn:
 
 
 class SMTPSender:
-    """A small pool of SMTP connections for one worker."""
+    """A small pool of SMTP connections for one worker (the ``smtp`` transport)."""
+
+    name = "smtp"
 
     def __init__(self, settings: SMTPSettings, *, size: int = 1,
                  tls_context: ssl.SSLContext | None = None) -> None:
@@ -115,9 +119,19 @@ class SMTPSender:
                 await asyncio.wait_for(conn.smtp.quit(), timeout=2)
         conn.smtp.close()
 
+    @property
+    def default_from(self) -> str | None:
+        """The sender used when a mail names none (``SMTP_FROM``)."""
+        return self.settings.from_address
+
+    def describe(self) -> str:
+        """A one-line summary for logs (never the password)."""
+        return self.settings.describe()
+
     async def send(self, message: EmailMessage, sender: str,
-                   recipients: list[str]) -> SendResult:
-        """Send one message; raises aiosmtplib's errors (see ``classify``)."""
+                   recipients: list[str], *, mail_uid: str | None = None) -> SendResult:
+        """Send one message; raises aiosmtplib's errors (see ``classify``).
+        SMTP's idempotency is the Message-ID already in ``message``."""
         async with self._slots:
             conn = await self._acquire()
             try:

@@ -10,11 +10,13 @@ counts as absent (and is deleted when next looked at).
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import redis
 import redis.asyncio
@@ -36,6 +38,17 @@ def suppression_key(queue_name: str, prefix: str = "bull") -> str:
 def normalize(address: str) -> str:
     """The key used for an address: validated, bare and lower-cased."""
     return bare_address(parse_address(address, "address"))
+
+
+def address_digest(address: str) -> str:
+    """A stable SHA-256 digest of an address (bare, lower-cased) for keys and
+    forgotten entries: the plain address is not kept."""
+    return hashlib.sha256(("pyqueue-email:" + address.strip().lower()).encode()).hexdigest()
+
+
+def hashed_field(address: str) -> str:
+    """The suppression-list field of a forgotten address: ``sha256:<digest>``."""
+    return "sha256:" + address_digest(address)
 
 
 def _expires_at(expires: Expiry, now: float) -> float | None:
@@ -61,11 +74,50 @@ def _entry(address: str, raw: Any, now: float) -> dict[str, Any] | None:
     if expires is not None and float(expires) <= now:
         return None
     return {"address": address, "reason": data.get("reason", ""), "at": data.get("at"),
-            "expires": expires}
+            "expires": expires, "source": data.get("source", "manual")}
+
+
+def _record(reason: str, source: str, now: float, expires: Expiry) -> str:
+    return json.dumps({"reason": reason, "at": now, "expires": _expires_at(expires, now),
+                       "source": source})
 
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class SuppressionStore(Protocol):
+    """What the worker and the feedback endpoint need from a suppression list
+    (:class:`AsyncSuppressions` in Redis, the default, or
+    ``pgsuppressions.PostgresSuppressions``)."""
+
+    async def add(self, address: str, reason: str = "manual", *, expires: Expiry = None,
+                  source: str = "manual") -> str:
+        """Suppress ``address``; returns its key form."""
+        ...
+
+    async def suppressed(self, addresses: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Of ``addresses`` (bare, lower-cased), those suppressed, with entries."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections this store opened."""
+        ...
+
+
+def store_from_env(queue_name: str, *, connection: Any, prefix: str = "bull",
+                   environ: Mapping[str, str] | None = None) -> SuppressionStore:
+    """PostgreSQL when ``$EMAIL_SUPPRESSIONS_DSN`` is set (table
+    ``$EMAIL_SUPPRESSIONS_TABLE``, default ``email_suppressions``), else the
+    queue's Redis hash."""
+    env = os.environ if environ is None else environ
+    if env.get("EMAIL_SUPPRESSIONS_DSN"):
+        from .pgsuppressions import PostgresSuppressions
+
+        return PostgresSuppressions(env["EMAIL_SUPPRESSIONS_DSN"],
+                                    table=env.get("EMAIL_SUPPRESSIONS_TABLE")
+                                    or "email_suppressions")
+    return AsyncSuppressions(queue_name, connection=connection, prefix=prefix)
 
 
 class Suppressions:
@@ -87,23 +139,27 @@ class Suppressions:
         """The suppression list of a ``Queue`` (shares its connection)."""
         return cls(queue.name, connection=queue.client, prefix=queue.prefix)
 
-    def add(self, address: str, reason: str = "manual", *, expires: Expiry = None) -> str:
-        """Suppress ``address`` (optionally until ``expires``); returns its key form."""
+    def add(self, address: str, reason: str = "manual", *, expires: Expiry = None,
+            source: str = "manual") -> str:
+        """Suppress ``address`` (optionally until ``expires``); returns its key form.
+        ``source``: who said so (``manual``, ``smtp``, ``ses``, ``resend``...)."""
         addr = normalize(address)
-        now = time.time()
-        self.client.hset(self.key, addr, json.dumps(
-            {"reason": reason, "at": now, "expires": _expires_at(expires, now)}))
+        self.client.hset(self.key, addr, _record(reason, source, time.time(), expires))
         return addr
 
     def remove(self, address: str) -> bool:
-        """Stop suppressing ``address``; ``False`` if it was not listed."""
-        return bool(self.client.hdel(self.key, normalize(address)))
+        """Stop suppressing ``address`` (its plain or hashed entry); ``False`` if it
+        was not listed."""
+        addr = normalize(address)
+        return bool(self.client.hdel(self.key, addr, hashed_field(addr)))
 
     def get(self, address: str) -> dict[str, Any] | None:
-        """The entry ``{address, reason, at, expires}``, or ``None``."""
+        """The entry ``{address, reason, at, expires, source}``, or ``None``. A
+        forgotten address is found by its hash (``address`` is then ``sha256:...``)."""
         addr = normalize(address)
-        entry = _entry(addr, self.client.hget(self.key, addr), time.time())
-        return entry
+        now = time.time()
+        plain, hashed = self.client.hmget(self.key, [addr, hashed_field(addr)])
+        return _entry(addr, plain, now) or _entry(hashed_field(addr), hashed, now)
 
     def is_suppressed(self, address: str) -> bool:
         """Whether mail to ``address`` is skipped."""
@@ -145,28 +201,28 @@ class AsyncSuppressions:
         self.client, self._owns = async_client(connection)
 
     async def add(self, address: str, reason: str = "manual", *,
-                  expires: Expiry = None) -> str:
+                  expires: Expiry = None, source: str = "manual") -> str:
         """Suppress ``address`` (optionally until ``expires``)."""
         addr = normalize(address)
-        now = time.time()
-        await self.client.hset(self.key, addr, json.dumps(
-            {"reason": reason, "at": now, "expires": _expires_at(expires, now)}))
+        await self.client.hset(self.key, addr, _record(reason, source, time.time(), expires))
         return addr
 
     async def remove(self, address: str) -> bool:
-        """Stop suppressing ``address``."""
-        return bool(await self.client.hdel(self.key, normalize(address)))
+        """Stop suppressing ``address`` (plain or hashed entry)."""
+        addr = normalize(address)
+        return bool(await self.client.hdel(self.key, addr, hashed_field(addr)))
 
     async def suppressed(self, addresses: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """Of ``addresses`` (bare, lower-cased), those suppressed now, with entries."""
+        """Of ``addresses`` (bare, lower-cased), those suppressed now (by their
+        plain or hashed entry), with entries."""
         wanted = list(dict.fromkeys(addresses))
         if not wanted:
             return {}
-        raws = await self.client.hmget(self.key, wanted)
+        raws = await self.client.hmget(self.key, wanted + [hashed_field(a) for a in wanted])
         now = time.time()
         out = {}
-        for addr, raw in zip(wanted, raws, strict=True):
-            entry = _entry(addr, raw, now)
+        for i, addr in enumerate(wanted):
+            entry = _entry(addr, raws[i], now) or _entry(addr, raws[len(wanted) + i], now)
             if entry is not None:
                 out[addr] = entry
         return out

@@ -24,17 +24,27 @@
 * :func:`run_until_idle` (and :func:`run_until_idle_async`): run a real
   ``Worker`` on a queue until no job is waiting, active or due, and get the
   jobs that finished; the first job that failed for good raises.
+
+* :class:`TimeTravel` and :func:`advance`: move a queue's delayed jobs
+  forward in time (delays, backoff retries, scheduler runs) instead of
+  sleeping.
+
+* :func:`assert_enqueued` and :func:`assert_not_enqueued`: read the real
+  queue and fail with a list of what it holds.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from .asserts import PENDING_STATES, assert_enqueued, assert_not_enqueued
 from .cluster import LocalRedisCluster
 from .idle import run_until_idle, run_until_idle_async
 from .server import RedisServer
+from .timetravel import TimeTravel, advance
 
-__all__ = ["LocalRedisCluster", "RedisServer", "run_until_idle", "run_until_idle_async"]
+__all__ = ["PENDING_STATES", "LocalRedisCluster", "RedisServer", "TimeTravel", "advance",
+           "assert_enqueued", "assert_not_enqueued", "run_until_idle", "run_until_idle_async"]
 
 
 def pytest_configure(config: Any) -> None:

@@ -13,6 +13,9 @@ Fixtures:
   to the test; closed, and its keys removed, afterwards.
 * ``pyqueue_async_queue``: the same as an :class:`~pyqueue.AsyncQueue` (needs
   ``pytest-asyncio``; the fixture runs in the test's event loop).
+* ``pyqueue_time_travel``: a :class:`~pyqueue.testing.TimeTravel` on
+  ``pyqueue_queue`` (``pyqueue_time_travel.advance(60)`` promotes what is
+  due within the next minute).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import pytest
 from .. import AsyncQueue, Queue
 from ..errors import RedisConnectionError
 from .server import RedisServer
+from .timetravel import TimeTravel
 
 #: Environment variable naming a Redis server to use instead of starting one.
 URL_ENV = "PYQUEUE_TEST_REDIS_URL"
@@ -58,6 +62,12 @@ def pyqueue_queue(pyqueue_redis_url: str) -> Iterator[Queue]:
             queue.obliterate(force=True)
     finally:
         queue.close()
+
+
+@pytest.fixture
+def pyqueue_time_travel(pyqueue_queue: Queue) -> TimeTravel[Queue]:
+    """Time control for ``pyqueue_queue``'s delayed jobs (see ``TimeTravel``)."""
+    return TimeTravel(pyqueue_queue)
 
 
 def _async_fixture(func: Callable[..., Any]) -> Any:

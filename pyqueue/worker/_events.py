@@ -87,11 +87,18 @@ class HookSet:
 
     def __init__(self, name: str, hooks: Iterable[WorkerHooks]) -> None:
         self._name = name
-        self.hooks = tuple(hooks)
-        for hook in self.hooks:
+        self.hooks: tuple[WorkerHooks, ...] = ()
+        self.add(hooks)
+
+    def add(self, hooks: Iterable[WorkerHooks]) -> None:
+        """Add ``hooks`` after the ones there (the worker's parts share this object,
+        so they see them at once)."""
+        added = tuple(hooks)
+        for hook in added:
             if not isinstance(hook, WorkerHooks):
                 raise ConfigurationError(
                     f"hooks must be WorkerHooks instances, got {hook!r}")
+        self.hooks += added
         for method in HOOK_METHODS:
             base = getattr(WorkerHooks, method)
             setattr(self, method, tuple(

@@ -35,8 +35,10 @@ class FinishBatcher:
                  fetch_params: Callable[[int], S.FetchArgs],
                  closing: Callable[[], bool],
                  on_fetched: Callable[[list[tuple[str, str, dict[str, str]]]], None],
-                 spawn: Callable[[str, str, dict[str, str]], None]) -> None:
+                 spawn: Callable[[str, str, dict[str, str]], None],
+                 metrics_points: int | None = None) -> None:
         self._keys = keys
+        self._metrics_points = metrics_points
         self._clock = clock
         self._transport = transport
         self._fetch_params = fetch_params
@@ -88,7 +90,8 @@ class FinishBatcher:
         fetch = not self._closing()
         return S.move_to_finished(self._keys, self._clock.now_ms(), items=items,
                                   fetch=self._fetch_params(len(items)) if fetch else None,
-                                  me=self._clock.max_events), fetch
+                                  me=self._clock.max_events,
+                                  metrics_points=self._metrics_points), fetch
 
     def plan(self, items: list[S.FinishItem]) -> Plan[tuple[list[int], Any]]:
         """The finish call as a plan (syncs the clock first)."""

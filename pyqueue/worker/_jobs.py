@@ -19,6 +19,7 @@ from .._procpool import ProcessorError
 from ..errors import (
     JobCancelledError,
     JobLockError,
+    JobStateError,
     PyQueueError,
     RedisConnectionError,
     UnrecoverableError,
@@ -29,7 +30,7 @@ from ._events import HookSet, LocalEvents
 from ._executors import Executor, invoke
 from ._finish import FinishBatcher, NextJob
 from ._options import WorkerOptions
-from ._outcome import Outcome, decide
+from ._outcome import Outcome, dead_letter_kind, decide
 from ._report import Reporter
 from ._slots import Slots
 
@@ -164,6 +165,8 @@ class JobRunner:
             self._reporter.report("finish failed", exc)
             await self._reset(exc)
             return False, None
+        if code in S.FLOW_REFUSALS:  # unfinished or failed children: the attempt fails
+            S.check(code, op="complete", job_id=job.id)
         if code < 0:
             try:
                 S.check(code, op="finish", job_id=job.id)
@@ -178,8 +181,11 @@ class JobRunner:
 
     async def _finish_completed(self, job: JobBase, value: str, result: Any) -> NextJob:
         keep = self._retention(job, True)
-        accepted, nxt = await self._finish(job, target="completed", value=value,
-                                           keep_count=keep.count, keep_age_ms=keep.age_ms)
+        try:
+            accepted, nxt = await self._finish(job, target="completed", value=value,
+                                               keep_count=keep.count, keep_age_ms=keep.age_ms)
+        except JobStateError as exc:  # refused: the job has unfinished or failed children
+            return await self._settle(job, exc)
         if accepted:
             job.return_value = result
             job.attempts_made += 1
@@ -209,7 +215,8 @@ class JobRunner:
         keep = self._retention(job, False)
         accepted, nxt = await self._finish(job, target="failed", value=reason,
                                            stacktrace=trace, keep_count=keep.count,
-                                           keep_age_ms=keep.age_ms, exhausted=outcome.exhausted)
+                                           keep_age_ms=keep.age_ms, exhausted=outcome.exhausted,
+                                           dead_letter=dead_letter_kind(job, exc, outcome))
         if accepted:
             job.attempts_made = made
             job.failed_reason = reason

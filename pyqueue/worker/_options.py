@@ -30,6 +30,23 @@ class WorkerOptions:
     shutdown_grace: float  # seconds
     drain_delay: float  # seconds
     execution: str
+    #: BullMQ metrics: the data points (minutes) to keep; None = no metrics.
+    metrics_points: int | None = None
+
+
+#: BullMQ's ``MetricsTime.ONE_WEEK``: the data points kept when none are named.
+DEFAULT_METRICS_POINTS = 60 * 24 * 7
+
+
+def _metrics(metrics: Mapping[str, Any] | None) -> int | None:
+    """``metrics={"max_data_points": n}`` as the number of points (None: off)."""
+    if metrics is None:
+        return None
+    if not isinstance(metrics, Mapping) or set(metrics) - {"max_data_points"}:
+        raise InvalidJobOptionsError(
+            f"metrics must be {{'max_data_points': n}}, got {metrics!r}")
+    return _positive_int(metrics.get("max_data_points", DEFAULT_METRICS_POINTS),
+                         "metrics.max_data_points", 1)
 
 
 def _positive_int(value: object, option: str, minimum: int) -> int:
@@ -67,6 +84,7 @@ def validate_options(
     shutdown_grace: Duration,
     drain_delay: Duration,
     execution: str,
+    metrics: Mapping[str, Any] | None = None,
 ) -> WorkerOptions:
     """Check every option (``InvalidJobOptionsError`` naming the bad one)."""
     concurrency = _positive_int(concurrency, "concurrency", 1)
@@ -84,7 +102,8 @@ def validate_options(
         raise InvalidJobOptionsError(
             f"execution must be 'thread' or 'process', got {execution!r}")
     return WorkerOptions(concurrency, limits, lock_ms, stalled_ms, max_stalled_count,
-                         keep_complete, keep_fail, backoff_strategy, grace, drain, execution)
+                         keep_complete, keep_fail, backoff_strategy, grace, drain, execution,
+                         _metrics(metrics))
 
 
 def check_target(target: Callable[..., Any], execution: str) -> bool:

@@ -10,10 +10,18 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from .. import backoff as _backoff
-from ..errors import DelayedError, JobCancelledError, RateLimitError, UnrecoverableError
+from ..errors import (
+    DelayedError,
+    JobCancelledError,
+    JobTimeoutError,
+    RateLimitError,
+    UnrecoverableError,
+    WaitingChildrenError,
+)
 
 #: completed: store the result. retry: back to wait/delayed after ``delay_ms``.
-#: delayed: the job moved itself to delayed (DelayedError). rate_limited: back
+#: delayed: the job moved itself to delayed (DelayedError) or to waiting-children
+#: (WaitingChildrenError). rate_limited: back
 #: to the front of wait, attempt not counted. failed: fail (``exhausted`` says
 #: whether the attempts ran out). cancelled: fail (or remove) without retry.
 OutcomeKind = Literal["completed", "retry", "delayed", "rate_limited", "failed", "cancelled"]
@@ -62,7 +70,7 @@ def decide(job: JobView, error: BaseException | None, *,
     """
     if error is None:
         return CANCELLED if job.cancel_reason is not None else COMPLETED
-    if isinstance(error, DelayedError):
+    if isinstance(error, DelayedError | WaitingChildrenError):
         return DELAYED
     if isinstance(error, RateLimitError):
         return RATE_LIMITED
@@ -86,3 +94,32 @@ def _failure(job: JobView, error: BaseException, strategy: _backoff.BackoffStrat
         return Outcome("failed")
     exhausted = not isinstance(error, UnrecoverableError) or bool(job.deferred_failure)
     return Outcome("failed", exhausted=exhausted and made >= job.attempts)
+
+
+class FailedJobView(JobView, Protocol):
+    """What :func:`dead_letter_kind` reads from a job besides :class:`JobView`."""
+
+    corruption: str | None
+
+
+def dead_letter_kind(job: FailedJobView, error: BaseException, outcome: Outcome) -> str:
+    """Why a job failed for good, as its dead-letter entry's ``kind``:
+    ``damaged`` (its hash could not be read), ``stalled`` (failed by the
+    stalled check), ``timeout`` (its last attempt timed out),
+    ``backoff-error`` (its backoff strategy raised), ``unrecoverable``
+    (``UnrecoverableError``) or ``attempts-exhausted``; an exception with a
+    ``dead_letter_kind`` string attribute names its own."""
+    if job.corruption is not None:
+        return "damaged"
+    if job.deferred_failure:
+        return "stalled"
+    custom = getattr(error, "dead_letter_kind", None)
+    if isinstance(custom, str) and custom:
+        return custom
+    if isinstance(error, JobTimeoutError):
+        return "timeout"
+    if outcome.strategy_error is not None:
+        return "backoff-error"
+    if isinstance(error, UnrecoverableError):
+        return "unrecoverable"
+    return "attempts-exhausted"

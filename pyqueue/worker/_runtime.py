@@ -72,7 +72,8 @@ class Runtime:
         self.batcher = FinishBatcher(
             keys, clock, options.concurrency, transport=conns.transport,
             fetch_params=self.fetch_params, closing=lambda: self.closing,
-            on_fetched=self.fetch.fetched, spawn=self.slots.spawn)
+            on_fetched=self.fetch.fetched, spawn=self.slots.spawn,
+            metrics_points=options.metrics_points)
         self.jobs = JobRunner(
             keys=keys, clock=clock, options=options, slots=self.slots, batcher=self.batcher,
             events=events, hooks=hooks, reporter=reporter, status=self.status, run=self.run,

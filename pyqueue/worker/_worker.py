@@ -55,7 +55,10 @@ class Worker:
     start unless Redis' maxmemory-policy is ``noeviction``; otherwise only
     warn), ``autorun`` (start as soon as an event loop runs), ``hooks``
     (:class:`WorkerHooks` instances: metrics, tracing, logging), ``log_jobs``
-    (one log line per finished job on ``pyqueue.worker``, rate-limited).
+    (one log line per finished job on ``pyqueue.worker``, rate-limited),
+    ``metrics`` (``{"max_data_points": n}``: keep BullMQ's per-minute
+    completed/failed counts, read by ``Queue.get_metrics`` and Bull Board;
+    counted in the finish script, no extra round trip).
     """
 
     def __init__(
@@ -82,6 +85,7 @@ class Worker:
         autorun: bool = True,
         hooks: Iterable[WorkerHooks] = (),
         log_jobs: bool = True,
+        metrics: Mapping[str, Any] | None = None,
     ) -> None:
         self.name = validate_queue_name(name)
         self.prefix = validate_prefix(prefix)
@@ -98,7 +102,7 @@ class Worker:
             stalled_interval=stalled_interval, max_stalled_count=max_stalled_count,
             remove_on_complete=remove_on_complete, remove_on_fail=remove_on_fail,
             backoff_strategy=backoff_strategy, shutdown_grace=shutdown_grace,
-            drain_delay=drain_delay, execution=execution)
+            drain_delay=drain_delay, execution=execution, metrics=metrics)
         self.concurrency = opts.concurrency
         self.lock_ms = opts.lock_ms
         self.stalled_ms = opts.stalled_ms
@@ -135,6 +139,7 @@ class Worker:
         self._closed = asyncio.Event()
         self._force = asyncio.Event()
         self._running = False
+        self._started_at: float | None = None
         if autorun:
             try:
                 loop = asyncio.get_running_loop()
@@ -155,6 +160,14 @@ class Worker:
         """Call ``callback`` on a local event: active, progress, completed, failed,
         stalled, error, drained, closed (and lock_lost). Returns the worker."""
         self._events.add(event, callback)
+        return self
+
+    def add_hooks(self, *hooks: WorkerHooks) -> Worker:
+        """Add :class:`WorkerHooks` to a worker that has not started (for tools that
+        get a ready-made worker, such as ``pyqueue worker --metrics-port``)."""
+        if self._running or self._starting is not None:
+            raise ConfigurationError("add_hooks() must be called before the worker starts")
+        self._hooks.add(hooks)
         return self
 
     @property
@@ -196,7 +209,8 @@ class Worker:
         is healthy; one stuck reconnecting is not). Also: ``state``
         (idle, running, reconnecting, closing, closed), ``last_fetch_at``
         (epoch seconds of the last fetch that returned), ``active``,
-        ``jobs_processed``, ``worker_id``.
+        ``jobs_processed``, ``worker_id``, ``concurrency``, ``started_at`` (epoch
+        seconds, None before start).
         """
         status = self._status
         fresh = status.last_ok is not None and \
@@ -208,7 +222,9 @@ class Worker:
             "consuming": bool(self._running and status.state == "running" and fresh),
             "last_fetch_at": status.last_fetch_at,
             "active": self.active_count,
+            "concurrency": self.concurrency,
             "jobs_processed": status.jobs_processed,
+            "started_at": self._started_at,
         }
 
     async def start(self, burst: bool = False) -> None:
@@ -233,6 +249,7 @@ class Worker:
         self._events.loop = asyncio.get_running_loop()
         await self._conns.check_eviction_policy(self.name, self.require_noeviction)
         self._running = True
+        self._started_at = time.time()
         await self._rt.start(client_name=self._client_name(), pipelined=self.pipelined,
                              cancel_poll=self.cancel_poll_interval, health=self.health,
                              on_idle=self._burst_done)

@@ -514,6 +514,10 @@ def test_worker_through_oom_resumes_when_memory_frees(oom_scenario: Scenario) ->
     the queued jobs once memory is available again."""
     sc = oom_scenario
     returned, _ = fill_until_oom(sc, {"blob": "x" * 400})
+    # Keep Redis out of memory: once the producer's buffers are freed, used
+    # memory drops a little below the limit, and a fetch would get through.
+    used = int(sc.client.info("memory")["used_memory"])
+    sc.client.config_set("maxmemory", str(used - 256 * 1024))
     w = sc.start_worker(**BASE_OPTS, concurrency=8)
     sc.wait_ready([w])
     wait_until(lambda: worker_errors(sc), 10, "the worker to hit OOM")

@@ -11,6 +11,10 @@ from _smtp import SENDER, SMTPServer, free_port
 from _worker_helpers import wait_for
 
 from pyqueue import Queue
+from pyqueue import _scripts as S
+from pyqueue._keys import QueueKeys
+from pyqueue._plan import single
+from pyqueue._runner import run_sync
 from pyqueue.email import DeadLetters, SMTPSettings, Suppressions, enqueue_email
 
 FAST_RETRY: dict[str, Any] = {"attempts": 4,
@@ -74,6 +78,7 @@ async def test_5xx_fails_at_once_into_the_dead_letter_queue(request: pytest.Fixt
     (entry,) = dead.list()
     assert entry["reason"] == "554 5.7.1 Message rejected by policy"
     assert entry["kind"] == "fail" and entry["data"]["mail_uid"] == "policy"
+    assert queue.get_dead_letter_queue() == f"{queue.name}-dlq"  # set by the worker
     # After the fix, replay sends it, with the same Message-ID.
     smtp_server.handler.clear_rules()
     (new_id,) = dead.replay()
@@ -229,3 +234,48 @@ async def test_bad_job_data_from_another_producer_fails_without_retry(
     assert stored is not None and stored.attempts_made == 1
     assert "2 recipients" in (stored.failed_reason or "")
     assert smtp_server.handler.messages == []
+
+
+async def test_a_mail_failed_by_the_stalled_check_is_dead_lettered(
+        queue: Queue, started: Any, redis_url: str) -> None:
+    # Before the dead letters moved into the failing script, a mail failed by
+    # the stalled check skipped the dead-letter queue (process() never ran).
+    job = enqueue_email(queue, to="ada@example.com", subject="x", text="x", mail_uid="stall")
+    keys = QueueKeys(queue.prefix, queue.name)
+    # A worker takes the mail (the real fetch script, a 50 ms lock) and dies.
+    fetch = S.fetch_args(token="dead-worker", lock_ms=50, n=1, wname=None, me=None,
+                         limiter=None)
+    run_sync(queue.client, single(S.move_to_active(keys, int(time.time() * 1000), fetch)))
+    assert queue.get_job_state(job.id) == "active"
+    await wait_for(lambda: not queue.client.exists(keys.lock(job.id)), 5, "lock expiry")
+    for interval in (1, 2):  # the stalled check's two passes (mark, then move)
+        run_sync(queue.client, single(S.move_stalled_jobs_to_wait(
+            keys, int(time.time() * 1000) + interval, max_stalled=0, interval_ms=1)))
+        queue.client.delete(keys.key("stalled-check"))
+    assert queue.get_job_state(job.id) == "prioritized"  # back, ready (mail has priority)
+    await started()
+    assert await state_of(queue, job.id) == "failed"
+    with DeadLetters.of(queue) as dead:
+        (entry,) = dead.list()
+    assert entry["job_id"] == job.id and entry["kind"] == "stalled"
+    assert entry["reason"] == "job stalled more than allowable limit"
+
+
+async def test_the_worker_keeps_a_dead_letter_queue_set_by_hand(
+        queue: Queue, smtp_server: SMTPServer, started: Any) -> None:
+    queue.set_dead_letter_queue(f"{queue.name}-mine")
+    try:
+        smtp_server.handler.fail_data("554 5.7.1 rejected", times=None)
+        job = enqueue_email(queue, to="ada@example.com", subject="x", text="x",
+                            mail_uid="mine")
+        await started()
+        assert queue.get_dead_letter_queue() == f"{queue.name}-mine"
+        assert await state_of(queue, job.id) == "failed"
+        with DeadLetters.of(queue) as dead:
+            (entry,) = dead.list()
+        assert entry["job_id"] == job.id
+        with Queue(f"{queue.name}-mine", connection=queue.client) as mine:
+            assert mine.get_job_counts("waiting")["waiting"] == 1
+            mine.obliterate(force=True)
+    finally:
+        queue.set_dead_letter_queue(None)

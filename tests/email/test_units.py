@@ -169,12 +169,13 @@ def test_cli_suppress_and_dlq(queue: Queue, redis_url: str,
     assert email_cli(["email", "suppress", "remove", "x@example.com", *base]) == 1
     assert email_cli(["email", "dlq", "list", *base]) == 0
     assert "no dead-lettered mail" in capsys.readouterr().out
-    with Queue(f"{queue.name}-dlq", connection=redis_url) as dlq:
-        dlq.add("dead-letter", {"queue": queue.name, "job_id": "mail-x", "name": "email",
-                                "data": {"to": ["a@example.com"], "text": "x",
-                                         "mail_uid": "x"},
-                                "reason": "554 no", "kind": "fail",
-                                "job_options": {"attempts": 2}}, job_id="mail-x")
+    queue.set_dead_letter_queue(f"{queue.name}-dlq")
+    with Queue(f"{queue.name}-dlq", connection=redis_url) as dlq:  # an entry, as written
+        dlq.add("email", {"queue": queue.name, "job_id": "mail-x",  # when mail-x failed
+                          "data": {"to": ["a@example.com"], "text": "x", "mail_uid": "x"},
+                          "opts": {"attempts": 2}, "failed_reason": "554 no",
+                          "stacktrace": [], "attempts_made": 1, "failed_at": 1767225600000,
+                          "kind": "unrecoverable"})
     assert email_cli(["email", "dlq", "list", *base]) == 0
     assert "mail-x\tfail\tto a@example.com\t554 no" in capsys.readouterr().out
     assert email_cli(["email", "dlq", "replay", "mail-x", *base]) == 0

@@ -14,6 +14,8 @@
 //   add     {queue, jobs:[{name, data, opts}]}          -> {"ids": [...]}
 //   work    {queue, count, concurrency?, timeoutMs?}   -> {"processed": [...], "timedOut": bool}
 //   counts  {queue}                                     -> {"counts": {...}}
+//   metrics {queue, type, start?, end?}                 -> {"metrics": getMetrics(...)}
+//   (work also takes metricsPoints: the worker keeps BullMQ metrics with that many points)
 //   state   {queue, id}                                 -> {"state": "..."}
 //   job     {queue, id}                                 -> {"job": {...} | null}
 //   events  {queue, count, lastEventId?, timeoutMs?}   -> {"events": [...], "timedOut": bool}
@@ -156,7 +158,8 @@ async function cmdWork(args) {
     return data.result !== undefined ? data.result : { echo: data };
   };
 
-  worker = new Worker(queueName, processor, { ...baseOpts(args), concurrency });
+  const metrics = args.metricsPoints ? { metrics: { maxDataPoints: Number(args.metricsPoints) } } : {};
+  worker = new Worker(queueName, processor, { ...baseOpts(args), concurrency, ...metrics });
   worker.on('error', err => log('worker error:', errorText(err)));
   worker.on('completed', (job, result) => {
     processed.push({ id: job.id, name: job.name, data: job.data, attemptsMade: job.attemptsMade, result });
@@ -188,6 +191,11 @@ async function cmdWork(args) {
 
 async function cmdCounts(args) {
   return withQueue(args, async queue => ({ counts: await queue.getJobCounts() }));
+}
+
+async function cmdMetrics(args) {
+  const type = requireField(args, 'type');
+  return withQueue(args, async queue => ({ metrics: await queue.getMetrics(type, args.start || 0, args.end === undefined ? -1 : args.end) }));
 }
 
 async function cmdState(args) {
@@ -284,6 +292,7 @@ const COMMANDS = {
   add: cmdAdd,
   work: cmdWork,
   counts: cmdCounts,
+  metrics: cmdMetrics,
   state: cmdState,
   job: cmdJob,
   events: cmdEvents,

@@ -34,7 +34,8 @@ def node_harness() -> str:
     node = shutil.which("node")
     if node is None:
         pytest.skip("interop tests need Node.js: `node` is not on PATH")
-    if not (HERE / "node_modules" / "bullmq" / "package.json").exists():
+    wanted = json.loads((HERE / "package.json").read_text())["dependencies"]
+    if not all((HERE / "node_modules" / name / "package.json").exists() for name in wanted):
         npm = shutil.which("npm")
         if npm is None:
             pytest.skip("interop tests need npm to install tests/interop/node_modules "
@@ -50,26 +51,27 @@ def node_harness() -> str:
 class Bull:
     """Runs ``bullmq_side.mjs`` commands against one Redis server."""
 
-    def __init__(self, node: str, redis_url: str) -> None:
+    def __init__(self, node: str, redis_url: str, harness: Path = HARNESS) -> None:
         self.node = node
         self.redis_url = redis_url
+        self.harness = harness
 
     def __call__(self, command: str, *, timeout: float = DEFAULT_TIMEOUT,
                  **args: Any) -> dict[str, Any]:
         payload = {"redis": self.redis_url, **args}
-        argv = [self.node, str(HARNESS), command, json.dumps(payload)]
+        argv = [self.node, str(self.harness), command, json.dumps(payload)]
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
                                   cwd=HERE)
         except subprocess.TimeoutExpired as exc:
-            pytest.fail(f"bullmq_side {command} {payload} timed out after {timeout} s; "
+            pytest.fail(f"{self.harness.name} {command} {payload} timed out after {timeout} s; "
                         f"stderr:\n{exc.stderr}")
         if proc.returncode != 0:
-            pytest.fail(f"bullmq_side {command} {payload} exited {proc.returncode}\n"
+            pytest.fail(f"{self.harness.name} {command} {payload} exited {proc.returncode}\n"
                         f"stdout: {proc.stdout}\nstderr:\n{proc.stderr}")
         lines = proc.stdout.strip().splitlines()
         if not lines:
-            pytest.fail(f"bullmq_side {command} printed nothing; stderr:\n{proc.stderr}")
+            pytest.fail(f"{self.harness.name} {command} printed nothing; stderr:\n{proc.stderr}")
         result: dict[str, Any] = json.loads(lines[-1])
         return result
 
@@ -92,3 +94,10 @@ class Bull:
 def bull(node_harness: str, redis_url: str) -> Bull:
     """``bull(command, **args) -> dict``: the BullMQ side, on the test Redis."""
     return Bull(node_harness, redis_url)
+
+
+@pytest.fixture
+def bull_flow(node_harness: str, redis_url: str) -> Bull:
+    """``bull_flow(command, **args) -> dict``: ``bullmq_flow.mjs`` (FlowProducer and
+    flow-aware workers), on the test Redis."""
+    return Bull(node_harness, redis_url, HERE / "bullmq_flow.mjs")

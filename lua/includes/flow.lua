@@ -1,0 +1,205 @@
+--[[
+  flow: parents and children (BullMQ's flows), across queues of one prefix.
+
+  A child's hash holds `parentKey` ("<prefix>:<queue>:<id>" of its parent)
+  and `parent` (JSON {id, queueKey, fpof|cpof|idof|rdof}); the parent waits
+  in its queue's `waiting-children` zset while its `:dependencies` set holds
+  child keys. A completed child's return value goes to the parent's
+  `:processed` hash; failed children, by the child's policy, to `:failed`
+  (hash, ignored failures) or `:unsuccessful` (zset, fail_parent_on_failure).
+
+  A parent may live in another queue than the script's own: its keys are
+  derived from its queue base ("<prefix>:<queue>:"), so on Redis Cluster a
+  flow across queues needs the hash tag in the prefix ({bull}).
+
+  Only functions are defined here (the script's per-call values are read
+  inside them):
+  qEmit(qb, name, ...)          an event on queue qb's stream (its own cap)
+  qPushReady(qb, id, priority, lifo)   wait / prioritized + marker + `waiting`
+  qDelay(qb, id, dueMs)         delayed + marker + `delayed`
+  parentJson(id, queueKey, policy) the child's `parent` field (JSON text)
+  withParentOpt(opts, id, queueKey)  opts JSON text with "parent" added
+  flowReadParent(jobKey)        -> parentKey, parentId, parentQueueBase | nil
+  flowCanComplete(jobKey)       -> 0 | E_PENDING_DEPS | E_FAILED_CHILDREN (reads only)
+  flowChildDone(jobKey, completed, value)  a child finished: update its parent
+  flowDetachChild(jobKey)       a child is removed: its parent stops waiting for it
+    (both contain a damaged parent's errors: the child's own move stands)
+]]
+
+-- Error codes of flows (mapped in pyqueue/_scripts.py; the others are in prelude).
+local E_PARENT_MISSING = -5  -- the parent named by an add does not exist
+local E_FAILED_CHILDREN = -9  -- a child failed with fail_parent_on_failure
+local E_PENDING_DEPS = -10  -- the job still has children that have not finished
+local E_FLOW_ID_TAKEN = -11  -- a child's custom id is taken (nothing was written)
+
+local function qEmit(qb, name, ...)
+  local cap = tonumber(redis.call('HGET', qb .. 'meta', 'opts.maxLenEvents')) or 10000
+  redis.call('XADD', qb .. 'events', 'MAXLEN', '~', cap, '*', 'event', name, ...)
+end
+
+-- Wake a worker of queue qb unless it is paused or at its global concurrency.
+local function qMarkReady(qb)
+  local m = redis.call('HMGET', qb .. 'meta', 'paused', 'concurrency')
+  if m[1] then return end
+  local concurrency = tonumber(m[2])
+  if concurrency and redis.call('LLEN', qb .. 'active') >= concurrency then return end
+  redis.call('ZADD', qb .. 'marker', 0, '0')
+end
+
+local function qPushReady(qb, id, priority, lifo, prev)
+  if priority and priority > 0 then
+    local seq = redis.call('INCR', qb .. 'pc') % PRIORITY_SHIFT
+    redis.call('ZADD', qb .. 'prioritized', priority * PRIORITY_SHIFT + seq, id)
+  elseif lifo then
+    redis.call('RPUSH', qb .. 'wait', id)
+  else
+    redis.call('LPUSH', qb .. 'wait', id)
+  end
+  qMarkReady(qb)
+  if prev then
+    qEmit(qb, 'waiting', 'jobId', id, 'prev', prev)
+  else
+    qEmit(qb, 'waiting', 'jobId', id)
+  end
+end
+
+local function qDelay(qb, id, dueMs)
+  local key = qb .. 'delayed'
+  redis.call('ZADD', key, delayedScore(key, dueMs), id)
+  qEmit(qb, 'delayed', 'jobId', id, 'delay', dueMs)
+  if redis.call('HEXISTS', qb .. 'meta', 'paused') == 0 then
+    local head = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    redis.call('ZADD', qb .. 'marker', math.floor(tonumber(head[2]) / 4096), '1')
+  end
+end
+
+local POLICIES = {'fpof', 'cpof', 'idof', 'rdof'}
+
+local function parentJson(id, queueKey, policy)
+  local text = '{"id":' .. cjson.encode(id) .. ',"queueKey":' .. cjson.encode(queueKey)
+  if policy then text = text .. ',"' .. policy .. '":true' end
+  return text .. '}'
+end
+
+-- BullMQ keeps {id, queue: queueKey} under opts.parent of every child.
+local function withParentOpt(opts, id, queueKey)
+  local entry = '"parent":{"id":' .. cjson.encode(id) .. ',"queue":' ..
+    cjson.encode(queueKey) .. '}'
+  if opts == '{}' then return '{' .. entry .. '}' end
+  return '{' .. entry .. ',' .. string.sub(opts, 2)
+end
+
+-- The parent of the job at jobKey: its key, id and queue base, and the
+-- child's policy (nil when the job has no parent).
+local function flowReadParent(jobKey)
+  local f = redis.pcall('HMGET', jobKey, 'parentKey', 'parent')
+  if f.err or not f[1] then return nil end
+  local parentKey, parentId, queueKey, policy = f[1], nil, nil, nil
+  if f[2] then
+    local ok, parsed = pcall(cjson.decode, f[2])
+    if ok and type(parsed) == 'table' then
+      parentId, queueKey = parsed.id, parsed.queueKey
+      for _, name in ipairs(POLICIES) do
+        if parsed[name] and not policy then policy = name end
+      end
+    end
+  end
+  if type(parentId) ~= 'string' or type(queueKey) ~= 'string' then
+    queueKey, parentId = string.match(parentKey, '^(.*):([^:]+)$')
+    if not queueKey then return nil end
+  end
+  return parentKey, parentId, queueKey .. ':', policy
+end
+
+-- Whether the job at jobKey may complete: none of its children is pending,
+-- none failed with fail_parent_on_failure.
+local function flowCanComplete(jobKey)
+  if redis.call('EXISTS', jobKey .. ':dependencies', jobKey .. ':unsuccessful') == 0 then
+    return 0  -- the common case: one lookup
+  end
+  local pending = redis.pcall('SCARD', jobKey .. ':dependencies')
+  if type(pending) == 'number' and pending > 0 then return E_PENDING_DEPS end
+  local failed = redis.pcall('ZCARD', jobKey .. ':unsuccessful')
+  if type(failed) == 'number' and failed > 0 then return E_FAILED_CHILDREN end
+  return 0
+end
+
+-- Move a parent from waiting-children (or delayed) to ready or delayed by its
+-- own options, with the `waiting` (or `delayed`) event.
+local function flowReleaseParent(pqb, parentId)
+  local removed = redis.call('ZREM', pqb .. 'waiting-children', parentId)
+  if removed == 0 then return false end
+  local f = redis.call('HMGET', pqb .. parentId, 'priority', 'delay')
+  local priority, delay = tonumber(f[1]) or 0, tonumber(f[2]) or 0
+  if delay > 0 then
+    qDelay(pqb, parentId, now + delay)
+  else
+    -- As BullMQ: a released parent goes where workers take next (RPUSH).
+    qPushReady(pqb, parentId, priority, true, 'waiting-children')
+  end
+  return true
+end
+
+-- fail_parent_on_failure: the parent leaves waiting-children (or delayed)
+-- with a deferred failure, so the worker that takes it fails it (and its
+-- own parent's policy applies in turn: the failure cascades upward).
+local function flowFailParent(pqb, parentKey, parentId, childKey)
+  if redis.call('EXISTS', parentKey) == 0 then return end
+  local reason = 'child ' .. childKey .. ' failed'
+  if redis.call('ZSCORE', pqb .. 'waiting-children', parentId) then
+    redis.call('HSET', parentKey, 'defa', reason)
+    flowReleaseParent(pqb, parentId)
+  elseif redis.call('ZREM', pqb .. 'delayed', parentId) == 1 then
+    redis.call('HSET', parentKey, 'defa', reason, 'delay', 0)
+    redis.call('ZADD', pqb .. 'waiting-children', now, parentId)
+    flowReleaseParent(pqb, parentId)
+  elseif not redis.call('ZSCORE', pqb .. 'failed', parentId) then
+    redis.call('HSET', parentKey, 'defa', reason)
+  end
+end
+
+local function childDone(jobKey, completed, value)
+  local parentKey, parentId, pqb, policy = flowReadParent(jobKey)
+  if not parentKey then return end
+  local deps = parentKey .. ':dependencies'
+  if completed then
+    if redis.call('SREM', deps, jobKey) == 1 then
+      redis.call('HSET', parentKey .. ':processed', jobKey, value)
+      if redis.call('SCARD', deps) == 0 then flowReleaseParent(pqb, parentId) end
+    end
+    return
+  end
+  if not policy then return end  -- the parent keeps waiting for this child
+  if redis.call('SREM', deps, jobKey) == 0 then return end
+  if policy == 'fpof' then
+    redis.call('ZADD', parentKey .. ':unsuccessful', now, jobKey)
+    flowFailParent(pqb, parentKey, parentId, jobKey)
+  elseif policy == 'cpof' then
+    redis.call('HSET', parentKey .. ':failed', jobKey, value)
+    flowReleaseParent(pqb, parentId)
+  else
+    if policy == 'idof' then redis.call('HSET', parentKey .. ':failed', jobKey, value) end
+    if redis.call('SCARD', deps) == 0 then flowReleaseParent(pqb, parentId) end
+  end
+end
+
+local function detachChild(jobKey)
+  local parentKey, parentId, pqb = flowReadParent(jobKey)
+  if not parentKey then return end
+  local deps = parentKey .. ':dependencies'
+  if redis.call('SREM', deps, jobKey) == 1 and redis.call('SCARD', deps) == 0 then
+    flowReleaseParent(pqb, parentId)
+  end
+end
+
+-- The parent's side runs after the child's own move was written: a damaged
+-- parent (a key of the wrong type) must not stop the script half-way and
+-- leave the child in no state, so its errors are contained here. Returns
+-- false when the parent could not be updated.
+local function flowChildDone(jobKey, completed, value)
+  return (pcall(childDone, jobKey, completed, value))
+end
+
+local function flowDetachChild(jobKey)
+  return (pcall(detachChild, jobKey))
+end
