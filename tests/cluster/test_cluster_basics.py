@@ -98,6 +98,10 @@ async def test_process_retry_delay(cluster_url: str, tagged_name: str) -> None:
                 counts = await queue.get_job_counts("completed")
                 return counts["completed"] == 22
             await wait_for(all_done, timeout=15, what="22 jobs completed")
+            # The per-job calls went over pyqueue's connection to the slot's primary.
+            slot = worker._conns.slot
+            assert slot is not None and slot.fast is not None
+            assert worker._conns.transport() is slot
         finally:
             await worker.close()
         counts = await queue.get_job_counts("completed", "failed", "waiting", "delayed")
