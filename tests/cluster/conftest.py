@@ -5,7 +5,6 @@ holding a hash tag. Tests that kill nodes start a cluster of their own."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from uuid import uuid4
 
 import pytest
@@ -27,14 +26,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def redis_cluster() -> Iterator[LocalRedisCluster]:
-    """The session's own cluster."""
-    cluster = LocalRedisCluster()
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
+def redis_cluster(pyqueue_redis_cluster: LocalRedisCluster) -> LocalRedisCluster:
+    """The session's own cluster (pyqueue's pytest plugin fixture)."""
+    return pyqueue_redis_cluster
 
 
 @pytest.fixture
