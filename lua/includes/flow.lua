@@ -24,6 +24,8 @@
   flowChildDone(jobKey, completed, value)  a child finished: update its parent
   flowDetachChild(jobKey)       a child is removed: its parent stops waiting for it
     (both contain a damaged parent's errors: the child's own move stands)
+  flowDropChild(id)             a job of this queue is deleted by clean, drain or
+    obliterate (BullMQ's "hard" removal): see the function
 ]]
 
 -- Error codes of flows (mapped in pyqueue/_scripts.py; the others are in prelude).
@@ -202,4 +204,34 @@ end
 
 local function flowDetachChild(jobKey)
   return (pcall(detachChild, jobKey))
+end
+
+-- clean, drain and obliterate delete jobs without finishing them, as
+-- BullMQ 6's "hard" removal does: the deleted child leaves its parent's
+-- dependencies and, when it was the last one and the parent waits in
+-- `waiting-children`, a parent of this same queue is deleted too (nothing
+-- would ever release it; and so on up the tree), while a parent of another
+-- queue moves on as when its last child completes (BullMQ puts it in
+-- `wait` whatever its priority or delay, silently; here its own priority
+-- and delay apply, with the `waiting` or `delayed` event). Parents deleted
+-- this way are not counted in the caller's budget: at most one per level
+-- of the tree (MAX_DEPTH) per deleted job.
+local function dropChild(jobKey)
+  local parentKey, parentId, pqb = flowReadParent(jobKey)
+  if not parentKey then return end
+  local deps = parentKey .. ':dependencies'
+  if redis.call('SREM', deps, jobKey) == 0 or redis.call('SCARD', deps) > 0 then return end
+  if pqb == base then
+    if redis.call('ZREM', kWaitingChildren, parentId) == 1 then
+      dropChild(parentKey)
+      removeJobKeys(parentId)
+      emit('removed', 'jobId', parentId, 'prev', 'waiting-children')
+    end
+  else
+    flowReleaseParent(pqb, parentId)
+  end
+end
+
+local function flowDropChild(id)
+  return (pcall(dropChild, base .. id))
 end
