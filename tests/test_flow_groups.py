@@ -78,12 +78,14 @@ async def test_a_grouped_parent_waits_in_its_group_once_released(
                                 "opts": {"group": "tenant-1"},
                                 "children": [child(f"{queue_name}c", i, None)]})
                for i in range(2)]
+    assert await parents[0].job.get_state() == "waiting-children"
     async with Worker(f"{queue_name}c", Probe().process, connection=redis_url,
                       shutdown_grace=2):
         async def released() -> bool:
             return redis_client.zcard(f"bull:{q}:g:tenant-1:wait") == 2
         await wait_for(released, timeout=20)
     assert redis_client.llen(f"bull:{q}:wait") == 0
+    assert await parents[0].job.get_state() == "waiting"
     events = [{k.decode(): v.decode() for k, v in f.items()}
               for _, f in redis_client.xrange(f"bull:{q}:events")]
     assert {"event": "waiting", "jobId": parents[0].job.id, "prev": "waiting-children"} \
@@ -106,6 +108,20 @@ async def test_a_grouped_delayed_parent_goes_to_the_groups_delayed_set(
         await wait_for(lambda: redis_client.zscore(f"bull:{q}:gr:delayed", node.job.id)
                        is not None, timeout=20)
     assert redis_client.zscore(f"bull:{q}:delayed", node.job.id) is None
+    assert await node.job.get_state() == "delayed"
+
+
+async def test_drain_of_grouped_children_releases_their_parent(
+        flows: AsyncFlowProducer, queue_name: str, redis_url: str) -> None:
+    p, c = f"{queue_name}p", f"{queue_name}c"
+    node = await flows.add({"name": "parent", "queue_name": p, "data": {}, "children": [
+        child(c, 1, "g1"), child(c, 2, "g2"), child(c, 3, "g2", delay=60)]})
+    async with AsyncQueue(c, connection=redis_url) as children:
+        await children.drain()
+        assert await node.job.get_state() == "waiting-children"  # the delayed one
+        await children.drain(delayed=True)
+        assert await children.get_group_counts() == {}
+    assert await node.job.get_state() == "waiting"
 
 
 async def test_queue_add_with_parent_and_group(flows: AsyncFlowProducer, queue_name: str,
