@@ -59,14 +59,20 @@ elseif P.state == 'delayed' or P.state == 'prioritized' then
     end
   end
 else
+  -- Oldest (the tail) first. A removed entry is overwritten with a marker no
+  -- job id can be (ids hold no ':' nor NUL) and all go in one LREM at the
+  -- end: one LREM per job would walk the whole list each time.
   local ids = redis.call('LRANGE', key, 0, -1)
-  for _, id in ipairs(ids) do
+  local gone = '\0pq:cleaned'
+  for i = #ids, 1, -1 do
     if #removed >= limit then break end
+    local id = ids[i]
     local locked = redis.call('EXISTS', base .. id .. ':lock') == 1
     if not locked and oldEnough(id) then
-      redis.call('LREM', key, 0, id); drop(id)
+      redis.call('LSET', key, i - 1, gone); drop(id)
     end
   end
+  if #removed > 0 then redis.call('LREM', key, 0, gone) end
 end
 if P.state == 'wait' then
   -- Grouped ready jobs count as waiting too.
