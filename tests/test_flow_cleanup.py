@@ -114,9 +114,12 @@ def test_clean_of_a_failed_child_releases_its_parent(flows: FlowProducer, queue_
 
 
 def test_clean_of_waiting_children_in_batches(flows: FlowProducer, queue_name: str,
-                                              redis_url: str) -> None:
+                                              redis_url: str,
+                                              redis_client: redis.Redis) -> None:
     q = f"{queue_name}q"
     roots = [flows.add(node(f"p{i}", q, [node("c", q)])) for i in range(3)]
+    for root in roots:  # old enough for clean(0) whatever the clocks of both clients say
+        redis_client.hset(f"bull:{q}:{root.children[0].job.id}", "timestamp", 1)
     with Queue(q, connection=redis_url) as queue:
         removed = queue.clean(0, limit=2, state="wait")
         assert len(removed) == 2

@@ -61,6 +61,11 @@ def test_cleanup_follows_parents_like_bullmq(case: str, bull_flow: Any, redis_ur
     with FlowProducer(connection=redis_url) as flows:
         for side in ("node", "py"):
             flow = flows.add(renamed(tree, f"{queue_name}{side}"))
+            stack = [flow]  # old enough for clean(0) by any clock (the two sides' differ)
+            while stack:
+                n = stack.pop()
+                flows.client.hset(f"bull:{n.job.queue_name}:{n.job.id}", "timestamp", 1)
+                stack += n.children
             target = f"{queue_name}{side}{action['queue']}"
             if side == "node":
                 bull_flow("admin", **{**action, "queue": target})
