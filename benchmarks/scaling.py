@@ -1,25 +1,43 @@
-"""How throughput scales with worker processes: ``python -m benchmarks.scaling``.
+"""How throughput scales with worker processes, pyqueue beside BullMQ (Node):
+``python -m benchmarks.scaling``.
 
-Pre-loads N no-op jobs (200-byte payload), runs ``pyqueue worker --processes P
---concurrency 100`` for P = 1, 2, 3 against one Redis this script starts, and
-reports jobs/s and Redis CPU per job. On a machine with C cores, processes
-and redis-server share those cores: throughput grows until Redis (one core)
-or the cores run out.
+For each process count P (default 1, 2, 4, 8, 12) and each peer: pre-load N
+no-op jobs (200-byte payload) into a fresh queue of one Redis this script
+starts, run P worker processes at concurrency 100 (``pyqueue worker
+--processes P`` or P ``node benchmarks/node/scale_worker.mjs``), and measure
+over the 10% -> 90% window of completions: jobs/s and Redis's own CPU per job
+(``INFO cpu``, user + sys). Medians of ``--reps`` runs.
+
+On a machine with C cores, the worker processes and redis-server share them:
+on 2 cores the jobs/s column shows oversubscription, not scaling, while Redis
+CPU per job still shows what each extra process costs Redis. Run the full sweep
+on a machine with more cores than ``max(P) + 1``; a smoke run:
+``python -m benchmarks.scaling --jobs 2000 --processes 1,2 --reps 1``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import redis
 
 from pyqueue import Queue
 from pyqueue._server import RedisServer
+
+NODE_DIR = Path(__file__).resolve().parent / "node"
+NODE_WORKER = NODE_DIR / "scale_worker.mjs"
+PAYLOAD = {"p": "x" * 192}  # 200 bytes of JSON
+PEERS = ("bullmq", "pyqueue")
 
 
 async def noop(job: object) -> None:
@@ -27,50 +45,124 @@ async def noop(job: object) -> None:
     return None
 
 
-def _cpu(client: redis.Redis) -> float:
+def redis_cpu(client: redis.Redis) -> float:
+    """Redis's own CPU seconds so far (user + sys)."""
     info = client.info("cpu")
     return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
 
 
-def measure(url: str, processes: int, jobs: int) -> tuple[float, float]:
-    """(jobs/s, Redis CPU ms per job) for ``processes`` worker processes."""
-    name = f"scale{processes}{int(time.time() * 1000)}"
+def window(completed: Callable[[], int], cpu: Callable[[], float], total: int,
+           timeout: float) -> tuple[float, float]:
+    """Poll ``completed()`` until ``total``; returns ``(jobs/s, CPU s per job)``
+    over the window from 10% to 90% of ``total`` completions."""
+    low, high = total // 10, total - total // 10
+    start: tuple[float, float, int] | None = None
+    deadline = time.monotonic() + timeout
+    while True:
+        done = completed()
+        if start is None and done >= low:
+            start = (time.perf_counter(), cpu(), done)
+        if start is not None and done >= high:
+            t1, c1 = time.perf_counter(), cpu()
+            t0, c0, d0 = start
+            jobs = max(done - d0, 1)
+            return jobs / max(t1 - t0, 1e-9), (c1 - c0) / jobs
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {done} of {total} jobs completed in {timeout} s")
+        time.sleep(0.01)
+
+
+def node_available() -> str | None:
+    """Why BullMQ cannot run here, or None."""
+    if shutil.which("node") is None:
+        return "node is not on PATH"
+    if not (NODE_DIR / "node_modules" / "bullmq").exists():
+        return "benchmarks/node/node_modules is missing (./scripts/setup.sh installs it)"
+    return None
+
+
+def start_workers(peer: str, url: str, queue: str, processes: int,
+                  concurrency: int) -> list[subprocess.Popen[bytes]]:
+    """Start ``processes`` worker processes of ``peer`` on ``queue``."""
+    if peer == "pyqueue":
+        return [subprocess.Popen(
+            [sys.executable, "-m", "pyqueue.cli", "worker", "benchmarks.scaling:noop",
+             "--queue", queue, "--concurrency", str(concurrency), "--processes",
+             str(processes), "--redis", url, "--log-level", "WARNING"],
+            stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": os.getcwd()})]
+    node = shutil.which("node") or "node"
+    spec = json.dumps({"url": url, "queue": queue, "concurrency": concurrency})
+    return [subprocess.Popen([node, str(NODE_WORKER), spec], stderr=subprocess.DEVNULL)
+            for _ in range(processes)]
+
+
+def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM every worker process and reap it."""
+    for worker in workers:
+        worker.send_signal(signal.SIGTERM)
+    for worker in workers:
+        try:
+            worker.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
+def measure(url: str, peer: str, processes: int, jobs: int,
+            concurrency: int = 100) -> tuple[float, float]:
+    """(jobs/s, Redis CPU ms per job) of ``processes`` worker processes of ``peer``."""
+    name = f"scale-{peer}-{processes}-{int(time.time() * 1000)}"
     with Queue(name, connection=url) as queue:
         for start in range(0, jobs, 1000):
-            queue.add_bulk([{"name": "j", "data": {"p": "x" * 180}}] * min(1000, jobs - start))
+            queue.add_bulk([{"name": "noop", "data": PAYLOAD}] * min(1000, jobs - start))
     client = redis.Redis.from_url(url)
-    cpu0, t0 = _cpu(client), time.perf_counter()
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "pyqueue.cli", "worker", "benchmarks.scaling:noop",
-         "--queue", name, "--concurrency", "100", "--processes", str(processes),
-         "--redis", url, "--log-level", "WARNING"],
-        stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    workers = start_workers(peer, url, name, processes, concurrency)
     try:
-        while int(client.zcard(f"bull:{name}:completed")) < jobs:
-            time.sleep(0.02)
-        elapsed = time.perf_counter() - t0
-        cpu = _cpu(client) - cpu0
+        rate, cpu = window(lambda: int(client.zcard(f"bull:{name}:completed")),
+                           lambda: redis_cpu(client), jobs, timeout=600)
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=60)
+        stop_workers(workers)
+        client.delete(*client.keys(f"bull:{name}:*") or [f"bull:{name}:none"])
         client.close()
-    return jobs / elapsed, cpu / jobs * 1000
+    return rate, cpu * 1000
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print a Markdown table of throughput by process count."""
+    """Print a Markdown table of throughput and Redis CPU per job by process count."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.scaling")
     parser.add_argument("--jobs", type=int, default=30000)
-    parser.add_argument("--max-processes", type=int, default=3)
+    parser.add_argument("--processes", default="1,2,4,8,12",
+                        help="comma-separated process counts (default 1,2,4,8,12)")
+    parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--peers", default=",".join(PEERS))
     args = parser.parse_args(argv)
+    counts = [int(p) for p in args.processes.split(",")]
+    peers = [p for p in args.peers.split(",") if p in PEERS]
+    why = node_available()
+    if "bullmq" in peers and why is not None:
+        print(f"BullMQ skipped: {why}", file=sys.stderr)
+        peers.remove("bullmq")
     server = RedisServer()
     server.start()
     try:
-        print("| worker processes | jobs/s | Redis CPU ms/job |")
-        print("| ---: | ---: | ---: |")
-        for processes in range(1, args.max_processes + 1):
-            rate, cpu = measure(server.url, processes, args.jobs)
-            print(f"| {processes} | {rate:,.0f} | {cpu:.3f} |", flush=True)
+        print(f"{args.jobs} jobs, concurrency {args.concurrency} per process, "
+              f"medians of {args.reps} (10% -> 90% window), {os.cpu_count()} cores\n")
+        print("| processes | BullMQ jobs/s | pyqueue jobs/s | pyqueue / BullMQ "
+              "| Redis CPU ms/job BullMQ / pyqueue |")
+        print("| ---: | ---: | ---: | ---: | --- |")
+        for processes in counts:
+            row: dict[str, tuple[float, float]] = {}
+            for peer in peers:
+                runs = [measure(server.url, peer, processes, args.jobs, args.concurrency)
+                        for _ in range(args.reps)]
+                row[peer] = (statistics.median(r[0] for r in runs),
+                             statistics.median(r[1] for r in runs))
+            bull, py = row.get("bullmq"), row.get("pyqueue")
+            ratio = f"{py[0] / bull[0]:.2f}x" if bull and py else "n/a"
+            cpu = " / ".join(f"{row[p][1]:.3f}" if p in row else "n/a" for p in PEERS)
+            print(f"| {processes} | {f'{bull[0]:,.0f}' if bull else 'n/a'} | "
+                  f"{f'{py[0]:,.0f}' if py else 'n/a'} | {ratio} | {cpu} |", flush=True)
     finally:
         server.stop()
     return 0

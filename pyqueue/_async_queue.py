@@ -7,15 +7,17 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import redis.asyncio
+import redis.asyncio.cluster
 
 from . import _ops, _ops_dlq, _schedule
+from ._cluster import check_cluster_queue
+from ._cluster_fast import SlotTransport
 from ._job_base import state_plan
 from ._plan import Plan, cmd, single
 from ._queue_core import QueueCore, text, ttl_seconds
 from ._resp import PipelinedConnection, options_from
 from ._runner import async_transport, run_async
-from .connection import SOCKET_TIMEOUT, async_client
+from .connection import SOCKET_TIMEOUT, AsyncClient, async_client
 from .job import AsyncJob, Binding
 from .options import DEFAULT_MAX_PAYLOAD_BYTES, AddOptions, BulkJob, Duration, duration_ms
 from .states import JobState
@@ -31,7 +33,7 @@ T = TypeVar("T")
 class AsyncQueue:
     """``Queue`` for asyncio programs: the same methods, as coroutines."""
 
-    def __init__(self, name: str, *, connection: str | redis.asyncio.Redis | None = None,
+    def __init__(self, name: str, *, connection: str | AsyncClient | None = None,
                  prefix: str = "bull", default_job_options: Mapping[str, Any] | None = None,
                  max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
                  pipelined: bool = True) -> None:
@@ -39,10 +41,15 @@ class AsyncQueue:
                                 default_job_options=default_job_options,
                                 max_payload_bytes=max_payload_bytes)
         self.client, self._owns_client = async_client(connection)
+        check_cluster_queue(self.client, self._owns_client, self._core.prefix, self._core.name)
         options = options_from(self.client) if pipelined else None
         self._fast = PipelinedConnection(options, SOCKET_TIMEOUT) if options is not None \
             else None
-        self._transport = async_transport(self._fast or self.client)
+        self._slot: SlotTransport | None = None
+        if pipelined and isinstance(self.client, redis.asyncio.cluster.RedisCluster):
+            # On a cluster: pyqueue's connection to the primary of the queue's slot.
+            self._slot = SlotTransport(self.client, self._core.keys.meta, SOCKET_TIMEOUT)
+        self._transport = self._slot or async_transport(self._fast or self.client)
         self._binding = Binding(self._core.keys, self._core.clock, self._run, is_async=True,
                                 run_blocking=self._run_blocking)
 
@@ -261,6 +268,8 @@ class AsyncQueue:
         """Release the connection (if pyqueue created it)."""
         if self._fast is not None:
             await self._fast.aclose()
+        if self._slot is not None:
+            await self._slot.aclose()
         if self._owns_client:
             await self.client.aclose()
 

@@ -8,10 +8,12 @@ import json
 import time
 from typing import Any
 
+import redis.cluster
+
 from . import _ops_read, _ops_worker
 from ._keys import QueueKeys
 from ._runner import run_sync
-from .connection import mask_url
+from .connection import mask_url, sync_client
 from .queue import Queue
 
 
@@ -21,7 +23,14 @@ class UsageError(Exception):
 
 
 def queue_names(client: Any, prefix: str) -> list[str]:
-    """Every queue under ``prefix``, found by scanning (reads only)."""
+    """Every queue under ``prefix``, found by scanning (reads only; on a
+    cluster, every primary)."""
+    if isinstance(client, redis.cluster.RedisCluster):
+        found: set[str] = set()
+        primaries: Any = client.get_primaries  # untyped upstream
+        for node in primaries():
+            found.update(run_sync(node.redis_connection, _ops_read.queue_names(prefix)))
+        return sorted(found)
     names: list[str] = run_sync(client, _ops_read.queue_names(prefix))
     return names
 
@@ -37,18 +46,19 @@ def require_queue(client: Any, prefix: str, name: str) -> None:
 
 
 def info(args: argparse.Namespace, url: str) -> int:
-    probe = Queue(args.queue or "_", connection=url, prefix=args.prefix)
+    client, owned = sync_client(url)
     try:
         if args.queue:
-            require_queue(probe.client, args.prefix, args.queue)
-        names = [args.queue] if args.queue else queue_names(probe.client, args.prefix)
+            require_queue(client, args.prefix, args.queue)
+        names = [args.queue] if args.queue else queue_names(client, args.prefix)
         rows = []
         for name in names:
-            with Queue(name, connection=probe.client, prefix=args.prefix) as q:
+            with Queue(name, connection=client, prefix=args.prefix) as q:
                 counts = q.get_job_counts()
                 rows.append({"queue": name, "paused": q.is_paused(), **counts})
     finally:
-        probe.close()
+        if owned:
+            client.close()
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

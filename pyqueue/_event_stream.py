@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio
+import redis.asyncio.cluster
 
 from . import _scripts as S
 from ._ops import decode_json
@@ -56,8 +57,11 @@ def _is_after(a: str, b: str) -> bool:
     return _stream_id(a) > _stream_id(b)
 
 
-def _describe_client(client: redis.asyncio.Redis) -> str:
+def _describe_client(client: redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster) -> str:
     """Where ``client`` points, as a URL without its password."""
+    if isinstance(client, redis.asyncio.cluster.RedisCluster):
+        seeds: Any = client.startup_nodes  # untyped upstream
+        return "redis+cluster://" + ",".join(str(name) for name in seeds)
     kwargs = client.connection_pool.connection_kwargs
     db = kwargs.get("db", 0)
     if kwargs.get("path"):

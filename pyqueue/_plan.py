@@ -143,6 +143,8 @@ _CLASS_CODES: tuple[tuple[type[Exception], str], ...] = (
     (rexc.TryAgainError, "TRYAGAIN"),
     (rexc.ClusterDownError, "CLUSTERDOWN"),
 )
+#: redis-py's cluster client found no node to talk to (a class of redis-py 5.1+).
+_CLUSTER_UNREACHABLE: Any = getattr(rexc, "RedisClusterUnreachableError", OSError)
 #: An error raised inside a script, as Redis < 7 reports it.
 _SCRIPT_ERROR = re.compile(r"@user_script:\d+: ([A-Z]+) ")
 
@@ -199,7 +201,7 @@ def _translated(exc: BaseException) -> RedisError:
     if isinstance(exc, rexc.ResponseError):
         return RedisReplyError(f"Redis answered with an error: {text}", code)
     if isinstance(exc, rexc.ConnectionError | rexc.TimeoutError | OSError
-                  | asyncio.TimeoutError):
+                  | asyncio.TimeoutError | _CLUSTER_UNREACHABLE):
         return RedisConnectionError(f"Redis connection failed: {text}")
     return RedisError(f"Redis command failed ({type(exc).__name__}): {text}")
 

@@ -60,19 +60,28 @@ class Options:
         return f"{host}:{self.port}"
 
 
-def options_from(client: redis.asyncio.Redis | redis.Redis,
+def options_from(client: redis.asyncio.Redis | redis.Redis | object,
                  client_name: str | None = None) -> Options | None:
     """The settings of a redis-py client (sync or asyncio), or ``None`` when it
-    uses something these connections do not support (then keep using redis-py)."""
+    uses something these connections do not support (then keep using redis-py),
+    a cluster client among them (pyqueue's connections do not route by slot)."""
+    if not isinstance(client, redis.asyncio.Redis | redis.Redis):
+        return None
     pool = client.connection_pool
-    kwargs: dict[str, Any] = dict(pool.connection_kwargs)
+    return options_from_kwargs(dict(pool.connection_kwargs), pool.connection_class.__name__,
+                               client_name)
+
+
+def options_from_kwargs(kwargs: dict[str, Any], cls_name: str,
+                        client_name: str | None = None) -> Options | None:
+    """:func:`options_from` for a connection class's name and its kwargs (as a
+    redis-py pool or cluster node holds them)."""
     if any(kwargs.pop(name, None) is not None for name in _UNSET_ONLY):
         return None
     if set(kwargs) - _HANDLED or kwargs.get("protocol") not in (None, 2, "2"):
         return None
     if kwargs.get("cache") is not None:
         return None
-    cls_name = pool.connection_class.__name__
     context = None
     if cls_name == "SSLConnection":
         context = _ssl_context(kwargs)

@@ -24,8 +24,11 @@ from typing import Any, Protocol, TypeVar
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
 import redis.exceptions as rexc
 
+from ._cluster import ClusterAsyncTransport, ClusterSyncTransport
 from ._plan import Batch, Command, Fail, Plan, Redo, merge_redo, settle, translate
 from ._resp import PipelinedConnection, SyncConnection
 from .errors import RedisError
@@ -159,23 +162,33 @@ def _value(future: asyncio.Future[Any]) -> Any:
     return future.exception() or future.result()
 
 
-def sync_transport(client: redis.Redis | SyncConnection | SyncTransport) -> SyncTransport:
+def sync_transport(client: redis.Redis | redis.cluster.RedisCluster | SyncConnection
+                   | SyncTransport) -> SyncTransport:
     """The transport for a sync client (``SyncConnection`` is one already)."""
     if isinstance(client, redis.Redis):
         return RedisSyncTransport(client)
+    if isinstance(client, redis.cluster.RedisCluster):
+        return ClusterSyncTransport(client)
     return client
 
 
-def async_transport(client: redis.asyncio.Redis | PipelinedConnection
-                    | AsyncTransport) -> AsyncTransport:
+def async_transport(client: redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
+                    | PipelinedConnection | AsyncTransport) -> AsyncTransport:
     """The transport for an asyncio client (a transport is returned as it is)."""
     if isinstance(client, PipelinedTransport | RedisAsyncTransport):  # the common case
         return client
+    if isinstance(client, redis.asyncio.cluster.RedisCluster):
+        return ClusterAsyncTransport(client)
     if isinstance(client, PipelinedConnection):
         return PipelinedTransport(client)
     if isinstance(client, redis.asyncio.Redis):
         return RedisAsyncTransport(client)
     return client
+
+
+#: What the asyncio runners take: a client, pyqueue's connection or a transport.
+AsyncClientLike = (redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster | PipelinedConnection
+                   | AsyncTransport)
 
 
 # --- runners --------------------------------------------------------------------
@@ -186,7 +199,8 @@ def _typed(exc: BaseException) -> BaseException:
     return exc if isinstance(exc, RedisError) else translate(exc)
 
 
-def run_sync(client: redis.Redis | SyncConnection | SyncTransport, plan: Plan[T]) -> T:
+def run_sync(client: redis.Redis | redis.cluster.RedisCluster | SyncConnection | SyncTransport,
+             plan: Plan[T]) -> T:
     """Drive ``plan`` with a synchronous client; returns its result."""
     transport = sync_transport(client)
     try:
@@ -215,7 +229,7 @@ def run_sync(client: redis.Redis | SyncConnection | SyncTransport, plan: Plan[T]
         return result
 
 
-async def run_async(client: redis.asyncio.Redis | PipelinedConnection | AsyncTransport,
+async def run_async(client: AsyncClientLike,
                     plan: Plan[T]) -> T:
     """Drive ``plan`` with an asyncio client; returns its result.
 
@@ -262,7 +276,7 @@ async def run_async(client: redis.asyncio.Redis | PipelinedConnection | AsyncTra
 OnDone = Callable[[Any, BaseException | None], None]
 
 
-def start_async(client: redis.asyncio.Redis | PipelinedConnection | AsyncTransport,
+def start_async(client: AsyncClientLike,
                 plan: Plan[T], *, immediate: bool = False) -> asyncio.Future[T]:
     """Start ``plan`` now and return a future of its result.
 
@@ -288,7 +302,7 @@ def start_async(client: redis.asyncio.Redis | PipelinedConnection | AsyncTranspo
     return future
 
 
-def drive_async(client: redis.asyncio.Redis | PipelinedConnection | AsyncTransport,
+def drive_async(client: AsyncClientLike,
                 plan: Plan[Any], on_done: OnDone, *, immediate: bool = False) -> None:
     """Like :func:`start_async`, but call ``on_done(value, error)`` directly
     from the last reply's callback instead of settling a future: a caller

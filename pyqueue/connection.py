@@ -5,6 +5,11 @@ ready ``redis.Redis`` / ``redis.asyncio.Redis`` client, or ``None``, which
 means ``$PYQUEUE_REDIS_URL``, else ``$REDIS_URL``, else the embedded server
 (:func:`pyqueue._embedded.embedded_url`).
 
+A Redis Cluster: a ``redis.cluster.RedisCluster`` /
+``redis.asyncio.cluster.RedisCluster`` client, or a URL
+``redis+cluster://host:port`` (``rediss+cluster://`` for TLS) naming any one
+node, from which the others are discovered (see :mod:`pyqueue._cluster`).
+
 Clients that pyqueue creates from a URL use raw bytes
 (``decode_responses=False``), TCP keepalive (not for ``unix://``), a 5 s
 connect timeout (pyqueue's own connections also bound their handshake,
@@ -33,8 +38,21 @@ from typing import Any
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
 
+from ._cluster import (
+    CLUSTER_SCHEMES,
+    async_cluster_from_url,
+    is_cluster_url,
+    sync_cluster_from_url,
+)
 from .errors import ConfigurationError
+
+#: What a sync ``connection=`` becomes: a client of one server or of a cluster.
+SyncClient = redis.Redis | redis.cluster.RedisCluster
+#: What an asyncio ``connection=`` becomes.
+AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
 
 __all__ = [
     "SOCKET_TIMEOUT",
@@ -47,7 +65,7 @@ __all__ = [
 ]
 
 #: URL schemes pyqueue accepts.
-SCHEMES = ("redis", "rediss", "unix")
+SCHEMES = ("redis", "rediss", "unix", *CLUSTER_SCHEMES)
 
 #: Read timeout (seconds) of the clients pyqueue creates, for every command
 #: but the blocking ones.
@@ -117,10 +135,10 @@ def _validate_url(url: str, source: str) -> str:
         shown = f"{scheme!r}" if scheme else "none"
         raise ConfigurationError(
             f"{source}: unsupported URL scheme {shown} in {mask_url(url)!r}; "
-            "use redis://, rediss:// or unix://"
+            "use redis://, rediss://, unix:// or redis+cluster://"
         )
     try:
-        _parse_url(url)
+        _parse_url(url.replace("+cluster://", "://", 1))
     except ValueError:
         raise ConfigurationError(
             f"{source}: invalid Redis URL {mask_url(url)!r}"
@@ -166,18 +184,21 @@ def _client_options(url: str) -> dict[str, Any]:
     return {**_CLIENT_OPTIONS, "socket_keepalive": True}
 
 
-def sync_client(connection: str | redis.Redis | None) -> tuple[redis.Redis, bool]:
+def sync_client(connection: str | SyncClient | None) -> tuple[SyncClient, bool]:
     """Return ``(client, owned)`` for a sync ``connection=`` argument.
 
-    A ``redis.Redis`` is used as given (``owned`` is False: the caller keeps
-    closing it). A URL or ``None`` makes a new client that pyqueue owns and
-    must close. Anything else, including a ``redis.asyncio.Redis``, raises
-    :class:`ConfigurationError`.
+    A ``redis.Redis`` or ``redis.cluster.RedisCluster`` is used as given
+    (``owned`` is False: the caller keeps closing it). A URL or ``None`` makes
+    a new client that pyqueue owns and must close (a cluster client for a
+    ``redis+cluster://`` URL). Anything else, including a
+    ``redis.asyncio.Redis``, raises :class:`ConfigurationError`.
     """
-    if isinstance(connection, redis.Redis):
+    if isinstance(connection, redis.Redis | redis.cluster.RedisCluster):
         return connection, False
     if connection is None or isinstance(connection, str):
         url = resolve_url(connection)
+        if is_cluster_url(url):
+            return sync_cluster_from_url(url, _client_options(url)), True
         return redis.Redis.from_url(url, **_client_options(url)), True
     raise ConfigurationError(
         "connection: expected a URL string, None or a redis.Redis client, got "
@@ -188,18 +209,21 @@ def sync_client(connection: str | redis.Redis | None) -> tuple[redis.Redis, bool
 
 
 def async_client(
-    connection: str | redis.asyncio.Redis | None,
-) -> tuple[redis.asyncio.Redis, bool]:
+    connection: str | AsyncClient | None,
+) -> tuple[AsyncClient, bool]:
     """Return ``(client, owned)`` for an asyncio ``connection=`` argument.
 
-    A ``redis.asyncio.Redis`` is used as given (``owned`` is False). A URL or
-    ``None`` makes a new client that pyqueue owns and must close. Anything
-    else, including a sync ``redis.Redis``, raises :class:`ConfigurationError`.
+    A ``redis.asyncio.Redis`` or ``redis.asyncio.cluster.RedisCluster`` is
+    used as given (``owned`` is False). A URL or ``None`` makes a new client
+    that pyqueue owns and must close. Anything else, including a sync
+    ``redis.Redis``, raises :class:`ConfigurationError`.
     """
-    if isinstance(connection, redis.asyncio.Redis):
+    if isinstance(connection, redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster):
         return connection, False
     if connection is None or isinstance(connection, str):
         url = resolve_url(connection)
+        if is_cluster_url(url):
+            return async_cluster_from_url(url, _client_options(url)), True
         return redis.asyncio.Redis.from_url(url, **_client_options(url)), True
     raise ConfigurationError(
         "connection: expected a URL string, None or a redis.asyncio.Redis client, got "

@@ -40,12 +40,13 @@ from typing import Any
 import redis.asyncio
 
 from . import _scripts as S
+from ._cluster import blocking_async_twin, check_cluster_queue
 from ._event_stream import _STREAM_ID, _describe_client, _entries, _info, _is_after
 from ._event_stream import Event as Event
 from ._event_stream import parse_entry as parse_entry
 from ._keys import QueueKeys, validate_prefix, validate_queue_name
 from ._plan import translate
-from .connection import async_client, blocking_async_client, mask_url
+from .connection import AsyncClient, async_client, blocking_async_client, mask_url
 from .errors import ConfigurationError, RedisConnectionError
 
 logger = logging.getLogger("pyqueue.events")
@@ -72,7 +73,7 @@ class QueueEvents:
     ``block_ms`` a read may take before the connection counts as dead and is
     replaced."""
 
-    def __init__(self, name: str, *, connection: str | redis.asyncio.Redis | None = None,
+    def __init__(self, name: str, *, connection: str | AsyncClient | None = None,
                  prefix: str = "bull", last_event_id: str = "$",
                  block_ms: int = 5000, socket_timeout: float = 5.0) -> None:
         if isinstance(block_ms, bool) or not isinstance(block_ms, int) or block_ms <= 0:
@@ -88,8 +89,9 @@ class QueueEvents:
         self.keys = QueueKeys(validate_prefix(prefix), validate_queue_name(name))
         self.name = name
         self.client, self._owns_client = async_client(connection)
+        check_cluster_queue(self.client, self._owns_client, prefix, name)
         self._where = _describe_client(self.client)
-        self._reader: redis.asyncio.Redis | None = None
+        self._reader: AsyncClient | None = None
         self.last_event_id = "0-0" if last_event_id == "0" else last_event_id
         self.block_ms = block_ms
         self.socket_timeout = float(socket_timeout)
@@ -120,8 +122,12 @@ class QueueEvents:
 
     # -- connection
 
-    def _reader_client(self) -> redis.asyncio.Redis:
+    def _reader_client(self) -> AsyncClient:
+        if self._reader is None and not isinstance(self.client, redis.asyncio.Redis):
+            self._reader = blocking_async_twin(
+                self.client, socket_timeout=self.block_ms / 1000 + self.socket_timeout)
         if self._reader is None:
+            assert isinstance(self.client, redis.asyncio.Redis)
             reader = blocking_async_client(self.client)
             # One read timeout serves both: a non-blocking call answers well
             # within it, and XREAD BLOCK returns by ``block_ms`` at the latest.
@@ -134,9 +140,13 @@ class QueueEvents:
         return self._reader
 
     async def _drop_connection(self) -> None:
-        if self._reader is not None:
+        if isinstance(self._reader, redis.asyncio.Redis):
             with contextlib.suppress(Exception):
                 await self._reader.connection_pool.disconnect()
+        elif self._reader is not None:  # a cluster client: a new one relearns the slots
+            reader, self._reader = self._reader, None
+            with contextlib.suppress(Exception):
+                await reader.aclose()
 
     async def _resolve_start(self) -> None:
         """First contact: pin ``"$"`` to the newest event id now (so later events

@@ -24,18 +24,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-import redis
-import redis.asyncio
-
 from . import _ops_flow as F
 from ._clock import Clock
+from ._cluster import is_cluster, key_slot, require_hash_tag
 from ._keys import QueueKeys, validate_prefix, validate_queue_name
 from ._plan import Plan, cmd
 from ._resp import PipelinedConnection, SyncConnection, options_from
 from ._runner import async_transport, run_async, run_sync, sync_transport
 from ._scripts import pairs_to_dict, text
-from .connection import SOCKET_TIMEOUT, async_client, sync_client
-from .errors import InvalidJobOptionsError
+from .connection import SOCKET_TIMEOUT, AsyncClient, SyncClient, async_client, sync_client
+from .errors import ConfigurationError, InvalidJobOptionsError
 from .job import AsyncJob, Binding, Job
 from .options import DEFAULT_MAX_PAYLOAD_BYTES
 
@@ -65,6 +63,8 @@ class _FlowCore(Generic[J]):
         self._bindings: dict[str, Binding] = {}
         self.run: Any = None
         self.is_async = job_class is AsyncJob
+        #: On a Redis Cluster every queue of a tree must be in one slot.
+        self.cluster = False
 
     def binding(self, queue_name: str) -> Binding:
         found = self._bindings.get(queue_name)
@@ -75,8 +75,11 @@ class _FlowCore(Generic[J]):
         return found
 
     def encode(self, tree: object) -> list[F.FlowSpec]:
-        return F.encode_tree(tree, self.prefix, self.queue_defaults,
-                             max_payload_bytes=self.max_payload_bytes)
+        specs = F.encode_tree(tree, self.prefix, self.queue_defaults,
+                              max_payload_bytes=self.max_payload_bytes)
+        if self.cluster:
+            _one_slot([spec.keys for spec in specs])
+        return specs
 
     def add_plan(self, trees: list[list[F.FlowSpec]]) -> Plan[list[FlowNode[J]]]:
         added = yield from F.add_trees(self.clock, trees)
@@ -154,6 +157,19 @@ def _trees(trees: object) -> list[object]:
     return list(trees)
 
 
+def _one_slot(all_keys: list[QueueKeys]) -> None:
+    """On a cluster: every queue of the tree has a hash tag, all in one slot;
+    else :class:`ConfigurationError` (before any write)."""
+    for keys in all_keys:
+        require_hash_tag(keys.prefix, keys.name)
+    if len({key_slot(keys.meta) for keys in all_keys}) > 1:
+        names = sorted({keys.name for keys in all_keys})
+        raise ConfigurationError(
+            f"a flow on a Redis Cluster must keep its queues in one hash slot, and "
+            f"{names} are in several: put the hash tag in the prefix "
+            "(prefix='{bull}'), or give the queue names the same tag")
+
+
 class FlowProducer:
     """Adds flows (trees of jobs whose parents wait for their children), with a
     synchronous client. A context manager; ``close()`` releases the connection.
@@ -162,11 +178,12 @@ class FlowProducer:
     that queue (like ``Queue(default_job_options=...)``).
     """
 
-    def __init__(self, *, connection: str | redis.Redis | None = None, prefix: str = "bull",
+    def __init__(self, *, connection: str | SyncClient | None = None, prefix: str = "bull",
                  max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
                  queue_defaults: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self._core: _FlowCore[Job] = _FlowCore(Job, prefix, max_payload_bytes, queue_defaults)
         self.client, self._owns_client = sync_client(connection)
+        self._core.cluster = is_cluster(self.client)
         options = options_from(self.client)
         self._fast = SyncConnection(options, SOCKET_TIMEOUT) if options is not None else None
         self._transport = sync_transport(self._fast or self.client)
@@ -217,12 +234,13 @@ class FlowProducer:
 class AsyncFlowProducer:
     """``FlowProducer`` for asyncio programs: the same methods, as coroutines."""
 
-    def __init__(self, *, connection: str | redis.asyncio.Redis | None = None,
+    def __init__(self, *, connection: str | AsyncClient | None = None,
                  prefix: str = "bull", max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
                  queue_defaults: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self._core: _FlowCore[AsyncJob] = _FlowCore(AsyncJob, prefix, max_payload_bytes,
                                                     queue_defaults)
         self.client, self._owns_client = async_client(connection)
+        self._core.cluster = is_cluster(self.client)
         options = options_from(self.client)
         self._fast = PipelinedConnection(options, SOCKET_TIMEOUT) if options is not None \
             else None

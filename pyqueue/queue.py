@@ -12,16 +12,18 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import redis
+import redis.cluster
 
 from . import _ops, _ops_dlq, _schedule
 from ._async_queue import AsyncQueue
+from ._cluster import check_cluster_queue
+from ._cluster_fast import SyncSlotTransport
 from ._job_base import state_plan
 from ._plan import Plan, cmd, single
 from ._queue_core import QueueCore, text, ttl_seconds
 from ._resp import SyncConnection, options_from
 from ._runner import run_sync, sync_transport
-from .connection import SOCKET_TIMEOUT, sync_client
+from .connection import SOCKET_TIMEOUT, SyncClient, sync_client
 from .job import Binding, Job
 from .options import DEFAULT_MAX_PAYLOAD_BYTES, AddOptions, BulkJob, Duration, duration_ms
 from .states import JobState
@@ -41,7 +43,7 @@ class Queue:
     ``$PYQUEUE_REDIS_URL``, ``$REDIS_URL`` or the embedded server).
     """
 
-    def __init__(self, name: str, *, connection: str | redis.Redis | None = None,
+    def __init__(self, name: str, *, connection: str | SyncClient | None = None,
                  prefix: str = "bull", default_job_options: Mapping[str, Any] | None = None,
                  max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
                  pipelined: bool = True) -> None:
@@ -49,11 +51,16 @@ class Queue:
                                 default_job_options=default_job_options,
                                 max_payload_bytes=max_payload_bytes)
         self.client, self._owns_client = sync_client(connection)
+        check_cluster_queue(self.client, self._owns_client, self._core.prefix, self._core.name)
         options = options_from(self.client) if pipelined else None
         #: Commands go through a lean per-thread connection when the client's
         #: settings allow it (they do unless RESP3, caching or a custom class).
         self._fast = SyncConnection(options, SOCKET_TIMEOUT) if options is not None else None
-        self._transport = sync_transport(self._fast or self.client)
+        self._slot: SyncSlotTransport | None = None
+        if pipelined and isinstance(self.client, redis.cluster.RedisCluster):
+            # On a cluster: pyqueue's connection to the primary of the queue's slot.
+            self._slot = SyncSlotTransport(self.client, self._core.keys.meta, SOCKET_TIMEOUT)
+        self._transport = self._slot or sync_transport(self._fast or self.client)
         self._binding = Binding(self._core.keys, self._core.clock, self._run, is_async=False)
 
     @property
@@ -287,6 +294,8 @@ class Queue:
         """Release the connection (if pyqueue created it)."""
         if self._fast is not None:
             self._fast.close()
+        if self._slot is not None:
+            self._slot.close()
         if self._owns_client:
             self.client.close()
 

@@ -22,6 +22,15 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
+# tests/cluster builds a local Redis Cluster with `redis-cli --cluster create`.
+if ! command -v redis-cli >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get install -y -qq redis-tools >/dev/null || echo "setup: could not install redis-tools"
+  else
+    echo "setup: redis-cli is missing (tests/cluster needs it): apt-get install redis-tools"
+  fi
+fi
+
 if command -v npm >/dev/null 2>&1; then
   # tests/interop: the BullMQ interop tests; benchmarks/node: BullMQ (Node),
   # the reference of `pyqueue bench`. Both pin bullmq 6.7.0.

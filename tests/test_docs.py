@@ -36,7 +36,7 @@ PAGES = ["README.md", "docs/index.md", "docs/getting-started.md", "docs/queues.m
          "docs/schedulers.md", "docs/faq.md", "docs/migrating.md", "docs/cli.md",
          "docs/format.md", "docs/benchmarks.md", "docs/outbox.md", "docs/production.md",
          "docs/flows.md", "docs/dead-letters.md", "docs/observability.md",
-         "docs/dashboard.md"]
+         "docs/dashboard.md", "docs/scaling.md"]
 
 TIMEOUT = 60.0
 _FENCE = re.compile(r"^```python\s*$")

@@ -22,9 +22,8 @@ import contextlib
 import re
 from typing import Any
 
-import redis
-
 from .. import _ops_dlq
+from ..connection import SyncClient
 from ..errors import DeadLetterQueueError
 from ..job import JobBase
 from ..queue import AsyncQueue, Queue
@@ -80,7 +79,7 @@ class DeadLetters:
     A queue without a dead-letter queue has no entries.
     """
 
-    def __init__(self, queue_name: str, *, connection: str | redis.Redis | None = None,
+    def __init__(self, queue_name: str, *, connection: str | SyncClient | None = None,
                  prefix: str = "bull") -> None:
         self.queue = Queue(queue_name, connection=connection, prefix=prefix)
 

@@ -33,6 +33,7 @@ from typing import Any
 import redis
 
 from .._keys import QueueKeys
+from ..errors import ConfigurationError
 from ..queue import Queue
 from .deadletter import dlq_name
 from .suppressions import _record, address_digest, hashed_field, normalize
@@ -141,7 +142,10 @@ def forget(queue: Queue, address: str, *, wait: float = 10.0) -> dict[str, int]:
     invalid address before anything is written."""
     addr = normalize(address)
     matches = address_pattern(addr)
-    client: redis.Redis = queue.client
+    client = queue.client
+    if not isinstance(client, redis.Redis):
+        raise ConfigurationError("forget: not supported on a Redis Cluster yet (it scans the "
+                                 "queue's keys on one server)")
     keys = QueueKeys(queue.prefix, queue.name)
     counts: Counter[str] = Counter()
     busy: list[str] = []

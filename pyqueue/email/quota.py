@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import random
 from datetime import datetime, timedelta, timezone
-
-import redis.asyncio
+from typing import TYPE_CHECKING
 
 from .._keys import QueueKeys
+
+if TYPE_CHECKING:
+    from ..connection import AsyncClient
 
 
 def utc_day(now: datetime) -> str:
@@ -32,7 +34,7 @@ def next_midnight(now: datetime) -> datetime:
 class DailyQuota:
     """At most ``limit`` messages per UTC day for one queue."""
 
-    def __init__(self, client: redis.asyncio.Redis, keys: QueueKeys, limit: int,
+    def __init__(self, client: AsyncClient, keys: QueueKeys, limit: int,
                  jitter: float = 600.0) -> None:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ValueError(f"daily_quota must be an int >= 1, got {limit!r}")

@@ -24,12 +24,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 
-import redis.asyncio
-
 from .. import _ops
 from .. import _scripts as S
 from .._keys import QueueKeys
 from .._runner import run_async
+from ..connection import AsyncClient
 from .message import EmailData
 from .suppressions import address_digest
 
@@ -93,7 +92,7 @@ class OverLimit:
 class SendLimits:
     """The limits of one queue, checked and taken atomically in Redis."""
 
-    def __init__(self, client: redis.asyncio.Redis, keys: QueueKeys,
+    def __init__(self, client: AsyncClient, keys: QueueKeys,
                  limits: Sequence[SendLimit], *, clock: _ops.Clock | None = None) -> None:
         names = [limit.name for limit in limits]
         if len(set(names)) != len(names):

@@ -16,13 +16,16 @@ import os
 import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import redis
 import redis.asyncio
 
 from .._keys import QueueKeys, validate_prefix, validate_queue_name
 from .message import bare_address, parse_address
+
+if TYPE_CHECKING:
+    from ..connection import AsyncClient
 
 Expiry = float | int | timedelta | datetime | None
 
@@ -190,7 +193,7 @@ class AsyncSuppressions:
     """``Suppressions`` for asyncio programs (used by the worker)."""
 
     def __init__(self, queue_name: str, *,
-                 connection: str | redis.asyncio.Redis | None = None,
+                 connection: str | AsyncClient | None = None,
                  prefix: str = "bull") -> None:
         from ..connection import async_client
 

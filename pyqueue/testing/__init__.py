@@ -10,6 +10,10 @@
       with RedisServer() as server:
           queue = Queue("email", connection=server.url)
 
+* :class:`LocalRedisCluster`: a throwaway real Redis Cluster (3 primaries
+  with a replica each by default) made of such servers, for code that runs
+  on a cluster (``connection=cluster.url``).
+
 * A pytest plugin, :mod:`pyqueue.testing.plugin`, registered automatically
   when pyqueue is installed (``pytest11`` entry point), with the fixtures
   ``pyqueue_redis_url`` (session), ``pyqueue_queue`` and
@@ -34,12 +38,13 @@ from __future__ import annotations
 from typing import Any
 
 from .asserts import PENDING_STATES, assert_enqueued, assert_not_enqueued
+from .cluster import LocalRedisCluster
 from .idle import run_until_idle, run_until_idle_async
 from .server import RedisServer
 from .timetravel import TimeTravel, advance
 
-__all__ = ["PENDING_STATES", "RedisServer", "TimeTravel", "advance", "assert_enqueued",
-           "assert_not_enqueued", "run_until_idle", "run_until_idle_async"]
+__all__ = ["PENDING_STATES", "LocalRedisCluster", "RedisServer", "TimeTravel", "advance",
+           "assert_enqueued", "assert_not_enqueued", "run_until_idle", "run_until_idle_async"]
 
 
 def pytest_configure(config: Any) -> None:

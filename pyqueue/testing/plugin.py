@@ -13,6 +13,10 @@ Fixtures:
   to the test; closed, and its keys removed, afterwards.
 * ``pyqueue_async_queue``: the same as an :class:`~pyqueue.AsyncQueue` (needs
   ``pytest-asyncio``; the fixture runs in the test's event loop).
+* ``pyqueue_redis_cluster`` (session): a throwaway
+  :class:`~pyqueue.testing.LocalRedisCluster` (3 primaries, 1 replica each),
+  started the first time a test asks for it and stopped at the session's end
+  (``.url`` is its ``redis+cluster://`` URL; queue names need a hash tag).
 * ``pyqueue_time_travel``: a :class:`~pyqueue.testing.TimeTravel` on
   ``pyqueue_queue`` (``pyqueue_time_travel.advance(60)`` promotes what is
   due within the next minute).
@@ -30,6 +34,7 @@ import pytest
 
 from .. import AsyncQueue, Queue
 from ..errors import RedisConnectionError
+from .cluster import LocalRedisCluster
 from .server import RedisServer
 from .timetravel import TimeTravel
 
@@ -50,6 +55,13 @@ def pyqueue_redis_url() -> Iterator[str]:
         return
     with RedisServer() as server:
         yield server.url
+
+
+@pytest.fixture(scope="session")
+def pyqueue_redis_cluster() -> Iterator[LocalRedisCluster]:
+    """A local Redis Cluster for this test session (see the module docs)."""
+    with LocalRedisCluster() as cluster:
+        yield cluster
 
 
 @pytest.fixture

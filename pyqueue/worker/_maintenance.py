@@ -23,6 +23,7 @@ from .. import _scripts as S
 from .._keys import QueueKeys
 from .._plan import Plan, needs_reconnect
 from .._runner import run_sync
+from ..connection import SyncClient
 from ._report import Reporter
 from ._tokens import LockTokens
 
@@ -87,7 +88,7 @@ class SyncRunner:
     """The maintenance thread's Redis access: plans on its own sync client, with
     failures reported instead of raised."""
 
-    def __init__(self, client: redis.Redis, reporter: Reporter) -> None:
+    def __init__(self, client: SyncClient, reporter: Reporter) -> None:
         self.client = client
         self._reporter = reporter
 
@@ -97,7 +98,7 @@ class SyncRunner:
         try:
             return run_sync(self.client, plan)
         except Exception as exc:
-            if needs_reconnect(exc):
+            if needs_reconnect(exc) and isinstance(self.client, redis.Redis):
                 self.client.connection_pool.disconnect()
             self._reporter.report_threadsafe(f"{what} failed", exc)
             return None
@@ -150,7 +151,7 @@ class PollCancellations:
     """Hands cancellation requests (``Queue.cancel_job``) for held jobs to
     ``on_cancel(job_id, reason, remove)``."""
 
-    def __init__(self, client: redis.Redis, keys: QueueKeys, tokens: LockTokens,
+    def __init__(self, client: SyncClient, keys: QueueKeys, tokens: LockTokens,
                  on_cancel: Callable[[str, str, bool], None]) -> None:
         self._client, self._keys, self._tokens, self._on_cancel = client, keys, tokens, \
             on_cancel
@@ -186,7 +187,7 @@ class Heartbeat:
     """Publishes the worker's health for ``pyqueue health`` (``pq:workers`` zset,
     score = heartbeat ms; ``pq:workerinfo`` hash, id -> JSON)."""
 
-    def __init__(self, client: redis.Redis, keys: QueueKeys, worker_id: str,
+    def __init__(self, client: SyncClient, keys: QueueKeys, worker_id: str,
                  health: Callable[[], dict[str, Any]]) -> None:
         self._client, self._keys, self._id, self._health = client, keys, worker_id, health
 

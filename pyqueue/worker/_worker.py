@@ -13,14 +13,12 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-import redis
-import redis.asyncio
-
 from .. import _ops, _ops_worker
 from .. import backoff as _backoff
+from .._cluster import check_cluster_queue, is_cluster
 from .._keys import QueueKeys, validate_prefix, validate_queue_name
 from .._runner import run_async, run_sync
-from ..connection import async_client
+from ..connection import AsyncClient, async_client
 from ..errors import ConfigurationError, InvalidJobOptionsError
 from ..options import Duration, duration_ms
 from ._connections import Connections
@@ -68,7 +66,7 @@ class Worker:
         name: str,
         processor: Processor | None = None,
         *,
-        connection: str | redis.asyncio.Redis | None = None,
+        connection: str | AsyncClient | None = None,
         prefix: str = "bull",
         concurrency: int = 1,
         limiter: Mapping[str, Any] | None = None,
@@ -125,7 +123,11 @@ class Worker:
             all_hooks.append(JobLogHook(self.name, now_ms=self.clock.now_ms))
         self._hooks = HookSet(self.name, all_hooks)
         client, owns_client = async_client(connection)
-        self._conns = Connections(client, owns_client)
+        check_cluster_queue(client, owns_client, self.prefix, self.name)
+        if execution == "process" and is_cluster(client):
+            raise ConfigurationError("execution='process' is not supported on a Redis Cluster "
+                                     "yet: use 'thread' or an async processor")
+        self._conns = Connections(client, owns_client, self.keys.meta)
         self._rt = Runtime(Identity(self.name, self.prefix, self.keys, self.id, worker_name),
                            self.clock, opts, self._conns, self._events, self._hooks,
                            Reporter(self.name, self._events, LogThrottle()), self._target(),
@@ -169,7 +171,7 @@ class Worker:
         return self
 
     @property
-    def client(self) -> redis.asyncio.Redis:
+    def client(self) -> AsyncClient:
         """The redis-py asyncio client the worker was given (or made)."""
         return self._conns.client
 
