@@ -16,6 +16,8 @@
       delay     ms (a parent's delay applies once its children are done)
       priority  0 .. 2^21-1;  lifo  true = taken before older ready jobs
       pol       the child's failure policy: "fpof" | "cpof" | "idof" | "rdof"
+      gid       group id (optional): once ready the job waits in its group
+                (includes/groups.lua), a parent once its children are done
       kids      number of children (> 0: the job waits in waiting-children)
     pk, pid, pqb  optional: the key, id and queue base of an existing job that
                   becomes the root's parent
@@ -75,6 +77,10 @@ for i, node in ipairs(nodes) do
   local opts = node.opts
   local fields = {'name', node.name, 'data', node.data, 'opts', opts, 'timestamp', now,
                   'delay', node.delay, 'priority', node.priority}
+  if node.gid then
+    fields[#fields + 1] = 'gid'
+    fields[#fields + 1] = node.gid
+  end
   if parentKey then
     fields[6] = withParentOpt(opts, parentId, parentQueueKey)
     fields[#fields + 1] = 'parentKey'
@@ -89,9 +95,9 @@ for i, node in ipairs(nodes) do
     redis.call('ZADD', qb .. 'waiting-children', now, id)
     qEmit(qb, 'waiting-children', 'jobId', id)
   elseif node.delay > 0 then
-    qDelay(qb, id, now + node.delay)
+    qDelayed(qb, id, now + node.delay, node.gid)
   else
-    qPushReady(qb, id, node.priority, node.lifo)
+    qReady(qb, id, node.priority, node.lifo, node.gid)
   end
 end
 

@@ -4,13 +4,17 @@
 
   KEYS, ARGV[1..2]: see includes/prelude.lua.
   ARGV[3] params: delayed (true = delayed jobs too), batch (max jobs per call).
+  A deleted child leaves its parent's dependencies (flowDropChild in
+  includes/flow.lua: a parent left waiting for nothing is deleted when it
+  is in this queue, moves on when it is in another).
   Returns the number of jobs still to remove (call again while > 0).
   Errors: none (damaged job keys are deleted like any other).
 ]]
 --@include prelude
+--@include flow
 local budget = P.batch
 local function drain(key, isList)
-  budget = budget - deleteBatch(key, budget, isList)
+  budget = budget - deleteBatch(key, budget, isList, flowDropChild)
 end
 drain(kWait, true)
 drain(kPaused, true)

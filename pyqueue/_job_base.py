@@ -243,6 +243,12 @@ class JobBase(FlowPlans):
         """The worker's lock token while the job is being processed by it."""
         return self._token
 
+    def _left_active(self) -> None:
+        """The job left ``active`` by its own move, made by another copy of it (a
+        process-mode child called ``move_to_delayed``, ``sleep`` or
+        ``move_to_waiting_children``): the worker must not finish it."""
+        self._token = None
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly summary of the job."""
         def iso(d: datetime | None) -> str | None:

@@ -34,7 +34,6 @@ from .options import (
 NODE_KEYS = frozenset({"name", "queue_name", "data", "opts", "children"})
 #: Options a flow node cannot take (refused before any write): see docs/flows.md.
 _REFUSED = {
-    "group": "the flow script does not place jobs in groups",
     "deduplication": "a deduplicated job is not added, so its parent would wait for a job "
                      "that is not its child",
     "repeat": "repeat: a job scheduler's iterations cannot be children",
@@ -148,6 +147,8 @@ def script_nodes(specs: list[FlowSpec]) -> list[dict[str, Any]]:
             node["up"] = spec.up + 1
         if spec.policy is not None:
             node["pol"] = spec.policy
+        if options.group is not None:
+            node["gid"] = options.group
         nodes.append(node)
     return nodes
 
@@ -192,6 +193,8 @@ def stored_fields(spec: FlowSpec, specs: list[FlowSpec], ids: list[str],
     fields = {"name": spec.job.name, "data": spec.job.data, "opts": options.opts,
               "timestamp": str(now), "delay": str(options.delay_ms),
               "priority": str(options.priority)}
+    if options.group is not None:
+        fields["gid"] = options.group
     ref = spec.parent
     if spec.up is not None:
         ref = (specs[spec.up].keys, ids[spec.up])

@@ -147,18 +147,29 @@ def _child_main(read_fd: int, write_fd: int) -> None:
         # trip per job dwarfs its cost.
         token = job_context(keys.name, job.id, job.name, job.attempts_started or 1)
         undo = [resolve(path)(value) for path, value in message.get("ctx", {}).items()]
+        reply: dict[str, Any]
         try:
-            data = json.dumps({"ok": True, "result": processor(job)})
+            reply = {"ok": True, "result": processor(job)}
         except BaseException as exc:
-            data = json.dumps({
+            reply = {
                 "ok": False, "type": type(exc).__name__, "message": str(exc),
                 "traceback": "".join(traceback.format_exception(type(exc), exc,
                                                                 exc.__traceback__)),
-            })
+            }
         finally:
             for restored in reversed(undo):
                 restored()
             reset(token)
+        if message["token"] is not None and job.lock_token is None:
+            # The job moved itself out of active (move_to_delayed, sleep,
+            # move_to_waiting_children): the parent's copy must not finish it.
+            reply["moved"] = True
+        try:
+            data = json.dumps(reply)
+        except (TypeError, ValueError) as exc:  # a result JSON cannot hold
+            data = json.dumps({"ok": False, "type": type(exc).__name__, "message": str(exc),
+                               "traceback": traceback.format_exc(),
+                               "moved": reply.get("moved", False)})
         _write_frame(write_fd, data.encode())
 
 
@@ -252,9 +263,11 @@ class ProcessPool:
         return child
 
     async def run(self, child: _Child, job_id: str, fields: dict[str, str],
-                  token: str | None) -> Any:
+                  token: str | None, left_active: Callable[[], None] | None = None) -> Any:
         """Run one job in ``child`` (from :meth:`acquire`); raises what the processor
-        raised. Cancelling the call (timeout, cancellation, shutdown) kills the child."""
+        raised. Cancelling the call (timeout, cancellation, shutdown) kills the child.
+        ``left_active`` is called when the job moved itself out of ``active`` in the
+        child (``move_to_delayed``, ``sleep``, ``move_to_waiting_children``)."""
         payload: dict[str, Any] = {"id": job_id, "fields": fields, "token": token}
         if CONTEXT_CARRIERS:  # empty unless an extension (pyqueue.otel) registered one
             carried = {path: value for path, capture in CONTEXT_CARRIERS.items()
@@ -271,6 +284,8 @@ class ProcessPool:
             self._idle.append(child)
         else:
             child.kill()
+        if reply.get("moved") and left_active is not None:
+            left_active()
         if reply["ok"]:
             return reply["result"]
         kind = _SIGNALS.get(reply["type"])

@@ -13,7 +13,7 @@ from typing import Any
 
 import redis
 
-from pyqueue import Job, UnrecoverableError
+from pyqueue import DelayedError, Job, Queue, UnrecoverableError, WaitingChildrenError
 
 ENTER = """
 local n = redis.call('INCR', KEYS[1])
@@ -89,3 +89,36 @@ class Holder:
     @staticmethod
     def nested(job: Job) -> Any:
         return "nested ok"
+
+
+def delays_itself_once(job: Job) -> Any:
+    """First run: ``move_to_delayed`` + ``DelayedError``; the second run returns."""
+    if not job.data.get("again"):
+        job.update_data({**job.data, "again": True})
+        job.move_to_delayed(0.05)
+        raise DelayedError()
+    return "after the delay"
+
+
+def sleeps_durably(job: Job) -> Any:
+    """A durable ``sleep`` step (moves to delayed, raises DelayedError) between two steps."""
+    job.step("before", lambda: "done")
+    job.sleep("nap", 0.05)
+    return job.step("after", lambda: "woke up")
+
+
+def sums_its_children(job: Job) -> Any:
+    """A step parent: adds two children (``square``), waits for them, sums their values."""
+    if job.name == "square":
+        return job.data["n"] ** 2
+
+    def add_children() -> bool:
+        with Queue(job.queue_name, connection=job.data["url"]) as q:
+            for n in (2, 3):
+                q.add("square", {"n": n}, parent={"id": job.id, "queue": job.queue_name})
+        return True
+
+    job.step("add-children", add_children)
+    if job.move_to_waiting_children():
+        raise WaitingChildrenError()
+    return sum(job.get_children_values().values())

@@ -95,7 +95,6 @@ def test_taken_child_id_refuses_the_whole_flow(flows: FlowProducer, queue_name: 
 
 
 @pytest.mark.parametrize("opts, message", [
-    ({"group": "g1"}, "group"),
     ({"deduplication": {"id": "d"}}, "deduplication"),
     ({"fail_parent_on_failure": True, "ignore_dependency_on_failure": True}, "one failure"),
     ({"fail_parent_on_failure": "yes"}, "must be a bool"),
@@ -162,8 +161,7 @@ def test_a_flow_under_an_existing_parent(flows: FlowProducer, queue_name: str,
             flows.add(bad)
 
 
-@pytest.mark.parametrize("extra", [{"repeat": {"every": 10}}, {"group": "g"},
-                                   {"deduplication": {"id": "d"}}])
+@pytest.mark.parametrize("extra", [{"repeat": {"every": 10}}, {"deduplication": {"id": "d"}}])
 def test_queue_add_with_parent_refuses_what_flows_cannot_hold(
         flows: FlowProducer, queue_name: str, redis_client: redis.Redis,
         extra: dict[str, Any]) -> None:

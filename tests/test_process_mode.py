@@ -354,3 +354,32 @@ async def test_thread_processor_timeout_retries_then_succeeds(
     assert len(failed) == 1 and isinstance(failed[0], JobTimeoutError)
     stored = await queue.get_job(job.id)
     assert stored is not None and stored.attempts_made == 2
+
+
+# ------------------------------------------------------------- jobs that move themselves
+
+MOVED_ITSELF = [(_proc_jobs.delays_itself_once, "after the delay"),
+                (_proc_jobs.sleeps_durably, "woke up"),
+                (_proc_jobs.sums_its_children, 13)]
+
+
+@pytest.mark.parametrize(("processor", "expected"), MOVED_ITSELF,
+                         ids=[p.__name__ for p, _ in MOVED_ITSELF])
+async def test_process_mode_job_that_moved_itself_is_not_settled_again(
+        queue: AsyncQueue, queue_name: str, redis_url: str, processor: Any, expected: Any,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """move_to_delayed + DelayedError, sleep(), move_to_waiting_children +
+    WaitingChildrenError in a child: the worker leaves the job where it moved
+    itself (no retry, no "lock lost"), and it ends completed with its value."""
+    job = await queue.add("parent", {"url": redis_url})
+    lost: list[str] = []
+    with caplog.at_level("DEBUG", logger="pyqueue"):
+        async with process_worker(queue_name, processor, redis_url, concurrency=2) as w:
+            w.on("lock_lost", lambda j, exc: lost.append(j.id))
+            assert await job.wait_until_finished(timeout=30) == expected
+    stored = await queue.get_job(job.id)
+    assert stored is not None
+    assert stored.attempts_made == 1 and stored.failed_reason is None
+    assert lost == []
+    assert not [r for r in caplog.records if "lock" in r.getMessage().lower()]
+    assert not [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")]

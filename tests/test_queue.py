@@ -592,6 +592,15 @@ async def test_clean_limit(anyq: Q, redis_client: redis.Redis, queue_name: str,
     assert await call(anyq.get_job_counts("completed")) == {"completed": 0}
 
 
+async def test_clean_waiting_takes_the_oldest_first_and_keeps_the_rest_in_order(
+        anyq: Q, redis_client: redis.Redis, queue_name: str) -> None:
+    jobs = [await call(anyq.add("c", None)) for _ in range(6)]
+    assert await call(anyq.clean(0, limit=2, state="wait")) == [jobs[0].id, jobs[1].id]
+    assert [x.decode() for x in redis_client.lrange(f"bull:{queue_name}:wait", 0, -1)] \
+        == [j.id for j in reversed(jobs[2:])]
+    assert await call(anyq.clean(0, state="wait")) == [j.id for j in jobs[2:]]
+    assert redis_client.llen(f"bull:{queue_name}:wait") == 0
+
 async def test_clean_failed(anyq: Q, redis_client: redis.Redis, queue_name: str,
                             redis_url: str) -> None:
     ok = await call(anyq.add("ok", None))

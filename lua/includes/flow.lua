@@ -17,6 +17,10 @@
   qEmit(qb, name, ...)          an event on queue qb's stream (its own cap)
   qPushReady(qb, id, priority, lifo)   wait / prioritized + marker + `waiting`
   qDelay(qb, id, dueMs)         delayed + marker + `delayed`
+  inQueue(qb, fn, ...)          fn(...) with prelude's per-call queue state set to
+                                queue qb (its pushReady, addToDelayed, emit...)
+  qReady(qb, id, priority, lifo, gid, prev)   a job made ready (its group, if any)
+  qDelayed(qb, id, dueMs, gid)  a job delayed (a grouped one in gr:delayed)
   parentJson(id, queueKey, policy) the child's `parent` field (JSON text)
   withParentOpt(opts, id, queueKey)  opts JSON text with "parent" added
   flowReadParent(jobKey)        -> parentKey, parentId, parentQueueBase | nil
@@ -24,6 +28,8 @@
   flowChildDone(jobKey, completed, value)  a child finished: update its parent
   flowDetachChild(jobKey)       a child is removed: its parent stops waiting for it
     (both contain a damaged parent's errors: the child's own move stands)
+  flowDropChild(id)             a job of this queue is deleted by clean, drain or
+    obliterate (BullMQ's "hard" removal): see the function
 ]]
 
 -- Error codes of flows (mapped in pyqueue/_scripts.py; the others are in prelude).
@@ -70,6 +76,63 @@ local function qDelay(qb, id, dueMs)
   if redis.call('HEXISTS', qb .. 'meta', 'paused') == 0 then
     local head = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
     redis.call('ZADD', qb .. 'marker', math.floor(tonumber(head[2]) / 4096), '1')
+  end
+end
+
+-- Prelude's per-call queue state (KEYS, base, events cap) is the script's
+-- queue's; inQueue points it at queue qb for the length of fn, so the
+-- prelude's and groups' functions (pushReady, addToDelayed, emit) work on a
+-- job of another queue of the flow. Keys follow KEYS' order (prelude).
+local SUFFIXES = {'wait', 'active', 'prioritized', 'pc', 'delayed', 'waiting-children',
+                  'completed', 'failed', 'stalled', 'stalled-check', 'limiter', 'meta',
+                  'events', 'id', 'marker', 'repeat', 'paused'}
+
+local function inQueue(qb, fn, ...)
+  if qb == base then return fn(...) end
+  local saved = {kWait, kActive, kPrioritized, kPc, kDelayed, kWaitingChildren, kCompleted,
+                 kFailed, kStalled, kStalledCheck, kLimiter, kMeta, kEvents, kId, kMarker,
+                 kRepeat, kPaused}
+  local savedBase, savedMax, savedDefer = base, maxEvents, deferMark
+  local keys = {}
+  for i, suffix in ipairs(SUFFIXES) do keys[i] = qb .. suffix end
+  local function set(k, b, m, d)
+    kWait, kActive, kPrioritized, kPc = k[1], k[2], k[3], k[4]
+    kDelayed, kWaitingChildren, kCompleted, kFailed = k[5], k[6], k[7], k[8]
+    kStalled, kStalledCheck, kLimiter, kMeta = k[9], k[10], k[11], k[12]
+    kEvents, kId, kMarker, kRepeat, kPaused = k[13], k[14], k[15], k[16], k[17]
+    base, maxEvents, deferMark = b, m, d
+  end
+  set(keys, qb, nil, false)
+  local ok, result = pcall(fn, ...)
+  set(saved, savedBase, savedMax, savedDefer)
+  if not ok then error(result, 0) end
+  return result
+end
+
+local function readyInQueue(id, priority, lifo, gid, prev)
+  pushReady(id, priority, lifo, gid)
+  if prev then
+    emit('waiting', 'jobId', id, 'prev', prev)
+  else
+    emit('waiting', 'jobId', id)
+  end
+end
+
+-- A job of queue qb becomes ready: in its group when it has one (the
+-- group's limits and round-robin apply), else as qPushReady.
+local function qReady(qb, id, priority, lifo, gid, prev)
+  if gid then
+    inQueue(qb, readyInQueue, id, priority, lifo, gid, prev)
+  else
+    qPushReady(qb, id, priority, lifo, prev)
+  end
+end
+
+local function qDelayed(qb, id, dueMs, gid)
+  if gid then
+    inQueue(qb, addToDelayed, id, dueMs, gid)
+  else
+    qDelay(qb, id, dueMs)
   end
 end
 
@@ -129,13 +192,14 @@ end
 local function flowReleaseParent(pqb, parentId)
   local removed = redis.call('ZREM', pqb .. 'waiting-children', parentId)
   if removed == 0 then return false end
-  local f = redis.call('HMGET', pqb .. parentId, 'priority', 'delay')
+  local f = redis.call('HMGET', pqb .. parentId, 'priority', 'delay', 'gid')
   local priority, delay = tonumber(f[1]) or 0, tonumber(f[2]) or 0
+  local gid = f[3] or nil
   if delay > 0 then
-    qDelay(pqb, parentId, now + delay)
+    qDelayed(pqb, parentId, now + delay, gid)
   else
     -- As BullMQ: a released parent goes where workers take next (RPUSH).
-    qPushReady(pqb, parentId, priority, true, 'waiting-children')
+    qReady(pqb, parentId, priority, true, gid, 'waiting-children')
   end
   return true
 end
@@ -149,7 +213,8 @@ local function flowFailParent(pqb, parentKey, parentId, childKey)
   if redis.call('ZSCORE', pqb .. 'waiting-children', parentId) then
     redis.call('HSET', parentKey, 'defa', reason)
     flowReleaseParent(pqb, parentId)
-  elseif redis.call('ZREM', pqb .. 'delayed', parentId) == 1 then
+  elseif redis.call('ZREM', pqb .. 'delayed', parentId) == 1
+      or redis.call('ZREM', pqb .. 'gr:delayed', parentId) == 1 then
     redis.call('HSET', parentKey, 'defa', reason, 'delay', 0)
     redis.call('ZADD', pqb .. 'waiting-children', now, parentId)
     flowReleaseParent(pqb, parentId)
@@ -202,4 +267,34 @@ end
 
 local function flowDetachChild(jobKey)
   return (pcall(detachChild, jobKey))
+end
+
+-- clean, drain and obliterate delete jobs without finishing them, as
+-- BullMQ 6's "hard" removal does: the deleted child leaves its parent's
+-- dependencies and, when it was the last one and the parent waits in
+-- `waiting-children`, a parent of this same queue is deleted too (nothing
+-- would ever release it; and so on up the tree), while a parent of another
+-- queue moves on as when its last child completes (BullMQ puts it in
+-- `wait` whatever its priority or delay, silently; here its own priority
+-- and delay apply, with the `waiting` or `delayed` event). Parents deleted
+-- this way are not counted in the caller's budget: at most one per level
+-- of the tree (MAX_DEPTH) per deleted job.
+local function dropChild(jobKey)
+  local parentKey, parentId, pqb = flowReadParent(jobKey)
+  if not parentKey then return end
+  local deps = parentKey .. ':dependencies'
+  if redis.call('SREM', deps, jobKey) == 0 or redis.call('SCARD', deps) > 0 then return end
+  if pqb == base then
+    if redis.call('ZREM', kWaitingChildren, parentId) == 1 then
+      dropChild(parentKey)
+      removeJobKeys(parentId)
+      emit('removed', 'jobId', parentId, 'prev', 'waiting-children')
+    end
+  else
+    flowReleaseParent(pqb, parentId)
+  end
+end
+
+local function flowDropChild(id)
+  return (pcall(dropChild, base .. id))
 end

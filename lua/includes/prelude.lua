@@ -169,24 +169,32 @@ local function removeJobKeys(jobId)
 end
 
 -- The one batch delete: remove the jobs `ids` of zset `setKey`, with their
--- keys. Returns #ids.
-local function removeJobs(setKey, ids)
-  for _, id in ipairs(ids) do removeJobKeys(id) end
+-- keys. `each(id)`, when given, runs first for every job (clean, drain and
+-- obliterate pass flowDropChild: includes/flow.lua). Returns #ids.
+local function removeJobs(setKey, ids, each)
+  for _, id in ipairs(ids) do
+    if each then each(id) end
+    removeJobKeys(id)
+  end
   if #ids > 0 then redis.call('ZREM', setKey, unpack(ids)) end
   return #ids
 end
 
 -- Delete up to `budget` jobs from a state with their keys: the oldest of a
--- list (its tail) or the lowest-scored of a zset. Returns how many.
-local function deleteBatch(key, budget, isList)
+-- list (its tail) or the lowest-scored of a zset (`each` as in removeJobs).
+-- Returns how many.
+local function deleteBatch(key, budget, isList, each)
   if budget <= 0 then return 0 end
   if isList then
     local ids = redis.call('LRANGE', key, -budget, -1)
-    for _, id in ipairs(ids) do removeJobKeys(id) end
+    for _, id in ipairs(ids) do
+      if each then each(id) end
+      removeJobKeys(id)
+    end
     if #ids > 0 then redis.call('LTRIM', key, 0, -#ids - 1) end
     return #ids
   end
-  return removeJobs(key, redis.call('ZRANGE', key, 0, budget - 1))
+  return removeJobs(key, redis.call('ZRANGE', key, 0, budget - 1), each)
 end
 
 -- A finished job no longer blocks its deduplication id, unless the id was

@@ -22,6 +22,7 @@ See docs/email.md.
 from __future__ import annotations
 
 from .batch import enqueue_batch
+from .campaign import campaign_job_id
 from .classify import Verdict, classify_exception, classify_reply
 from .deadletter import DeadLetters, dlq_name
 from .enqueue import PRIORITY_BULK, PRIORITY_TRANSACTIONAL, build_job, enqueue_email
@@ -73,6 +74,7 @@ __all__ = [
     "Verdict",
     "build_job",
     "build_message",
+    "campaign_job_id",
     "classify_exception",
     "classify_reply",
     "dlq_name",

@@ -7,7 +7,8 @@ again (after a crash half-way, say) adds only the recipients that are
 missing, and no address appears in a job id or a Message-ID. By default
 mail is bulk (priority 100, after every transactional mail) and grouped by
 the recipient's domain, so per-domain limits and round-robin apply
-(docs/groups.md).
+(docs/groups.md). With ``flow=True`` the campaign is a flow: a parent job that
+completes when every mail is done, returning a summary (``campaign``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any, overload
 
 from ..job import AsyncJob, Job
 from ..queue import AsyncQueue, Queue
+from . import campaign as _campaign
 from .enqueue import JOB_NAME, build_job
 from .message import bare_address
 from .suppressions import address_digest
@@ -76,29 +78,43 @@ def batch_jobs(recipients: Iterable[str | Mapping[str, Any]], *, campaign: str,
 
 @overload
 def enqueue_batch(queue: Queue, recipients: Iterable[str | Mapping[str, Any]], *,
-                  campaign: str, chunk: int = ..., **mail: Any) -> list[Job]: ...
+                  campaign: str, chunk: int = ..., flow: bool = ...,
+                  seal_after: float = ..., **mail: Any) -> list[Job]: ...
 
 
 @overload
 def enqueue_batch(queue: AsyncQueue, recipients: Iterable[str | Mapping[str, Any]], *,
-                  campaign: str, chunk: int = ...,
+                  campaign: str, chunk: int = ..., flow: bool = ...,
+                  seal_after: float = ...,
                   **mail: Any) -> Coroutine[Any, Any, list[AsyncJob]]: ...
 
 
 def enqueue_batch(queue: Queue | AsyncQueue, recipients: Iterable[str | Mapping[str, Any]], *,
-                  campaign: str, chunk: int = 500,
+                  campaign: str, chunk: int = 500, flow: bool = False,
+                  seal_after: float = _campaign.SEAL_AFTER,
                   **mail: Any) -> list[Job] | Coroutine[Any, Any, list[AsyncJob]]:
     """Enqueue one mail per recipient of a campaign; returns the jobs (a coroutine
     for an ``AsyncQueue``). ``mail`` takes ``enqueue_email``'s keywords (``subject``,
     ``text``, ``html``, ``template``, ``variables``, ``category`` (default
-    ``"bulk"``), ``group_by_domain`` (default ``True``), job options...)."""
+    ``"bulk"``), ``group_by_domain`` (default ``True``), job options...).
+
+    ``flow=True``: the mails are the children of a campaign parent job
+    (``campaign_job_id(campaign)``, in the same queue) that an ``EmailWorker``
+    completes once every mail is done, with a summary (sent, suppressed,
+    dropped, failed); ``seal_after`` seconds bound how long an enqueue that died
+    half-way holds it back (see ``pyqueue.email.campaign``)."""
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"chunk must be an int >= 1, got {chunk!r}")
+    if not isinstance(flow, bool):
+        raise ValueError(f"flow must be a bool, got {flow!r}")
+    seal = _campaign.check_seal_after(seal_after)
     core = getattr(queue, "_core", None)
     defaults = core.default_job_options if core is not None else {}
     entries = batch_jobs(recipients, campaign=campaign, queue_defaults=defaults, **mail)
     parts = [entries[i:i + chunk] for i in range(0, len(entries), chunk)]
     if isinstance(queue, AsyncQueue):
+        if flow:
+            return _campaign.enqueue_flow_async(queue, parts, campaign, seal, defaults)
         async_queue = queue
 
         async def add_all() -> list[AsyncJob]:
@@ -107,6 +123,8 @@ def enqueue_batch(queue: Queue | AsyncQueue, recipients: Iterable[str | Mapping[
                 added += await async_queue.add_bulk(part)
             return added
         return add_all()
+    if flow:
+        return _campaign.enqueue_flow(queue, parts, campaign, seal, defaults)
     jobs: list[Job] = []
     for part in parts:
         jobs += queue.add_bulk(part)

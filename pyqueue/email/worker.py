@@ -35,7 +35,7 @@ from ..errors import DelayedError, RateLimitError, RedisError, UnrecoverableErro
 from ..job import AsyncJob, JobBase
 from ..queue import AsyncQueue
 from ..worker import Worker
-from . import deadletter
+from . import campaign, deadletter
 from .classify import BOUNCE, FAIL, THROTTLE, Verdict, classify_exception, classify_reply
 from .message import EmailData, build_message, validate_data
 from .quota import DailyQuota
@@ -135,7 +135,10 @@ class EmailWorker(Worker):
         return transport_from_env(kind)
 
     async def process(self, job: AsyncJob) -> Any:
-        """Send one mail (see the module docstring for what happens on failure)."""
+        """Send one mail (see the module docstring for what happens on failure); a
+        campaign's parent (``enqueue_batch(..., flow=True)``) returns its summary."""
+        if job.name in (campaign.CAMPAIGN_JOB, campaign.SEAL_JOB):
+            return await campaign.run_campaign_job(job)
         return await self._deliver(job)
 
     async def _deliver(self, job: AsyncJob) -> dict[str, Any]:

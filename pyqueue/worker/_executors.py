@@ -103,7 +103,7 @@ class ProcessExecutor:
 
     async def call(self, job: Job | AsyncJob) -> Awaitable[Any]:
         child = await self._pool.acquire()  # not timed: a child may be starting
-        return self._pool.run(child, job.id, job.fields, job.lock_token)
+        return self._pool.run(child, job.id, job.fields, job.lock_token, job._left_active)
 
     def close(self) -> None:
         self._pool.close()

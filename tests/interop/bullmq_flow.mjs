@@ -13,6 +13,9 @@
 //            otherwise return {name, values: job.getChildrenValues(), ignored: job.getIgnoredChildrenFailures()}.
 //   getflow  {queue, id, depth?}                   -> {"flow": node}  (FlowProducer.getFlow, as Bull Board's flow view)
 //   deps     {queue, id}                           -> {"deps": job.getDependencies(), "counts": job.getDependenciesCount()}
+//   admin    {queue, op: "drain"|"clean"|"obliterate", delayed?, state?}
+//            Queue.drain(delayed) / clean(0, 0, state) / obliterate({force: true})
+//            -> {"done": op}
 //   board    {queues: [name], queue, id}           -> Bull Board's answer to GET /api/queues/:queue/:id/flow
 //            (@bull-board/api's route handler, with a BullMQAdapter per queue)
 
@@ -109,6 +112,19 @@ async function cmdDeps(args) {
   }
 }
 
+async function cmdAdmin(args) {
+  const queue = new Queue(args.queue, opts(args));
+  try {
+    if (args.op === 'drain') await queue.drain(Boolean(args.delayed));
+    else if (args.op === 'clean') await queue.clean(0, 0, args.state);
+    else if (args.op === 'obliterate') await queue.obliterate({ force: true });
+    else throw new Error(`unknown op ${args.op}`);
+    return { done: args.op };
+  } finally {
+    await queue.close();
+  }
+}
+
 async function cmdBoard(args) {
   const { BullMQAdapter } = await import('@bull-board/api/bullMQAdapter');
   const { jobFlowHandler } = await import('@bull-board/api/dist/handlers/jobFlow.js');
@@ -128,7 +144,8 @@ async function cmdBoard(args) {
   }
 }
 
-const COMMANDS = { add: cmdAdd, work: cmdWork, getflow: cmdGetFlow, deps: cmdDeps, board: cmdBoard };
+const COMMANDS = { add: cmdAdd, work: cmdWork, getflow: cmdGetFlow, deps: cmdDeps, board: cmdBoard,
+                   admin: cmdAdmin };
 
 const [command, raw] = process.argv.slice(2);
 const args = raw ? JSON.parse(raw) : {};
