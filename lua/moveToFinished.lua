@@ -54,15 +54,16 @@ local function finishOne(item)
   end
   if owned.gid then groupRelease(owned.gid) end
 
-  local atm = redis.call('HINCRBY', jobKey, 'atm', 1)
+  -- atm was read (and checked: an integer) by leaveActive: set, not HINCRBY.
+  local atm = (tonumber(owned.atm) or 0) + 1
   local target = kCompleted
   if item.target == 'completed' then
-    redis.call('HSET', jobKey, 'returnvalue', item.value, 'finishedOn', now)
+    redis.call('HSET', jobKey, 'returnvalue', item.value, 'finishedOn', now, 'atm', atm)
     emit('completed', 'jobId', jobId, 'returnvalue', item.value, 'prev', 'active')
   else
     target = kFailed
     redis.call('HSET', jobKey, 'failedReason', item.value, 'stacktrace', item.stacktrace,
-               'finishedOn', now)
+               'finishedOn', now, 'atm', atm)
     redis.call('HDEL', jobKey, 'defa')
     emit('failed', 'jobId', jobId, 'failedReason', item.value, 'prev', 'active')
     if item.exhausted then

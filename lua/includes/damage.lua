@@ -65,20 +65,22 @@ local function readJob(jobKey, ...)
 end
 
 -- The damage that would break running a job, from its hash read with
--- HGETALL (flat array), or nil: the attempt counters that fetch and finish
--- increment (atm, ats; stc is the stalled check's, checked there). Fields
--- that running the job does not use (priority, delay, timestamp) are
--- checked where they are used (promotion, retry, clean). Hot: every job a
--- worker takes.
+-- HGETALL (flat array), or nil; and the hash's `ats` (0 when absent). Checks
+-- the attempt counters that fetch and finish increment (atm, ats; stc is the
+-- stalled check's, checked there). Fields that running the job does not use
+-- (priority, delay, timestamp) are checked where they are used (promotion,
+-- retry, clean). Hot: every job a worker takes.
 local function hashDamage(flat)
+  local ats = 0
   for i = 1, #flat, 2 do
     local name = flat[i]
     if INTEGER_FIELDS[name] then
       local bad = fieldDamage(name, flat[i + 1])
-      if bad then return bad end
+      if bad then return bad, 0 end
+      if name == 'ats' then ats = tonumber(flat[i + 1]) end
     end
   end
-  return nil
+  return nil, ats
 end
 
 -- readHeldJob(jobKey, names...): readJob for a job whose hash is known to

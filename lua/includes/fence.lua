@@ -6,8 +6,9 @@
   fence(jobKey, token) -> 0 | E_JOB_MISSING | E_LOCK_MISSING | E_LOCK_MISMATCH
     Reads only. A lock key of another type counts as a missing lock.
   leaveActive(jobId, token, names...) -> fields, 0 | nil, error code
-    The preamble of a worker's finish or retry: fence the job, read `names`
-    of its hash (readHeldJob: checked before any write), take it out of
+    The preamble of a worker's finish or retry: fence the job (as fence
+    does, with the lock read first), read `names` and `name` of its hash
+    (readHeldJob: checked before any write), take it out of
     `active` (E_NOT_ACTIVE, nothing written, when it is not there) with its
     lock and stalled mark. A damaged job is then failed alone
     (E_JOB_CORRUPT, includes/damage.lua).
@@ -22,9 +23,19 @@ end
 
 local function leaveActive(jobId, token, ...)
   local jobKey = base .. jobId
-  local fenced = fence(jobKey, token)
-  if fenced ~= 0 then return nil, fenced end
-  local fields, damage = readHeldJob(jobKey, ...)
+  -- The lock first: a held lock means the hash exists (they are deleted
+  -- together), so the hot path needs no EXISTS; `name` (every job has one),
+  -- read with the other fields, tells a hash deleted from outside.
+  local held = redis.pcall('GET', jobKey .. ':lock')
+  if held ~= token then
+    if redis.call('EXISTS', jobKey) == 0 then return nil, E_JOB_MISSING end
+    if type(held) ~= 'string' then return nil, E_LOCK_MISSING end
+    return nil, E_LOCK_MISMATCH
+  end
+  local fields, damage = readHeldJob(jobKey, 'name', ...)
+  if fields and not fields.name and redis.call('EXISTS', jobKey) == 0 then
+    return nil, E_JOB_MISSING
+  end
   if redis.call('LREM', kActive, -1, jobId) == 0 then return nil, E_NOT_ACTIVE end
   redis.call('DEL', jobKey .. ':lock')
   redis.call('SREM', kStalled, jobId)

@@ -117,14 +117,14 @@ local function fetchJobs()
     if not jobId then break end
     local jobKey = base .. jobId
     local fields = redis.pcall('HGETALL', jobKey)
-    local damage
+    local damage, ats
     if fields.err then
       damage = 'job hash corrupt: the key holds a ' .. redis.call('TYPE', jobKey).ok ..
         ', not a hash'
     elseif #fields == 0 then
       damage = 'job hash missing: the job was deleted outside pyqueue'
     else
-      damage = hashDamage(fields)
+      damage, ats = hashDamage(fields)
     end
     if damage then
       -- Failed alone, before anything is written on it; the loop goes on.
@@ -139,11 +139,11 @@ local function fetchJobs()
       end
       local token = P.token .. ':' .. taken
       redis.call('SET', jobKey .. ':lock', token, 'PX', P.lockMs)
-      local ats = redis.call('HINCRBY', jobKey, 'ats', 1)
+      ats = ats + 1  -- read and checked above: set, not HINCRBY
       if P.wname then
-        redis.call('HSET', jobKey, 'processedOn', now, 'pb', P.wname)
+        redis.call('HSET', jobKey, 'processedOn', now, 'ats', ats, 'pb', P.wname)
       else
-        redis.call('HSET', jobKey, 'processedOn', now)
+        redis.call('HSET', jobKey, 'processedOn', now, 'ats', ats)
       end
       emit('active', 'jobId', jobId, 'prev', 'waiting')
       taken = taken + 1

@@ -9,7 +9,7 @@ import contextvars
 import inspect
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import redis.asyncio
 
@@ -40,10 +40,18 @@ class Executor(Protocol):
     #: cannot be stopped; a coroutine or a child process can).
     interruptible: bool
 
-    async def call(self, job: Job | AsyncJob) -> Awaitable[Any]:
-        """Start ``job`` (waiting for a free place if needed, untimed); returns the
-        awaitable of its result, which the job's timeout applies to."""
+    def call(self, job: Job | AsyncJob, place: Any = None) -> Awaitable[Any]:
+        """Start ``job`` (in ``place``, what :meth:`place` gave, if anything);
+        returns the awaitable of its result, which the job's timeout applies to."""
         ...
+
+    async def place(self) -> Any:
+        """Wait for a free place to run a job and return it (untimed: a child
+        process may be starting); only awaited when :attr:`waits_for_place`."""
+        ...
+
+    #: Whether :meth:`place` must be awaited before :meth:`call` (process pools).
+    waits_for_place: bool
 
     def close(self) -> None:
         """Release the threads or processes (running work is not waited for)."""
@@ -58,10 +66,14 @@ class AsyncExecutor:
     def __init__(self, target: AsyncProcessor) -> None:
         self._target = target
 
-    async def call(self, job: Job | AsyncJob) -> Awaitable[Any]:
-        if not isinstance(job, AsyncJob):  # the worker's binding is asyncio: cannot happen
-            raise TypeError(f"an async def processor takes an AsyncJob, got {job!r}")
-        return self._target(job)
+    waits_for_place = False
+
+    def call(self, job: Job | AsyncJob, place: Any = None) -> Awaitable[Any]:
+        # The worker's binding is asyncio: its jobs are AsyncJob (hot: no check).
+        return self._target(cast(AsyncJob, job))
+
+    async def place(self) -> Any:
+        return None
 
     def close(self) -> None:
         return None
@@ -77,12 +89,16 @@ class ThreadExecutor:
         self._target = target
         self._pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix=f"pyqueue-{name}")
 
-    async def call(self, job: Job | AsyncJob) -> Awaitable[Any]:
-        if isinstance(job, AsyncJob):  # the worker's binding is sync: cannot happen
-            raise TypeError(f"a def processor takes a Job, got {job!r}")
+    waits_for_place = False
+
+    def call(self, job: Job | AsyncJob, place: Any = None) -> Awaitable[Any]:
+        # The worker's binding is sync: its jobs are Job (hot: no check).
         ctx = contextvars.copy_context()
         return asyncio.get_running_loop().run_in_executor(self._pool, ctx.run,
-                                                          self._target, job)
+                                                          self._target, cast(Job, job))
+
+    async def place(self) -> Any:
+        return None
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -101,9 +117,14 @@ class ProcessExecutor:
         self._pool = ProcessPool(target, size, prefix, queue,
                                  connection_settings(dict(pool.connection_kwargs), kind))
 
-    async def call(self, job: Job | AsyncJob) -> Awaitable[Any]:
-        child = await self._pool.acquire()  # not timed: a child may be starting
-        return self._pool.run(child, job.id, job.fields, job.lock_token, job._left_active)
+    waits_for_place = True
+
+    async def place(self) -> Any:
+        return await self._pool.acquire()  # a child process, idle
+
+    def call(self, job: Job | AsyncJob, place: Any = None) -> Awaitable[Any]:
+        assert place is not None, "a process executor runs a job in the child place() gave"
+        return self._pool.run(place, job.id, job.fields, job.lock_token, job._left_active)
 
     def close(self) -> None:
         self._pool.close()
@@ -112,7 +133,8 @@ class ProcessExecutor:
 async def invoke(executor: Executor, job: Job | AsyncJob) -> Any:
     """Run ``job`` on ``executor`` within the job's ``timeout`` (``JobTimeoutError``).
     A ``def`` processor that returns an awaitable has it awaited."""
-    call = await executor.call(job)
+    place = await executor.place() if executor.waits_for_place else None  # untimed
+    call = executor.call(job, place)
     timeout = job.timeout
     if timeout is None:
         result = await call
