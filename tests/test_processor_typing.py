@@ -57,11 +57,11 @@ async def test_each_executor_takes_only_its_kind_of_job() -> None:
     on_loop = AsyncExecutor(async_processor)
     threads = ThreadExecutor(lambda job: f"sync {job.id}", 1, "types")
     try:
-        assert await (await on_loop.call(async_job)) == "async 2"
-        assert await (await threads.call(sync_job)) == "sync 1"
+        assert await on_loop.call(async_job) == "async 2"
+        assert await threads.call(sync_job) == "sync 1"
         with pytest.raises(TypeError, match="takes an AsyncJob"):
-            await on_loop.call(sync_job)
+            on_loop.call(sync_job)
         with pytest.raises(TypeError, match="takes a Job"):
-            await threads.call(async_job)
+            threads.call(async_job)
     finally:
         threads.close()

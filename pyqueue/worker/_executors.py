@@ -9,7 +9,7 @@ import contextvars
 import inspect
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol
 
 import redis.asyncio
 
@@ -69,8 +69,9 @@ class AsyncExecutor:
     waits_for_place = False
 
     def call(self, job: Job | AsyncJob, place: Any = None) -> Awaitable[Any]:
-        # The worker's binding is asyncio: its jobs are AsyncJob (hot: no check).
-        return self._target(cast(AsyncJob, job))
+        if not isinstance(job, AsyncJob):  # the worker's binding is asyncio: cannot happen
+            raise TypeError(f"an async def processor takes an AsyncJob, got {job!r}")
+        return self._target(job)
 
     async def place(self) -> Any:
         return None
@@ -92,10 +93,11 @@ class ThreadExecutor:
     waits_for_place = False
 
     def call(self, job: Job | AsyncJob, place: Any = None) -> Awaitable[Any]:
-        # The worker's binding is sync: its jobs are Job (hot: no check).
+        if isinstance(job, AsyncJob):  # the worker's binding is sync: cannot happen
+            raise TypeError(f"a def processor takes a Job, got {job!r}")
         ctx = contextvars.copy_context()
         return asyncio.get_running_loop().run_in_executor(self._pool, ctx.run,
-                                                          self._target, cast(Job, job))
+                                                          self._target, job)
 
     async def place(self) -> Any:
         return None

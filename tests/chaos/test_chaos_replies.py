@@ -159,8 +159,15 @@ def test_reserved_ids_are_refused_and_stalled_recovery_keeps_working(
         thread.join(30)
     assert not accepted, accepted
     assert len(refused) == 4 * len(_keys.RESERVED_JOB_IDS)
+    # No job was written under a reserved name (the workers' own keys, such as
+    # the stalled check's marker, may come and go meanwhile: not jobs).
     created = set(sc.client.keys(sc.base + "*")) - before
-    assert not [k for k in created if k.decode().removeprefix(sc.base) in _keys.RESERVED_JOB_IDS]
+    written = [k for k in created if k.decode().removeprefix(sc.base) in _keys.RESERVED_JOB_IDS
+               and sc.client.type(k) == b"hash" and sc.client.hget(k, "name") == b"evil"]
+    assert not written, written
+    assert not any(sc.client.type(sc.base + job_id) == b"hash"
+                   and sc.client.hget(sc.base + job_id, "name") == b"evil"
+                   for job_id in _keys.RESERVED_JOB_IDS)
 
     # Stalled recovery still works: SIGKILL a worker in the middle of a long job.
     victim = workers[0]
