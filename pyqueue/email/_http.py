@@ -6,6 +6,7 @@ or put into a reason."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigurationError
@@ -17,6 +18,21 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("the SES and Resend transports need httpx: "
                       "pip install 'pyqueue-redis[providers]'") from exc
+
+
+def with_env_timeout(values: dict[str, Any], env: Mapping[str, str], variable: str,
+                     overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """A provider's settings from the environment: ``values``, with ``timeout``
+    from ``$variable`` when set (a number, else ``ConfigurationError``), then
+    the ``overrides`` that are not ``None``."""
+    if env.get(variable):
+        try:
+            values["timeout"] = float(env[variable])
+        except ValueError:
+            raise ConfigurationError(
+                f"{variable} must be a number, got {env[variable]!r}") from None
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return values
 
 
 def check_url(name: str, url: str) -> str:
@@ -70,3 +86,28 @@ def json_body(response: httpx.Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
+
+
+class HTTPTransport:
+    """What the HTTP API transports share: their settings (``from_address``,
+    ``timeout``, a secret-free ``describe()``) and a connection pool."""
+
+    def __init__(self, settings: Any, *, max_connections: int = 20, verify: Any = True) -> None:
+        self.settings = settings
+        self.http = HTTPClient(timeout=settings.timeout, max_connections=max_connections,
+                               verify=verify)
+
+    @property
+    def default_from(self) -> str | None:
+        """The sender used when a mail names none."""
+        from_address: str | None = self.settings.from_address
+        return from_address
+
+    def describe(self) -> str:
+        """A one-line summary for logs (no secrets)."""
+        text: str = self.settings.describe()
+        return text
+
+    async def close(self) -> None:
+        """Close the HTTP connections."""
+        await self.http.close()

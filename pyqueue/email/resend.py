@@ -31,7 +31,7 @@ from email.utils import getaddresses
 from typing import Any
 
 from ..errors import ConfigurationError
-from ._http import HTTPClient, check_url, json_body
+from ._http import HTTPTransport, check_url, json_body, with_env_timeout
 from .classify import RETRY, Verdict
 from .sender import SendResult
 from .transport import ProviderError, idempotency_key, retry_after_seconds, verdict_for_status
@@ -72,14 +72,7 @@ class ResendSettings:
             "base_url": env.get("RESEND_BASE_URL") or DEFAULT_BASE_URL,
             "from_address": env.get("RESEND_FROM") or env.get("EMAIL_FROM") or None,
         }
-        if env.get("RESEND_TIMEOUT"):
-            try:
-                values["timeout"] = float(env["RESEND_TIMEOUT"])
-            except ValueError:
-                raise ConfigurationError(
-                    f"RESEND_TIMEOUT must be a number, got {env['RESEND_TIMEOUT']!r}") from None
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        return cls(**with_env_timeout(values, env, "RESEND_TIMEOUT", overrides))
 
 
 def _addresses(message: EmailMessage, header: str) -> list[str]:
@@ -119,25 +112,11 @@ def request_json(message: EmailMessage, recipients: list[str]) -> dict[str, Any]
     return body
 
 
-class ResendTransport:
+class ResendTransport(HTTPTransport):
     """Sends through Resend's ``POST /emails`` (see the module docstring)."""
 
     name = "resend"
-
-    def __init__(self, settings: ResendSettings, *, max_connections: int = 20,
-                 verify: Any = True) -> None:
-        self.settings = settings
-        self.http = HTTPClient(timeout=settings.timeout, max_connections=max_connections,
-                               verify=verify)
-
-    @property
-    def default_from(self) -> str | None:
-        """The sender used when a mail names none."""
-        return self.settings.from_address
-
-    def describe(self) -> str:
-        """A one-line summary for logs (no secrets)."""
-        return self.settings.describe()
+    settings: ResendSettings
 
     async def send(self, message: EmailMessage, sender: str, recipients: list[str], *,
                    mail_uid: str | None = None) -> SendResult:
@@ -161,7 +140,3 @@ class ResendTransport:
             response.status_code if response.status_code != 200 else 502, name, text,
             retry_after=retry_after_seconds(response.headers),
             throttle_names=_THROTTLE, quota_names=_QUOTA))
-
-    async def close(self) -> None:
-        """Close the HTTP connections."""
-        await self.http.close()

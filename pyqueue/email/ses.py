@@ -35,7 +35,7 @@ from email.policy import SMTP
 from typing import Any
 
 from ..errors import ConfigurationError
-from ._http import HTTPClient, check_url, json_body
+from ._http import HTTPTransport, check_url, json_body, with_env_timeout
 from .sender import SendResult
 from .sigv4 import Credentials, sign
 from .transport import ProviderError, retry_after_seconds, verdict_for_status
@@ -92,37 +92,20 @@ class SESSettings:
             "configuration_set": env.get("SES_CONFIGURATION_SET") or None,
             "from_address": env.get("SES_FROM") or env.get("EMAIL_FROM") or None,
         }
-        if env.get("SES_TIMEOUT"):
-            try:
-                values["timeout"] = float(env["SES_TIMEOUT"])
-            except ValueError:
-                raise ConfigurationError(
-                    f"SES_TIMEOUT must be a number, got {env['SES_TIMEOUT']!r}") from None
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        return cls(**with_env_timeout(values, env, "SES_TIMEOUT", overrides))
 
 
-class SESTransport:
+class SESTransport(HTTPTransport):
     """Sends through Amazon SES v2 ``SendEmail`` (see the module docstring)."""
 
     name = "ses"
+    settings: SESSettings
 
     def __init__(self, settings: SESSettings, *, max_connections: int = 20,
                  verify: Any = True) -> None:
-        self.settings = settings
+        super().__init__(settings, max_connections=max_connections, verify=verify)
         self.credentials = Credentials(settings.access_key_id, settings.secret_access_key,
                                        settings.session_token)
-        self.http = HTTPClient(timeout=settings.timeout, max_connections=max_connections,
-                               verify=verify)
-
-    @property
-    def default_from(self) -> str | None:
-        """The sender used when a mail names none."""
-        return self.settings.from_address
-
-    def describe(self) -> str:
-        """A one-line summary for logs (no secrets)."""
-        return self.settings.describe()
 
     def request_body(self, message: EmailMessage, sender: str,
                      recipients: list[str]) -> bytes:
@@ -156,7 +139,3 @@ class SESTransport:
             response.status_code if response.status_code != 200 else 502, name, text,
             retry_after=retry_after_seconds(response.headers),
             throttle_names=_THROTTLE, quota_names=_QUOTA))
-
-    async def close(self) -> None:
-        """Close the HTTP connections."""
-        await self.http.close()
