@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from typing import Any
 
@@ -14,6 +15,7 @@ from . import _ops_read, _ops_worker
 from ._keys import QueueKeys
 from ._runner import run_sync
 from .connection import mask_url, sync_client
+from .errors import RedisDataError
 from .queue import Queue
 
 
@@ -51,16 +53,26 @@ def info(args: argparse.Namespace, url: str) -> int:
         if args.queue:
             require_queue(client, args.prefix, args.queue)
         names = [args.queue] if args.queue else queue_names(client, args.prefix)
-        rows = []
+        rows: list[dict[str, Any]] = []
+        unreadable: list[dict[str, Any]] = []
         for name in names:
             with Queue(name, connection=client, prefix=args.prefix) as q:
-                counts = q.get_job_counts()
-                rows.append({"queue": name, "paused": q.is_paused(), **counts})
+                try:
+                    counts = q.get_job_counts()
+                    rows.append({"queue": name, "paused": q.is_paused(), **counts})
+                except RedisDataError as exc:
+                    if args.queue:
+                        raise  # the one queue asked for: the command fails
+                    # One damaged queue does not hide the others.
+                    unreadable.append({"queue": name, "error": str(exc)})
     finally:
         if owned:
             client.close()
+    for bad in unreadable:
+        print(f"pyqueue info: queue {bad['queue']!r} cannot be read: {bad['error']}",
+              file=sys.stderr)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(rows + unreadable, indent=2))
         return 0
     if not rows:
         print(f"no queues under prefix {args.prefix!r} on {mask_url(url)}")

@@ -134,16 +134,22 @@ def require_hash_tag(prefix: str, name: str) -> None:
             f"Queue('{{{name}}}')")
 
 
-def check_cluster_queue(client: object, owned: bool, prefix: str, name: str) -> None:
-    """On a cluster client, :func:`require_hash_tag`; a client pyqueue made
-    is closed before the error is raised (its pool holds no connection yet)."""
-    if not is_cluster(client) or has_hash_tag(prefix, name):
+def check_cluster_queue(client: object, owned: bool, prefix: str, name: str, *,
+                        execution: str | None = None) -> None:
+    """On a cluster client, :func:`require_hash_tag` (a client pyqueue made
+    is closed before the error is raised: its pool holds no connection yet);
+    a worker's ``execution="process"`` is refused there too."""
+    if not is_cluster(client):
         return
-    if owned and is_sync_cluster(client):
-        close: Any = getattr(client, "close", None)
-        if close is not None:
-            close()
-    require_hash_tag(prefix, name)
+    if not has_hash_tag(prefix, name):
+        if owned and is_sync_cluster(client):
+            close: Any = getattr(client, "close", None)
+            if close is not None:
+                close()
+        require_hash_tag(prefix, name)
+    if execution == "process":
+        raise ConfigurationError("execution='process' is not supported on a Redis Cluster "
+                                 "yet: use 'thread' or an async processor")
 
 
 def key_slot(key: str | bytes) -> int:

@@ -24,15 +24,67 @@ from ._lua import library_text as library_text
 from ._lua import load as load
 from ._lua import script_names as script_names
 from ._plan import LUA, Command
-from ._resp_encode import encode_args
-from .errors import (
-    InvalidJobIdError,
-    JobLockError,
-    JobNotFoundError,
-    JobStateError,
-    PyQueueError,
-    QueueBusyError,
+from ._replies import (
+    E_FAILED_CHILDREN as E_FAILED_CHILDREN,
 )
+from ._replies import (
+    E_FLOW_ID_TAKEN as E_FLOW_ID_TAKEN,
+)
+from ._replies import (
+    E_JOB_CORRUPT as E_JOB_CORRUPT,
+)
+from ._replies import (
+    E_JOB_MISSING as E_JOB_MISSING,
+)
+from ._replies import (
+    E_LOCK_MISMATCH as E_LOCK_MISMATCH,
+)
+from ._replies import (
+    E_LOCK_MISSING as E_LOCK_MISSING,
+)
+from ._replies import (
+    E_NOT_ACTIVE as E_NOT_ACTIVE,
+)
+from ._replies import (
+    E_PARENT_MISSING as E_PARENT_MISSING,
+)
+from ._replies import (
+    E_PENDING_DEPS as E_PENDING_DEPS,
+)
+from ._replies import (
+    E_QUEUE_BUSY as E_QUEUE_BUSY,
+)
+from ._replies import (
+    E_WRONG_STATE as E_WRONG_STATE,
+)
+from ._replies import (
+    FETCH_MAX_CONCURRENCY as FETCH_MAX_CONCURRENCY,
+)
+from ._replies import (
+    FETCH_OK as FETCH_OK,
+)
+from ._replies import (
+    FETCH_PAUSED as FETCH_PAUSED,
+)
+from ._replies import (
+    FETCH_RATE_LIMITED as FETCH_RATE_LIMITED,
+)
+from ._replies import (
+    FLOW_REFUSALS as FLOW_REFUSALS,
+)
+from ._replies import (
+    check as check,
+)
+from ._replies import (
+    decode_fetch as decode_fetch,
+)
+from ._replies import (
+    pairs_to_dict as pairs_to_dict,
+)
+from ._replies import (
+    text as text,
+)
+from ._resp_encode import encode_args
 
 if TYPE_CHECKING:
     from .options import EncodedJob
@@ -345,87 +397,3 @@ def update_job_scheduler(keys: QueueKeys, now_ms: int, *, id: str, cur: str, opt
 def upsert_job_scheduler(keys: QueueKeys, now_ms: int, params: SchedulerArgs) -> Command:
     """upsertJobScheduler: replies ``[pending job id, its ms]``."""
     return _call("upsertJobScheduler", keys, now_ms, params)
-
-
-# --- replies ------------------------------------------------------------------
-
-E_JOB_MISSING = -1
-E_LOCK_MISSING = -2
-E_NOT_ACTIVE = -3
-E_QUEUE_BUSY = -4
-E_LOCK_MISMATCH = -6
-E_WRONG_STATE = -7
-E_JOB_CORRUPT = -8
-#: Flow codes (lua/includes/flow.lua).
-E_PARENT_MISSING = -5
-E_FAILED_CHILDREN = -9
-E_PENDING_DEPS = -10
-E_FLOW_ID_TAKEN = -11
-#: Codes by which moveToFinished refuses to complete a parent (its attempt fails).
-FLOW_REFUSALS = frozenset({E_FAILED_CHILDREN, E_PENDING_DEPS})
-
-
-def check(reply: Any, *, op: str, job_id: str | None = None) -> Any:
-    """Raise the exception for a negative integer reply, else return it."""
-    if not isinstance(reply, int) or reply >= 0:
-        return reply
-    where = f"job {job_id!r}" if job_id is not None else "queue"
-    if reply == E_JOB_MISSING:
-        raise JobNotFoundError(f"{op}: {where} does not exist", job_id)
-    if reply == E_LOCK_MISSING:
-        raise JobLockError(f"{op}: the lock on {where} is missing (it expired or the job "
-                           "was moved back as stalled)", job_id)
-    if reply == E_LOCK_MISMATCH:
-        raise JobLockError(f"{op}: the lock on {where} is held by another worker", job_id)
-    if reply == E_NOT_ACTIVE:
-        raise JobStateError(f"{op}: {where} is not active", job_id)
-    if reply == E_WRONG_STATE:
-        raise JobStateError(f"{op}: {where} is not in the state this operation needs", job_id)
-    if reply == E_JOB_CORRUPT:
-        raise JobStateError(f"{op}: {where} is damaged (a field or its key is not what "
-                            "pyqueue wrote); it was moved to failed, see its failed reason",
-                            job_id)
-    if reply == E_PENDING_DEPS:
-        raise JobStateError(f"{op}: {where} has children that have not finished", job_id)
-    if reply == E_FAILED_CHILDREN:
-        raise JobStateError(f"{op}: {where} has a child that failed with "
-                            "fail_parent_on_failure", job_id)
-    if reply == E_PARENT_MISSING:
-        raise JobNotFoundError(f"{op}: the parent job of {where} does not exist", job_id)
-    if reply == E_FLOW_ID_TAKEN:
-        raise InvalidJobIdError(f"{op}: a job below the root of the flow has a custom "
-                                "job_id that is taken already; nothing was added", job_id)
-    if reply == E_QUEUE_BUSY:
-        raise QueueBusyError(f"{op}: the queue has active jobs; pass force=True to proceed")
-    raise PyQueueError(f"{op}: script error code {reply}")
-
-
-def text(value: Any) -> str:
-    """A Redis reply value as ``str`` (clients may or may not decode)."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
-
-
-def pairs_to_dict(flat: list[Any] | dict[Any, Any]) -> dict[str, str]:
-    """``HGETALL`` as a ``dict[str, str]`` from a flat array or a mapping."""
-    if isinstance(flat, dict):
-        return {text(k): text(v) for k, v in flat.items()}
-    if flat and isinstance(flat[0], str):  # decoded by the connection already
-        values = iter(flat)  # hash fields and values are all bulk strings
-        return dict(zip(values, values, strict=True))
-    return {text(flat[i]): text(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
-
-
-FETCH_OK, FETCH_RATE_LIMITED, FETCH_PAUSED, FETCH_MAX_CONCURRENCY = 0, 1, 2, 3
-
-
-def decode_fetch(reply: list[Any]) -> tuple[int, int, list[tuple[str, str, dict[str, str]]]]:
-    """Decode a fetch reply into ``(status, number, [(id, token, fields)])``."""
-    if not reply:
-        return FETCH_OK, 0, []
-    status, number = int(reply[0]), int(reply[1])
-    if len(reply) > 2 and isinstance(reply[2][0], str):  # decoded by the connection
-        return status, number, [(j[0], j[1], pairs_to_dict(j[2])) for j in reply[2:]]
-    jobs = [(text(j[0]), text(j[1]), pairs_to_dict(j[2])) for j in reply[2:]]
-    return status, number, jobs

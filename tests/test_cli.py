@@ -206,3 +206,21 @@ async def test_health_host_filter_checks_only_this_hosts_workers(
         assert rc == 0 and len(report["workers"]) == 1
         rc, report = await health("--host", "another-pod")
         assert rc == 1 and report["workers"] == []
+
+
+def test_info_of_every_queue_skips_a_damaged_one_and_says_so(
+        redis_url: str, redis_client: redis.Redis, queue_name: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    damaged = f"{queue_name}x"
+    redis_client.zadd(f"bull:{queue_name}:pq:workers", {"w1": 0})
+    redis_client.set(f"bull:{damaged}:meta", "not a hash")  # WRONGTYPE for this queue
+    redis_client.zadd(f"bull:{damaged}:pq:workers", {"w1": 0})
+    try:
+        assert run(["info", "--redis", redis_url]) == 0
+        captured = capsys.readouterr()
+        assert queue_name in captured.out
+        assert f"queue {damaged!r} cannot be read" in captured.err
+        assert run(["info", damaged, "--redis", redis_url]) == 1  # asked for by name: fails
+    finally:
+        redis_client.delete(f"bull:{queue_name}:pq:workers", f"bull:{damaged}:meta",
+                            f"bull:{damaged}:pq:workers")

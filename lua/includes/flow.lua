@@ -32,7 +32,7 @@
     obliterate (BullMQ's "hard" removal): see the function
 ]]
 
--- Error codes of flows (mapped in pyqueue/_scripts.py; the others are in prelude).
+-- Error codes of flows (mapped in pyqueue/_replies.py; the others are in prelude).
 local E_PARENT_MISSING = -5  -- the parent named by an add does not exist
 local E_FAILED_CHILDREN = -9  -- a child failed with fail_parent_on_failure
 local E_PENDING_DEPS = -10  -- the job still has children that have not finished

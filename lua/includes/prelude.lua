@@ -13,7 +13,7 @@
   Everything a script touches is either in KEYS or derived from base, so a
   hash tag in the prefix or queue name keeps a queue in one cluster slot.
 
-  Error codes (all scripts; mapped to exceptions in pyqueue/_scripts.py):
+  Error codes (all scripts; mapped to exceptions in pyqueue/_replies.py):
     -1 job missing  -2 lock missing  -3 not active  -4 queue busy
     -6 lock held by another token  -7 wrong state
     -8 job damaged: it was moved to failed alone (includes/damage.lua)
@@ -52,7 +52,7 @@ local function begin(keys, argv)
   groupsInUse, poppedPrioritized = false, false
 end
 
--- Error codes (mapped to exceptions in pyqueue/_scripts.py, nowhere else).
+-- Error codes (mapped to exceptions in pyqueue/_replies.py, nowhere else).
 local E_JOB_MISSING = -1
 local E_LOCK_MISSING = -2
 local E_NOT_ACTIVE = -3

@@ -5,6 +5,7 @@ hand back) written to Redis.
 from __future__ import annotations
 
 import asyncio
+import time
 import traceback
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -47,6 +48,13 @@ class Status:
     last_ok: float | None = None  # monotonic: last fetch or block that worked
     had_jobs: bool = False
     jobs_processed: int = 0
+
+    def consuming(self, running: bool, drain_delay: float) -> bool:
+        """Running, and a fetch or a blocking wait for jobs completed within the
+        last ``drain_delay + 10`` seconds."""
+        fresh = self.last_ok is not None and \
+            time.monotonic() - self.last_ok <= drain_delay + 10
+        return bool(running and self.state == "running" and fresh)
 
 
 def reason_of(exc: BaseException) -> str:

@@ -10,7 +10,7 @@ import logging
 import signal
 from typing import TYPE_CHECKING
 
-from ..errors import RedisConnectionError
+from ..errors import ConfigurationError, RedisConnectionError
 
 if TYPE_CHECKING:
     from ._worker import Worker
@@ -74,3 +74,20 @@ async def start_with_retry(worker: Worker, stop: asyncio.Event) -> bool:
             await asyncio.wait_for(stop.wait(), pause)
         pause = min(pause * 2, longest)
     return False
+
+
+def run_blocking(worker: Worker, burst: bool) -> None:
+    """``Worker.run``: refused inside a running event loop, else one
+    ``asyncio.run`` until a signal (or, with ``burst``, until idle)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise ConfigurationError(
+            "Worker.run() blocks and cannot be called inside a running event loop; "
+            "use 'await worker.start()' (and 'await worker.close()') or "
+            "'async with Worker(...) as worker:' instead")
+    if burst:
+        worker._rt.fetch.burst = True
+    asyncio.run(run_until_signal(worker))

@@ -15,7 +15,7 @@ from typing import Any
 
 from .. import _ops, _ops_worker
 from .. import backoff as _backoff
-from .._cluster import check_cluster_queue, is_cluster
+from .._cluster import check_cluster_queue
 from .._keys import QueueKeys, validate_prefix, validate_queue_name
 from .._runner import run_async, run_sync
 from ..connection import AsyncClient, async_client
@@ -28,7 +28,7 @@ from ._joblog import JobLogHook
 from ._options import check_target, validate_options
 from ._report import LogThrottle, Reporter
 from ._runtime import Identity, Runtime
-from ._signals import run_until_signal
+from ._signals import run_blocking
 from .hooks import WorkerHooks
 
 logger = logging.getLogger("pyqueue.worker")
@@ -123,10 +123,7 @@ class Worker:
             all_hooks.append(JobLogHook(self.name, now_ms=self.clock.now_ms))
         self._hooks = HookSet(self.name, all_hooks)
         client, owns_client = async_client(connection)
-        check_cluster_queue(client, owns_client, self.prefix, self.name)
-        if execution == "process" and is_cluster(client):
-            raise ConfigurationError("execution='process' is not supported on a Redis Cluster "
-                                     "yet: use 'thread' or an async processor")
+        check_cluster_queue(client, owns_client, self.prefix, self.name, execution=execution)
         self._conns = Connections(client, owns_client, self.keys.meta)
         self._rt = Runtime(Identity(self.name, self.prefix, self.keys, self.id, worker_name),
                            self.clock, opts, self._conns, self._events, self._hooks,
@@ -141,13 +138,7 @@ class Worker:
         self._running = False
         self._started_at: float | None = None
         if autorun:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                loop = None
-            if loop is not None:
-                self._autostart = loop.create_task(self.start())
-                self._autostart.add_done_callback(self._autostart_done)
+            self._autostart_on_running_loop()
 
     # --- public API ----------------------------------------------------------------
 
@@ -213,19 +204,11 @@ class Worker:
         seconds, None before start).
         """
         status = self._status
-        fresh = status.last_ok is not None and \
-            time.monotonic() - status.last_ok <= self.drain_delay + 10
-        return {
-            "worker_id": self.id,
-            "queue": self.name,
-            "state": status.state,
-            "consuming": bool(self._running and status.state == "running" and fresh),
-            "last_fetch_at": status.last_fetch_at,
-            "active": self.active_count,
-            "concurrency": self.concurrency,
-            "jobs_processed": status.jobs_processed,
-            "started_at": self._started_at,
-        }
+        return {"worker_id": self.id, "queue": self.name, "state": status.state,
+                "consuming": status.consuming(self._running, self.drain_delay),
+                "last_fetch_at": status.last_fetch_at, "active": self.active_count,
+                "concurrency": self.concurrency, "jobs_processed": status.jobs_processed,
+                "started_at": self._started_at}
 
     async def start(self, burst: bool = False) -> None:
         """Start consuming in the background (returns once started). Calls that
@@ -258,6 +241,14 @@ class Worker:
 
     def _burst_done(self) -> None:
         self._stopping = asyncio.ensure_future(self.close())
+
+    def _autostart_on_running_loop(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop: run() or start() will
+        self._autostart = loop.create_task(self.start())
+        self._autostart.add_done_callback(self._autostart_done)
 
     def _autostart_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -294,18 +285,7 @@ class Worker:
         with backoff. Inside a running event loop it raises
         ``ConfigurationError``: use ``await worker.start()`` or ``async with``.
         """
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
-            raise ConfigurationError(
-                "Worker.run() blocks and cannot be called inside a running event loop; "
-                "use 'await worker.start()' (and 'await worker.close()') or "
-                "'async with Worker(...) as worker:' instead")
-        if burst:
-            self._rt.fetch.burst = True
-        asyncio.run(run_until_signal(self))
+        run_blocking(self, burst)
 
     def rate_limit(self, duration: Duration) -> Any:
         """Stop every worker of this queue taking jobs for ``duration`` seconds.
