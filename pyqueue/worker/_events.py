@@ -48,7 +48,7 @@ class LocalEvents:
         for callback in self.listeners.get(event, ()):
             try:
                 result = callback(*args)
-                if inspect.isawaitable(result):
+                if result is not None and inspect.isawaitable(result):
                     task = asyncio.ensure_future(result)
                     task.add_done_callback(self._callback_done)
             except Exception:
