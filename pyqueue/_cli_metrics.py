@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import shutil
 import signal
+import struct
 import sys
 import tempfile
 import threading
@@ -32,6 +34,9 @@ from .worker import Worker
 #: Set by ``pyqueue worker --processes N`` for its children: the parent serves.
 CHILD_ENV = "PYQUEUE_METRICS_CHILD"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+logger = logging.getLogger("pyqueue.metrics")
 
 
 def register(sub: Any) -> None:
@@ -72,15 +77,35 @@ def _serve(registry: Any, host: str, port: int) -> tuple[Any, int]:
     return server, int(server.server_port)
 
 
+class _WorkerFiles:
+    """prometheus-client's ``MultiProcessCollector`` over the worker processes'
+    files, read again once when a scrape meets a file a starting process is
+    still writing (so a scrape then never answers 500)."""
+
+    def __init__(self, directory: str) -> None:
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        self._inner: Any = MultiProcessCollector(None, path=directory)  # type: ignore[no-untyped-call]
+
+    def collect(self) -> list[Any]:
+        try:
+            return list(self._inner.collect())
+        except (ValueError, OSError, KeyError, struct.error):
+            try:
+                return list(self._inner.collect())
+            except (ValueError, OSError, KeyError, struct.error) as exc:
+                logger.warning("pyqueue metrics: worker metrics files unreadable now: %s", exc)
+                return []
+
+
 def _registry(collector: Any) -> Any:
     from prometheus_client import CollectorRegistry
-    from prometheus_client.multiprocess import MultiProcessCollector
 
     registry = CollectorRegistry()
     registry.register(collector)
     directory = os.environ.get(MULTIPROC_ENV)
     if directory:
-        MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+        registry.register(_WorkerFiles(directory))
     return registry
 
 
