@@ -149,6 +149,17 @@ class QueueCore(Generic[J]):
         found = yield from _ops.get_jobs(self.keys, wanted, start, end, asc)
         return [self.job_class(binding, job_id, fields) for job_id, fields in found]
 
+    def replay_dead_letters_plan(self, rate: float | None, **filters: Any) -> Plan[list[str]]:
+        """``replay_dead_letters`` (filters and rate checked now, before the plan
+        runs)."""
+        wanted = _ops_dlq.filters(**filters)
+        pace = _ops_dlq.check_rate(rate)
+        return _ops_dlq.replay_plan(self.keys, self.clock, wanted, pace)
+
+    def purge_dead_letters_plan(self, **filters: Any) -> Plan[int]:
+        """``purge_dead_letters`` (filters checked now, before the plan runs)."""
+        return _ops_dlq.purge_plan(self.keys, self.clock, _ops_dlq.filters(**filters))
+
     def dead_letters_plan(self, start: int, end: int, wanted: _ops_dlq.Filters,
                           binding: Binding) -> Plan[list[J]]:
         """Dead-letter entries ``start..end`` (inclusive, oldest first) as jobs of

@@ -268,10 +268,9 @@ class Queue:
         (substring), ``limit``, ``job_id`` (the failed job's id), ``entry_ids``
         (only these entries: their job ids in the dead-letter queue). ``rate`` (jobs
         per second) spreads them out as delayed jobs so workers are not flooded."""
-        wanted = _ops_dlq.filters(name=name, since=since, failed_reason=failed_reason,
-                                  limit=limit, job_id=job_id, entry_ids=entry_ids)
-        pace = _ops_dlq.check_rate(rate)
-        return self._run(_ops_dlq.replay_plan(self._core.keys, self._core.clock, wanted, pace))
+        return self._run(self._core.replay_dead_letters_plan(
+            rate, name=name, since=since, failed_reason=failed_reason, limit=limit,
+            job_id=job_id, entry_ids=entry_ids))
 
     def purge_dead_letters(self, *, name: str | None = None, since: Any = None,
                            failed_reason: str | None = None, limit: int | None = None,
@@ -279,9 +278,9 @@ class Queue:
                            entry_ids: Collection[str] | None = None) -> int:
         """Delete dead-letter entries without replaying them; returns how many.
         Filters as in ``replay_dead_letters``."""
-        wanted = _ops_dlq.filters(name=name, since=since, failed_reason=failed_reason,
-                                  limit=limit, job_id=job_id, entry_ids=entry_ids)
-        return self._run(_ops_dlq.purge_plan(self._core.keys, self._core.clock, wanted))
+        return self._run(self._core.purge_dead_letters_plan(
+            name=name, since=since, failed_reason=failed_reason, limit=limit, job_id=job_id,
+            entry_ids=entry_ids))
 
     def rate_limit(self, duration: Duration) -> None:
         """Stop every worker of the queue from taking jobs for ``duration`` seconds."""
