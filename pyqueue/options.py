@@ -28,6 +28,9 @@ from ._jsontext import MAX_JSON_DEPTH as MAX_JSON_DEPTH  # re-exported
 from ._jsontext import encode_json as encode_json
 from ._jsontext import encode_json_sized
 from ._keys import check_job_id
+from ._options_links import FAILURE_POLICIES as FAILURE_POLICIES
+from ._options_links import POLICY_OPTIONS, encode_telemetry
+from ._options_links import failure_policy as failure_policy
 from .errors import (
     ConfigurationError,
     InvalidJobIdError,
@@ -213,46 +216,6 @@ def encode_job(name: object, data: object, opts: Mapping[str, Any] | EncodedOpti
     return EncodedJob(name, data_json, options, data)
 
 
-#: A flow child's failure policies: option -> BullMQ's short name in ``opts``.
-FAILURE_POLICIES = {"fail_parent_on_failure": "fpof", "continue_parent_on_failure": "cpof",
-                    "ignore_dependency_on_failure": "idof",
-                    "remove_dependency_on_failure": "rdof"}
-
-
-def failure_policy(opts: Mapping[str, Any]) -> str | None:
-    """The short name of the one failure policy set in ``opts`` (``None``: none)."""
-    chosen = []
-    for option, short in FAILURE_POLICIES.items():
-        flag = opts.get(option)
-        if flag is None:
-            continue
-        if not isinstance(flag, bool):
-            raise InvalidJobOptionsError(f"{option} must be a bool, got {flag!r}")
-        if flag:
-            chosen.append((option, short))
-    if len(chosen) > 1:
-        raise InvalidJobOptionsError(
-            f"choose one failure policy, not several: {[o for o, _ in chosen]}")
-    return chosen[0][1] if chosen else None
-def _telemetry(value: Any) -> dict[str, Any]:
-    """``telemetry={"metadata": str, "omit_context": bool}`` as BullMQ's ``tm``/``omc``."""
-    if not isinstance(value, Mapping) or set(value) - {"metadata", "omit_context"}:
-        raise InvalidJobOptionsError(
-            f"telemetry must be {{'metadata': str, 'omit_context': bool}}, got {value!r}")
-    out: dict[str, Any] = {}
-    if value.get("metadata") is not None:
-        if not isinstance(value["metadata"], str):
-            raise InvalidJobOptionsError(
-                f"telemetry.metadata must be a str, got {value['metadata']!r}")
-        out["tm"] = value["metadata"]
-    if value.get("omit_context") is not None:
-        if not isinstance(value["omit_context"], bool):
-            raise InvalidJobOptionsError(
-                f"telemetry.omit_context must be a bool, got {value['omit_context']!r}")
-        out["omc"] = value["omit_context"]
-    return out
-
-
 def encode_options(opts: Mapping[str, Any]) -> EncodedOptions:
     """Validate job options and encode them in BullMQ's format."""
     unknown = set(opts) - KNOWN_OPTIONS
@@ -339,7 +302,7 @@ def encode_options(opts: Mapping[str, Any]) -> EncodedOptions:
     if policy is not None:
         out[policy] = True
     if opts.get("telemetry") is not None:
-        out.update(_telemetry(opts["telemetry"]))
+        out.update(encode_telemetry(opts["telemetry"]))
     out["attempts"] = attempts
     return EncodedOptions(
         opts=encode_json(out, "opts"),
@@ -353,9 +316,6 @@ def encode_options(opts: Mapping[str, Any]) -> EncodedOptions:
         group=group,
         raw_opts=out,
     )
-
-
-_POLICY_OPTIONS = {short: option for option, short in FAILURE_POLICIES.items()}
 
 
 def decode_options(stored: object) -> dict[str, Any]:
@@ -388,8 +348,8 @@ def decode_options(stored: object) -> dict[str, Any]:
             out["timeout"] = seconds(value)
         elif key == "kl":
             out["keep_logs"] = value
-        elif key in _POLICY_OPTIONS and value is True:
-            out[_POLICY_OPTIONS[key]] = True
+        elif key in POLICY_OPTIONS and value is True:
+            out[POLICY_OPTIONS[key]] = True
         elif key in ("tm", "omc"):
             telemetry = out.setdefault("telemetry", {})
             telemetry["metadata" if key == "tm" else "omit_context"] = value
