@@ -47,6 +47,13 @@ def require_queue(client: Any, prefix: str, name: str) -> None:
                      f"(known: {shown or 'none'})")
 
 
+def add_connection_options(parser: argparse.ArgumentParser) -> None:
+    """``--redis URL`` and ``--prefix``, which every command that talks to Redis takes."""
+    parser.add_argument("--redis", metavar="URL", default=None,
+                        help="Redis URL (default: $PYQUEUE_REDIS_URL, $REDIS_URL, "
+                             "else the embedded server)")
+    parser.add_argument("--prefix", default="bull", help="key prefix (default: bull)")
+
 def info(args: argparse.Namespace, url: str) -> int:
     client, owned = sync_client(url)
     try:

@@ -18,7 +18,7 @@ import os
 import sys
 from typing import Any
 
-from ._cli_admin import UsageError
+from ._cli_admin import UsageError, add_connection_options
 from .connection import mask_url
 
 AUTH_ENV = "PYQUEUE_DASHBOARD_AUTH"
@@ -47,10 +47,7 @@ def register(sub: Any) -> None:
                    help="show only this queue (repeatable; default: every queue found)")
     p.add_argument("--root-path", default="",
                    help="the path prefix a reverse proxy serves the dashboard under")
-    p.add_argument("--redis", metavar="URL", default=None,
-                   help="Redis URL (default: $PYQUEUE_REDIS_URL, $REDIS_URL, "
-                        "else the embedded server)")
-    p.add_argument("--prefix", default="bull", help="key prefix (default: bull)")
+    add_connection_options(p)
 
 
 def open_warning(host: str, port: int, has_auth: bool) -> str | None:

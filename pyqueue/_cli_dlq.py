@@ -25,6 +25,7 @@ import sys
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from ._cli_admin import add_connection_options
 from .queue import Queue
 
 _AGO = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
@@ -79,10 +80,7 @@ def register(sub: Any) -> argparse.ArgumentParser:
                            help="show what would be done; write nothing")
         if action != "purge":
             p.add_argument("--json", action="store_true", help="print JSON")
-        p.add_argument("--redis", metavar="URL", default=None,
-                       help="Redis URL (default: $PYQUEUE_REDIS_URL, $REDIS_URL, "
-                            "else the embedded server)")
-        p.add_argument("--prefix", default="bull", help="key prefix (default: bull)")
+        add_connection_options(p)
     return dlq
 
 

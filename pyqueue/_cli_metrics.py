@@ -27,7 +27,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from ._cli_admin import UsageError
+from ._cli_admin import UsageError, add_connection_options
 from .connection import mask_url
 from .worker import Worker
 
@@ -48,10 +48,7 @@ def register(sub: Any) -> None:
                    help="report this queue (repeat; default: every queue found)")
     p.add_argument("--bullmq-names", action="store_true",
                    help="also write BullMQ's exportPrometheusMetrics names (bullmq_job_count)")
-    p.add_argument("--redis", metavar="URL", default=None,
-                   help="Redis URL (default: $PYQUEUE_REDIS_URL, $REDIS_URL, "
-                        "else the embedded server)")
-    p.add_argument("--prefix", default="bull", help="key prefix (default: bull)")
+    add_connection_options(p)
     worker = sub.choices["worker"]
     worker.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
                         help="serve Prometheus metrics (the worker's and its queue's) on PORT")

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from . import _ops_read, _ops_worker
-from ._cli_admin import UsageError, queue_names, require_queue
+from ._cli_admin import UsageError, add_connection_options, queue_names, require_queue
 from ._clock import Clock
 from ._keys import QueueKeys
 from ._ops_stats import WORKER_STALE_MS, QueueStats, queue_stats
@@ -31,12 +31,12 @@ def register(sub: Any) -> None:
     p = sub.add_parser("workers", help="a queue's pyqueue workers, from their heartbeats")
     p.add_argument("queue")
     p.add_argument("--json", action="store_true", help="print JSON")
-    _common(p)
+    add_connection_options(p)
     p = sub.add_parser("schedulers", help="a queue's job schedulers (or remove one)")
     p.add_argument("queue")
     p.add_argument("--remove", metavar="ID", help="remove the scheduler ID")
     p.add_argument("--json", action="store_true", help="print JSON")
-    _common(p)
+    add_connection_options(p)
     info = sub.choices["info"]
     info.add_argument("--watch", action="store_true",
                       help="refresh counts and rates until Ctrl-C")
@@ -46,11 +46,6 @@ def register(sub: Any) -> None:
                       help="with --watch: stop after this many refreshes (0: never)")
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--redis", metavar="URL", default=None,
-                        help="Redis URL (default: $PYQUEUE_REDIS_URL, $REDIS_URL, "
-                             "else the embedded server)")
-    parser.add_argument("--prefix", default="bull", help="key prefix (default: bull)")
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:

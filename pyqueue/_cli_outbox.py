@@ -20,6 +20,7 @@ import os
 import sys
 from typing import Any
 
+from ._cli_admin import add_connection_options
 from .connection import mask_url, resolve_url
 
 _STATUS = """
@@ -49,10 +50,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     cmds.add_parser("sql", help="print the SQL that creates the table, for your migrations")
     p = cmds.add_parser("relay", help="move committed rows into Redis until SIGINT/SIGTERM")
     _dsn_arg(p)
-    p.add_argument("--redis", metavar="URL", default=None,
-                   help="Redis URL (default: $PYQUEUE_REDIS_URL, $REDIS_URL, "
-                        "else the embedded server)")
-    p.add_argument("--prefix", default="bull", help="key prefix (default: bull)")
+    add_connection_options(p)
     p.add_argument("--batch-size", type=int, default=500, help="rows per transaction")
     p.add_argument("--poll-interval", type=float, default=1.0,
                    help="seconds between polls without a NOTIFY (default 1)")

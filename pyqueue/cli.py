@@ -44,19 +44,13 @@ from . import _cli_admin as _admin
 from . import _cli_metrics as _metrics
 from . import _cli_ops as _opscli
 from ._cli_admin import UsageError as UsageError  # re-exported
+from ._cli_admin import add_connection_options
 from ._cli_dashboard import register as register_dashboard
 from ._ops import ALL_STATES
 from ._plan import translate
 from .connection import mask_url, resolve_url
 from .errors import PyQueueError
 from .worker import Worker
-
-
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--redis", metavar="URL", default=None,
-                        help="Redis URL (default: $PYQUEUE_REDIS_URL, $REDIS_URL, "
-                             "else the embedded server)")
-    parser.add_argument("--prefix", default="bull", help="key prefix (default: bull)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(pip install 'pyqueue-redis[web]')")
     p.add_argument("--host", default="127.0.0.1", help="dashboard address (with --dashboard)")
     p.add_argument("--port", type=int, default=8080, help="dashboard port (with --dashboard)")
-    _common(p)
+    add_connection_options(p)
 
     p = sub.add_parser("worker", help="run a worker until SIGINT/SIGTERM")
     p.add_argument("target", metavar="MODULE:ATTR",
@@ -89,12 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-format", choices=["text", "json"], default="text",
                    help="log lines as text or one JSON object each; records from inside a "
                         "processor carry queue, job_id, job_name, attempt (default: text)")
-    _common(p)
+    add_connection_options(p)
 
     p = sub.add_parser("info", help="queues and their job counts")
     p.add_argument("queue", nargs="?", help="one queue (default: every queue found)")
     p.add_argument("--json", action="store_true", help="print JSON")
-    _common(p)
+    add_connection_options(p)
 
     p = sub.add_parser("jobs", help="list the jobs of one state")
     p.add_argument("queue")
@@ -103,13 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"one of: {', '.join(states)} (wait is waiting)")
     p.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
     p.add_argument("--json", action="store_true", help="print JSON")
-    _common(p)
+    add_connection_options(p)
 
     p = sub.add_parser("retry", help="move failed jobs back to wait")
     p.add_argument("queue")
     p.add_argument("--state", default="failed", choices=["failed", "completed"])
     p.add_argument("--count", type=int, default=1000)
-    _common(p)
+    add_connection_options(p)
 
     p = sub.add_parser("health", help="are this queue's workers consuming? (exit 0 if one is)")
     p.add_argument("queue")
@@ -118,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds after which a heartbeat counts as stale (default 15)")
     p.add_argument("--host", default=None,
                    help="only the workers on this host name (a probe: --host \"$(hostname)\")")
-    _common(p)
+    add_connection_options(p)
 
     p = sub.add_parser("embedded", help="print the embedded Redis server's URL, starting it")
     p.add_argument("--stop", action="store_true", help="stop the embedded server")
