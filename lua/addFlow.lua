@@ -92,7 +92,7 @@ for i, node in ipairs(nodes) do
   redis.call('HSET', jobKey, unpack(fields))
   qEmit(qb, 'added', 'jobId', id, 'name', node.name)
   if (node.kids or 0) > 0 then
-    redis.call('ZADD', qb .. 'waiting-children', now, id)
+    redis.call('ZADD', qb .. 'waiting-children', nowS, id)
     qEmit(qb, 'waiting-children', 'jobId', id)
   elseif node.delay > 0 then
     qDelayed(qb, id, now + node.delay, node.gid)

@@ -54,8 +54,8 @@ if damage then  -- failed all the same, the damage named with the reason
   return 1
 end
 releaseDedup(jobKey, jobId)
-redis.call('HSET', jobKey, 'failedReason', P.reason, 'finishedOn', now)
-redis.call('ZADD', kFailed, now, jobId)
+redis.call('HSET', jobKey, 'failedReason', P.reason, 'finishedOn', nowS)
+redis.call('ZADD', kFailed, nowS, jobId)
 emit('failed', 'jobId', jobId, 'failedReason', P.reason, 'prev', 'waiting')
 flowChildDone(jobKey, false, P.reason)  -- a child: its failure policy applies
 return 1

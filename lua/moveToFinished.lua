@@ -58,12 +58,12 @@ local function finishOne(item)
   local atm = (tonumber(owned.atm) or 0) + 1
   local target = kCompleted
   if item.target == 'completed' then
-    redis.call('HSET', jobKey, 'returnvalue', item.value, 'finishedOn', now, 'atm', atm)
+    redis.call('HSET', jobKey, 'returnvalue', item.value, 'finishedOn', nowS, 'atm', intStr(atm))
     emit('completed', 'jobId', jobId, 'returnvalue', item.value, 'prev', 'active')
   else
     target = kFailed
     redis.call('HSET', jobKey, 'failedReason', item.value, 'stacktrace', item.stacktrace,
-               'finishedOn', now, 'atm', atm)
+               'finishedOn', nowS, 'atm', intStr(atm))
     redis.call('HDEL', jobKey, 'defa')
     emit('failed', 'jobId', jobId, 'failedReason', item.value, 'prev', 'active')
     if item.exhausted then
@@ -76,7 +76,7 @@ local function finishOne(item)
   if item.keepCount == 0 then
     removeJobKeys(jobId)
   else
-    redis.call('ZADD', target, now, jobId)
+    redis.call('ZADD', target, nowS, jobId)
     applyRetention(target, item.keepCount, item.keepAgeMs)
   end
   if P.mdp then recordFinished(target == kCompleted, P.mdp) end

@@ -20,6 +20,6 @@ if type(pending) ~= 'number' or pending == 0 then return 0 end
 if redis.call('LREM', kActive, -1, jobId) == 0 then return E_NOT_ACTIVE end
 redis.call('DEL', jobKey .. ':lock')
 redis.call('SREM', kStalled, jobId)
-redis.call('ZADD', kWaitingChildren, now, jobId)
+redis.call('ZADD', kWaitingChildren, nowS, jobId)
 emit('waiting-children', 'jobId', jobId, 'prev', 'active')
 return 1

@@ -112,11 +112,11 @@ local function failDamaged(jobId, reason, prev)
     releaseDedup(jobKey, jobId)
   else
     redis.call('DEL', jobKey)
-    redis.call('HSET', jobKey, 'name', '', 'data', '{}', 'opts', '{}', 'timestamp', now)
+    redis.call('HSET', jobKey, 'name', '', 'data', '{}', 'opts', '{}', 'timestamp', nowS)
   end
-  redis.call('HSET', jobKey, 'failedReason', reason, 'finishedOn', now)
+  redis.call('HSET', jobKey, 'failedReason', reason, 'finishedOn', nowS)
   redis.call('SREM', kStalled, jobId)
   redis.call('SREM', base .. 'pq:cancel', jobId)
-  redis.call('ZADD', kFailed, now, jobId)
+  redis.call('ZADD', kFailed, nowS, jobId)
   emit('failed', 'jobId', jobId, 'failedReason', reason, 'prev', prev)
 end

@@ -105,6 +105,7 @@ local function fetchJobs()
   local concurrency = tonumber(meta[4])
 
   local reply = {0, 0}
+  local lockMs = intStr(P.lockMs)
   local n = tonumber(P.n or 1)
   local taken = 0
   while taken < n do
@@ -137,13 +138,13 @@ local function fetchJobs()
         used = redis.call('INCR', kLimiter)
         if used == 1 then redis.call('PEXPIRE', kLimiter, ldur) end
       end
-      local token = P.token .. ':' .. taken
-      redis.call('SET', jobKey .. ':lock', token, 'PX', P.lockMs)
+      local token = P.token .. ':' .. intStr(taken)
+      redis.call('SET', jobKey .. ':lock', token, 'PX', lockMs)
       ats = ats + 1  -- read and checked above: set, not HINCRBY
       if P.wname then
-        redis.call('HSET', jobKey, 'processedOn', now, 'ats', ats, 'pb', P.wname)
+        redis.call('HSET', jobKey, 'processedOn', nowS, 'ats', intStr(ats), 'pb', P.wname)
       else
-        redis.call('HSET', jobKey, 'processedOn', now, 'ats', ats)
+        redis.call('HSET', jobKey, 'processedOn', nowS, 'ats', intStr(ats))
       end
       emit('active', 'jobId', jobId, 'prev', 'waiting')
       taken = taken + 1

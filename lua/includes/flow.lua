@@ -216,7 +216,7 @@ local function flowFailParent(pqb, parentKey, parentId, childKey)
   elseif redis.call('ZREM', pqb .. 'delayed', parentId) == 1
       or redis.call('ZREM', pqb .. 'gr:delayed', parentId) == 1 then
     redis.call('HSET', parentKey, 'defa', reason, 'delay', 0)
-    redis.call('ZADD', pqb .. 'waiting-children', now, parentId)
+    redis.call('ZADD', pqb .. 'waiting-children', nowS, parentId)
     flowReleaseParent(pqb, parentId)
   elseif not redis.call('ZSCORE', pqb .. 'failed', parentId) then
     redis.call('HSET', parentKey, 'defa', reason)
@@ -237,7 +237,7 @@ local function childDone(jobKey, completed, value)
   if not policy then return end  -- the parent keeps waiting for this child
   if redis.call('SREM', deps, jobKey) == 0 then return end
   if policy == 'fpof' then
-    redis.call('ZADD', parentKey .. ':unsuccessful', now, jobKey)
+    redis.call('ZADD', parentKey .. ':unsuccessful', nowS, jobKey)
     flowFailParent(pqb, parentKey, parentId, jobKey)
   elseif policy == 'cpof' then
     redis.call('HSET', parentKey .. ':failed', jobKey, value)
