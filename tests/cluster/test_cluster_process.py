@@ -16,7 +16,7 @@ import _proc_jobs
 import pytest
 import redis
 import redis.asyncio.cluster
-from _worker_helpers import wait_for
+from _worker_helpers import check_child_reports, pid_alive, wait_for
 
 from pyqueue import AsyncQueue, JobTimeoutError, Worker
 from pyqueue._keys import QueueKeys
@@ -39,14 +39,6 @@ def process_worker(name: str, processor: Any, url: str, **options: Any) -> Worke
                   **options)
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 async def test_process_worker_runs_jobs_on_a_cluster_queue(
         cluster_url: str, tagged_name: str, queue: AsyncQueue) -> None:
     async with process_worker(tagged_name, _proc_jobs.echo, cluster_url, concurrency=2):
@@ -62,14 +54,8 @@ async def test_process_worker_runs_jobs_on_a_cluster_queue(
 async def test_progress_and_logs_from_a_child_land_on_the_slots_primary(
         redis_cluster: LocalRedisCluster, cluster_url: str, tagged_name: str,
         queue: AsyncQueue) -> None:
-    async with process_worker(tagged_name, _proc_jobs.reports, cluster_url):
-        job = await queue.add("j", {})
-        child_pid = await job.wait_until_finished(timeout=20)
-    assert child_pid != os.getpid()
-    stored = await queue.get_job(job.id)
-    assert stored is not None
-    assert stored.progress == {"step": "done"}
-    assert await stored.get_logs() == ["hello from the child"]
+    job = await check_child_reports(
+        queue, process_worker(tagged_name, _proc_jobs.reports, cluster_url))
     # Written where the slot lives, read straight from that primary.
     keys = QueueKeys("bull", tagged_name)
     primary = redis_cluster.primary_for(keys.job(job.id))
