@@ -39,6 +39,13 @@ def process_worker(name: str, processor: Any, url: str, **options: Any) -> Worke
                   **options)
 
 
+async def first_attempt_progress(queue: AsyncQueue, job_id: str) -> Any:
+    """``hangs_once_after_progress``'s first progress (``pid``, ``attempt``) once stored."""
+    got = await queue.get_job(job_id)
+    progress = got.progress if got is not None else None
+    return progress if isinstance(progress, dict) and progress["attempt"] == 1 else None
+
+
 async def test_process_worker_runs_jobs_on_a_cluster_queue(
         cluster_url: str, tagged_name: str, queue: AsyncQueue) -> None:
     async with process_worker(tagged_name, _proc_jobs.echo, cluster_url, concurrency=2):
@@ -73,12 +80,8 @@ async def test_a_timed_out_child_is_killed_and_the_job_fails_or_retries(
     async with w:
         # The timeout covers a fresh child's start on the retry (a few hundred ms).
         job = await queue.add("j", {}, attempts=attempts, timeout=2.0)
-
-        async def first_progress() -> Any:
-            got = await queue.get_job(job.id)
-            progress = got.progress if got is not None else None
-            return progress if isinstance(progress, dict) and progress["attempt"] == 1 else None
-        first = await wait_for(first_progress, timeout=20, what="the first attempt's progress")
+        first = await wait_for(lambda: first_attempt_progress(queue, job.id), timeout=20,
+                               what="the first attempt's progress")
         hung = int(first["pid"])
         assert hung != os.getpid()
         await wait_for(lambda: not pid_alive(hung), timeout=10, what="the hung child killed")
@@ -94,6 +97,24 @@ async def test_a_timed_out_child_is_killed_and_the_job_fails_or_retries(
     assert len(failed) == 1 and isinstance(failed[0], JobTimeoutError)
     if attempts == 1:
         assert stored.failed_reason is not None and "timed out" in stored.failed_reason
+
+
+async def test_a_cancelled_jobs_child_is_killed(cluster_url: str, tagged_name: str,
+                                                queue: AsyncQueue) -> None:
+    async with process_worker(tagged_name, _proc_jobs.hangs_once_after_progress, cluster_url):
+        job = await queue.add("j", {}, attempts=3)
+        first = await wait_for(lambda: first_attempt_progress(queue, job.id), timeout=20,
+                               what="the child's progress")
+        hung = int(first["pid"])
+        assert await queue.cancel_job(job.id, "operator said stop") == "requested"
+        await wait_for(lambda: not pid_alive(hung), timeout=10, what="the child killed")
+
+        async def has_failed() -> bool:
+            return await queue.get_job_state(job.id) == "failed"
+        await wait_for(has_failed, timeout=10, what="failed")
+    stored = await queue.get_job(job.id)
+    assert stored is not None and stored.failed_reason == "operator said stop"
+    assert stored.attempts_made == 1  # a cancellation is not retried
 
 
 async def test_a_cluster_password_reaches_the_children_but_not_their_command_line(
