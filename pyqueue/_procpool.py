@@ -26,7 +26,7 @@ import subprocess
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import (
     DelayedError,
@@ -37,6 +37,9 @@ from .errors import (
     UnrecoverableError,
     WaitingChildrenError,
 )
+
+if TYPE_CHECKING:
+    from .connection import AsyncClient
 
 _SIGNALS: dict[str, type[Exception]] = {
     "UnrecoverableError": UnrecoverableError,
@@ -297,14 +300,16 @@ class ProcessPool:
         self._idle.clear()
 
 
-def child_connection(client: Any) -> dict[str, Any]:
+def child_connection(client: AsyncClient) -> dict[str, Any]:
     """The plain settings a child needs to reconnect to what ``client`` (the
     worker's asyncio client) reaches: host, port, db, auth, TLS files, or on a
     Redis Cluster the seed nodes and the same settings. They hold the password:
     they travel as the child's first frame, never on its command line."""
-    from ._cluster import cluster_settings, is_async_cluster
+    import redis.asyncio.cluster
 
-    if is_async_cluster(client):
+    from ._cluster import cluster_settings
+
+    if isinstance(client, redis.asyncio.cluster.RedisCluster):
         return {**cluster_settings(client), "_kind": "cluster"}
     pool = client.connection_pool
     kind = {"UnixDomainSocketConnection": "unix", "SSLConnection": "ssl"}.get(

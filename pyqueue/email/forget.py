@@ -68,10 +68,10 @@ def _dead_letter_queues(queue: Queue) -> list[str]:
     return names
 
 
-Client = redis.Redis | redis.cluster.RedisCluster
+_Client = redis.Redis | redis.cluster.RedisCluster
 
 
-def _scanner(client: Client, keys: QueueKeys) -> redis.Redis:
+def _scanner(client: _Client, keys: QueueKeys) -> redis.Redis:
     """Where the queue's keys can be scanned: the server itself, or on a
     cluster the primary that owns the queue's slot (its keys share a hash tag)."""
     if isinstance(client, redis.Redis):
@@ -80,7 +80,7 @@ def _scanner(client: Client, keys: QueueKeys) -> redis.Redis:
     return client.get_redis_connection(find(keys.base))
 
 
-def _job_ids(client: Client, keys: QueueKeys, matches: re.Pattern[str]) -> list[str]:
+def _job_ids(client: _Client, keys: QueueKeys, matches: re.Pattern[str]) -> list[str]:
     """Ids of the queue's jobs whose hash or logs mention the address (three
     pipelined round trips per thousand keys scanned)."""
     found = []
@@ -133,7 +133,7 @@ def _remove_jobs(queue: Queue, ids: list[str], wait: float) -> tuple[Counter[str
     return counts, pending
 
 
-def _purge_events(client: Client, keys: QueueKeys, ids: set[str],
+def _purge_events(client: _Client, keys: QueueKeys, ids: set[str],
                   matches: re.Pattern[str]) -> int:
     removed = 0
     start = "-"
