@@ -15,6 +15,10 @@ missing on the primary that owns the slot (a new or promoted node without it,
 ``EVAL`` of the calls: here the ``FUNCTION LOAD`` goes to that same primary
 (found from the other commands' keys) and the ``EVAL`` calls go through the
 cluster pipeline, so the next ``FCALL`` on that slot finds the library.
+
+A worker's ``execution="process"`` children build a sync cluster client of
+their own from :func:`cluster_settings` (the seeds and the auth, TLS and
+timeout settings, sent over the pipe to the child, never on its command line).
 """
 
 from __future__ import annotations
@@ -39,12 +43,14 @@ __all__ = [
     "async_cluster_from_url",
     "blocking_async_twin",
     "check_cluster_queue",
+    "cluster_settings",
     "has_hash_tag",
     "is_async_cluster",
     "is_cluster",
     "is_sync_cluster",
     "key_slot",
     "require_hash_tag",
+    "sync_cluster_from_settings",
     "sync_cluster_from_url",
     "sync_cluster_twin",
 ]
@@ -134,11 +140,9 @@ def require_hash_tag(prefix: str, name: str) -> None:
             f"Queue('{{{name}}}')")
 
 
-def check_cluster_queue(client: object, owned: bool, prefix: str, name: str, *,
-                        execution: str | None = None) -> None:
+def check_cluster_queue(client: object, owned: bool, prefix: str, name: str) -> None:
     """On a cluster client, :func:`require_hash_tag` (a client pyqueue made
-    is closed before the error is raised: its pool holds no connection yet);
-    a worker's ``execution="process"`` is refused there too."""
+    is closed before the error is raised: its pool holds no connection yet)."""
     if not is_cluster(client):
         return
     if not has_hash_tag(prefix, name):
@@ -147,9 +151,6 @@ def check_cluster_queue(client: object, owned: bool, prefix: str, name: str, *,
             if close is not None:
                 close()
         require_hash_tag(prefix, name)
-    if execution == "process":
-        raise ConfigurationError("execution='process' is not supported on a Redis Cluster "
-                                 "yet: use 'thread' or an async processor")
 
 
 def key_slot(key: str | bytes) -> int:
@@ -175,14 +176,48 @@ def _seeds(client: scluster.RedisCluster | acluster.RedisCluster) -> list[tuple[
     return [(node.host, int(node.port)) for node in nodes]
 
 
+def _sync_from(seeds: Sequence[tuple[str, int]], options: dict[str, Any]) -> scluster.RedisCluster:
+    node: Any = scluster.ClusterNode  # untyped upstream
+    return scluster.RedisCluster(startup_nodes=[node(host, port) for host, port in seeds],
+                                 decode_responses=False, **options)
+
+
 def sync_cluster_twin(client: acluster.RedisCluster) -> scluster.RedisCluster:
     """A new sync cluster client to the same cluster as the asyncio ``client``
     (the worker's maintenance thread). The caller owns it."""
-    node: Any = scluster.ClusterNode  # untyped upstream
-    seeds = [node(host, port) for host, port in _seeds(client)]
-    return scluster.RedisCluster(startup_nodes=seeds, decode_responses=False,
-                                 **_copied(client.connection_kwargs),
-                                 socket_timeout=client.connection_kwargs.get("socket_timeout"))
+    return _sync_from(_seeds(client), {**_copied(client.connection_kwargs),
+                                       "socket_timeout": client.connection_kwargs.get(
+                                           "socket_timeout")})
+
+
+def cluster_settings(client: acluster.RedisCluster) -> dict[str, Any]:
+    """What a process-mode child needs to reach the same cluster as ``client``,
+    as JSON: ``seeds`` (``[host, port]`` of the known nodes) and the plain
+    settings (username, password, TLS files and checks, timeouts). They hold
+    the password: send them over a pipe, never on a command line or to a log.
+    A ``credential_provider`` (an object) cannot travel and is left out."""
+    wanted = {**_copied(client.connection_kwargs),
+              "socket_timeout": client.connection_kwargs.get("socket_timeout")}
+    settings: dict[str, Any] = {k: v for k, v in wanted.items() if k != "credential_provider"
+                                and isinstance(v, str | int | float | bool | type(None))}
+    settings["seeds"] = [[host, port] for host, port in _seeds(client)]
+    return settings
+
+
+def sync_cluster_from_settings(settings: dict[str, Any]) -> scluster.RedisCluster:
+    """A sync cluster client from :func:`cluster_settings` (in a process-mode
+    child). It connects to learn the slot map: :class:`RedisConnectionError`
+    (naming the seeds, never the password) when no seed answers."""
+    options = dict(settings)
+    seeds = [(str(host), int(port)) for host, port in options.pop("seeds")]
+    try:
+        return _sync_from(seeds, options)
+    except (rexc.RedisError, rexc.RedisClusterException) as exc:
+        from .connection import mask_url
+
+        where = ", ".join(f"{host}:{port}" for host, port in seeds)
+        raise RedisConnectionError(
+            f"cannot reach the Redis Cluster at {where}: {mask_url(str(exc))}") from exc
 
 
 def blocking_async_twin(client: acluster.RedisCluster,

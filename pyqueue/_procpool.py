@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib
 import json
 import os
@@ -25,7 +26,7 @@ import subprocess
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import (
     DelayedError,
@@ -36,6 +37,9 @@ from .errors import (
     UnrecoverableError,
     WaitingChildrenError,
 )
+
+if TYPE_CHECKING:
+    from .connection import AsyncClient
 
 _SIGNALS: dict[str, type[Exception]] = {
     "UnrecoverableError": UnrecoverableError,
@@ -116,8 +120,6 @@ def _child_main(read_fd: int, write_fd: int) -> None:
     for entry in reversed(config.get("path", [])):  # find the processor as the parent did
         if entry not in sys.path:
             sys.path.insert(0, entry)
-    import redis
-
     from ._keys import QueueKeys
     from ._ops import Clock
     from ._runner import run_sync
@@ -129,14 +131,11 @@ def _child_main(read_fd: int, write_fd: int) -> None:
 
     processor = resolve(config["processor"])
     _write_frame(write_fd, b'{"ready":true}')  # imports done: the parent may start its clock
-    connection = dict(config["connection"])
-    kind = connection.pop("_kind")
-    if kind == "unix":
-        client = redis.Redis(unix_socket_path=connection.pop("path"), **connection)
-    else:
-        client = redis.Redis(ssl=kind == "ssl", **connection)
+    # Made on the first job call (a cluster client connects as it is made: a
+    # failure is that call's error, and the child stays for the next job).
+    client = functools.cache(lambda: _connect(config["connection"]))
     keys = QueueKeys(config["prefix"], config["queue"])
-    binding = Binding(keys, Clock(), lambda plan: run_sync(client, plan), is_async=False)
+    binding = Binding(keys, Clock(), lambda plan: run_sync(client(), plan), is_async=False)
     while True:
         frame = _read_frame(read_fd)
         if frame is None:
@@ -301,12 +300,40 @@ class ProcessPool:
         self._idle.clear()
 
 
-def connection_settings(pool_kwargs: dict[str, Any], kind: str) -> dict[str, Any]:
-    """The plain settings a child needs to reconnect (host, port, db, auth, TLS files)."""
+def child_connection(client: AsyncClient) -> dict[str, Any]:
+    """The plain settings a child needs to reconnect to what ``client`` (the
+    worker's asyncio client) reaches: host, port, db, auth, TLS files, or on a
+    Redis Cluster the seed nodes and the same settings. They hold the password:
+    they travel as the child's first frame, never on its command line."""
+    import redis.asyncio.cluster
+
+    from ._cluster import cluster_settings
+
+    if isinstance(client, redis.asyncio.cluster.RedisCluster):
+        return {**cluster_settings(client), "_kind": "cluster"}
+    pool = client.connection_pool
+    kind = {"UnixDomainSocketConnection": "unix", "SSLConnection": "ssl"}.get(
+        pool.connection_class.__name__, "tcp")
     wanted = ("host", "port", "db", "username", "password", "ssl", "ssl_cert_reqs",
               "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname",
               "socket_connect_timeout", "socket_timeout", "path")
-    settings = {k: v for k, v in pool_kwargs.items() if k in wanted
+    settings = {k: v for k, v in pool.connection_kwargs.items() if k in wanted
                 and isinstance(v, str | int | float | bool | type(None))}
     settings["_kind"] = kind
     return settings
+
+
+def _connect(settings: dict[str, Any]) -> Any:
+    """The child's sync client from :func:`child_connection`'s settings (a
+    cluster client connects here; a single-server one on first use)."""
+    import redis
+
+    connection = dict(settings)
+    kind = connection.pop("_kind")
+    if kind == "cluster":
+        from ._cluster import sync_cluster_from_settings
+
+        return sync_cluster_from_settings(connection)
+    if kind == "unix":
+        return redis.Redis(unix_socket_path=connection.pop("path"), **connection)
+    return redis.Redis(ssl=kind == "ssl", **connection)

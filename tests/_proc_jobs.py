@@ -122,3 +122,12 @@ def sums_its_children(job: Job) -> Any:
     if job.move_to_waiting_children():
         raise WaitingChildrenError()
     return sum(job.get_children_values().values())
+
+
+def hangs_once_after_progress(job: Job) -> Any:
+    """Reports its pid as progress (through the child's own connection), then
+    overruns any timeout on the first attempt; later attempts return at once."""
+    job.update_progress({"pid": os.getpid(), "attempt": job.attempts_made + 1})
+    if job.attempts_made == 0:
+        time.sleep(30)
+    return {"attempt": job.attempts_made + 1, "pid": os.getpid()}

@@ -2,6 +2,7 @@
 
 - ``wait_for`` / ``wait_for_sync``: poll a condition with a deadline (the only
   kind of waiting the worker tests do besides awaiting events).
+- ``pid_alive`` / ``check_child_reports``: for the process-mode tests.
 - ``Probe``: counts processors running at once and records when each started.
 - ``AppProcess``: a worker in a subprocess (``tests/_worker_app.py``) whose
   jobs block until the test releases them, for kill and signal tests.
@@ -56,6 +57,29 @@ def wait_for_sync(condition: Callable[[], Any], timeout: float = 10.0, what: str
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {what or condition}")
         time.sleep(interval)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (a child process a test expects killed)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def check_child_reports(queue: Any, worker: Any) -> Any:
+    """Run one ``_proc_jobs.reports`` job on the process-mode ``worker`` and check
+    that the child's progress and log line were stored; returns the job."""
+    async with worker:
+        job = await queue.add("j", {})
+        child_pid = await job.wait_until_finished(timeout=20)
+    assert child_pid != os.getpid()
+    stored = await queue.get_job(job.id)
+    assert stored is not None
+    assert stored.progress == {"step": "done"}
+    assert await stored.get_logs() == ["hello from the child"]
+    return job
 
 
 async def wait_event(event: asyncio.Event, timeout: float = 10.0, what: str = "") -> None:

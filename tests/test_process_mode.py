@@ -21,7 +21,7 @@ from typing import Any
 import _proc_jobs
 import pytest
 import redis
-from _worker_helpers import wait_event, wait_for
+from _worker_helpers import check_child_reports, pid_alive, wait_event, wait_for
 
 from pyqueue import (
     AsyncQueue,
@@ -53,14 +53,6 @@ def process_worker(queue_name: str, processor: Any, redis_url: str, **options: A
 
 async def state_is(queue: AsyncQueue, job_id: str, *states: str) -> bool:
     return await queue.get_job_state(job_id) in states
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 # --------------------------------------------------------------------------- results, errors
@@ -142,14 +134,7 @@ async def test_process_mode_unrecoverable_error_fails_without_retry(
 async def test_process_mode_progress_and_logs_from_the_child_are_stored(
     redis_url: str, queue_name: str, queue: AsyncQueue
 ) -> None:
-    async with process_worker(queue_name, _proc_jobs.reports, redis_url):
-        job = await queue.add("j", {})
-        child_pid = await job.wait_until_finished(timeout=15)
-    assert child_pid != os.getpid()
-    stored = await queue.get_job(job.id)
-    assert stored is not None
-    assert stored.progress == {"step": "done"}
-    assert await stored.get_logs() == ["hello from the child"]
+    await check_child_reports(queue, process_worker(queue_name, _proc_jobs.reports, redis_url))
 
 
 # --------------------------------------------------------------------------- stopping the child

@@ -21,6 +21,13 @@ searching every field of its hash and its log lines, so the cost is one pass
 over the queue's keys (``SCAN``): an admin operation, not a hot path. A job
 that stays active (locked by a worker) for ``wait`` seconds is left and
 counted under ``busy``; run it again once the worker is done.
+
+On a Redis Cluster every key of a queue carries its hash tag, so all of them
+sit in one slot on one primary: the ``SCAN`` goes to that primary only (per
+queue: a dead-letter queue's slot is looked up on its own), and the reads and
+deletes go through the cluster client, which follows a slot that moved. A
+resharding that moves the queue's slot during the scan can hide keys from
+it; run ``forget`` again afterwards.
 """
 
 from __future__ import annotations
@@ -31,9 +38,9 @@ from collections import Counter
 from typing import Any
 
 import redis
+import redis.cluster
 
 from .._keys import QueueKeys
-from ..errors import ConfigurationError
 from ..queue import Queue
 from .deadletter import dlq_name
 from .suppressions import _record, address_digest, hashed_field, normalize
@@ -61,14 +68,27 @@ def _dead_letter_queues(queue: Queue) -> list[str]:
     return names
 
 
-def _job_ids(client: redis.Redis, keys: QueueKeys, matches: re.Pattern[str]) -> list[str]:
+_Client = redis.Redis | redis.cluster.RedisCluster
+
+
+def _scanner(client: _Client, keys: QueueKeys) -> redis.Redis:
+    """Where the queue's keys can be scanned: the server itself, or on a
+    cluster the primary that owns the queue's slot (its keys share a hash tag)."""
+    if isinstance(client, redis.Redis):
+        return client
+    find: Any = client.get_node_from_key  # untyped upstream
+    return client.get_redis_connection(find(keys.base))
+
+
+def _job_ids(client: _Client, keys: QueueKeys, matches: re.Pattern[str]) -> list[str]:
     """Ids of the queue's jobs whose hash or logs mention the address (three
     pipelined round trips per thousand keys scanned)."""
     found = []
     base = keys.base
+    scanner = _scanner(client, keys)
     cursor = 0
     while True:
-        cursor, batch = client.scan(cursor, match=base + "*", count=1000)
+        cursor, batch = scanner.scan(cursor, match=base + "*", count=1000)
         names = [_text(k) for k in batch if not _text(k).endswith(":logs")]
         pipe = client.pipeline(transaction=False)
         for name in names:
@@ -113,7 +133,7 @@ def _remove_jobs(queue: Queue, ids: list[str], wait: float) -> tuple[Counter[str
     return counts, pending
 
 
-def _purge_events(client: redis.Redis, keys: QueueKeys, ids: set[str],
+def _purge_events(client: _Client, keys: QueueKeys, ids: set[str],
                   matches: re.Pattern[str]) -> int:
     removed = 0
     start = "-"
@@ -143,9 +163,6 @@ def forget(queue: Queue, address: str, *, wait: float = 10.0) -> dict[str, int]:
     addr = normalize(address)
     matches = address_pattern(addr)
     client = queue.client
-    if not isinstance(client, redis.Redis):
-        raise ConfigurationError("forget: not supported on a Redis Cluster yet (it scans the "
-                                 "queue's keys on one server)")
     keys = QueueKeys(queue.prefix, queue.name)
     counts: Counter[str] = Counter()
     busy: list[str] = []
@@ -167,8 +184,8 @@ def forget(queue: Queue, address: str, *, wait: float = 10.0) -> dict[str, int]:
 
     digest = address_digest(addr)
     doomed = [keys.soft_bounces(digest)]
-    doomed += [_text(k) for k in client.scan_iter(match=keys.send_window("*", digest),
-                                                  count=1000)]
+    doomed += [_text(k) for k in _scanner(client, keys).scan_iter(
+        match=keys.send_window("*", digest), count=1000)]
     counts["counters"] = int(client.delete(*doomed))
     previous = client.hget(keys.suppressed, addr)
     reason = "forgotten"

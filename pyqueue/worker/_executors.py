@@ -11,9 +11,8 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol
 
-import redis.asyncio
-
-from .._procpool import ProcessPool, connection_settings
+from .._procpool import ProcessPool, child_connection
+from ..connection import AsyncClient
 from ..errors import JobTimeoutError
 from ..job import AsyncJob, Job
 
@@ -112,12 +111,8 @@ class ProcessExecutor:
     interruptible = True
 
     def __init__(self, target: SyncProcessor, size: int, prefix: str, queue: str,
-                 client: redis.asyncio.Redis) -> None:
-        pool = client.connection_pool
-        kind = {"UnixDomainSocketConnection": "unix", "SSLConnection": "ssl"}.get(
-            pool.connection_class.__name__, "tcp")
-        self._pool = ProcessPool(target, size, prefix, queue,
-                                 connection_settings(dict(pool.connection_kwargs), kind))
+                 client: AsyncClient) -> None:
+        self._pool = ProcessPool(target, size, prefix, queue, child_connection(client))
 
     waits_for_place = True
 

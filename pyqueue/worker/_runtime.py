@@ -9,8 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio
-
 from .. import _ops, _ops_worker
 from .._keys import QueueKeys
 from .._plan import Plan
@@ -138,7 +136,6 @@ class Runtime:
             return AsyncExecutor(target)
         size = self.options.concurrency
         if self.options.execution == "process":
-            assert isinstance(self.conns.client, redis.asyncio.Redis)  # checked by Worker
             return ProcessExecutor(target, size, self.who.prefix, self.who.name,
                                    self.conns.client)
         return ThreadExecutor(target, size, self.who.name)

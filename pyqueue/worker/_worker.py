@@ -123,7 +123,7 @@ class Worker:
             all_hooks.append(JobLogHook(self.name, now_ms=self.clock.now_ms))
         self._hooks = HookSet(self.name, all_hooks)
         client, owns_client = async_client(connection)
-        check_cluster_queue(client, owns_client, self.prefix, self.name, execution=execution)
+        check_cluster_queue(client, owns_client, self.prefix, self.name)
         self._conns = Connections(client, owns_client, self.keys.meta)
         self._rt = Runtime(Identity(self.name, self.prefix, self.keys, self.id, worker_name),
                            self.clock, opts, self._conns, self._events, self._hooks,

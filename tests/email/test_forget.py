@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio
+import redis.cluster
 from _smtp import SMTPServer
 from _worker_helpers import wait_for
 
@@ -163,3 +164,85 @@ async def test_an_active_job_is_reported_busy_then_forgotten(queue: Queue,
     counts = await asyncio.to_thread(forget, queue, addr)
     assert counts["busy"] == 0 and counts["completed"] == 1
     assert queue.get_job(job.id) is None
+
+
+@pytest.fixture
+def cluster(request: pytest.FixtureRequest) -> Any:
+    """The session's local Redis Cluster (skipped without ``redis-cli``)."""
+    from pyqueue.errors import RedisConnectionError
+    from pyqueue.testing.cluster import redis_cli
+
+    try:
+        redis_cli()
+    except RedisConnectionError as exc:
+        pytest.skip(str(exc))
+    return request.getfixturevalue("pyqueue_redis_cluster")
+
+
+def cluster_mentions(client: redis.cluster.RedisCluster, text: str) -> list[str]:
+    """``mentions`` over every primary of the cluster."""
+    return [key for node in client.get_primaries()
+            for key in mentions(client.get_redis_connection(node), text)]
+
+
+def test_forget_on_a_cluster_queue_removes_one_recipient_only(cluster: Any) -> None:
+    from pyqueue.email.deadletter import dlq_name
+    from pyqueue.email.forget import _scanner
+
+    token = uuid.uuid4().hex[:10]
+    addr, other = f"ivy.{token}@example.com", f"other.{token}@example.org"
+    name = f"{{mail{token}}}"
+    keys = QueueKeys("bull", name)
+    with Queue(name, connection=cluster.url) as queue:
+        client = queue.client
+        assert isinstance(client, redis.cluster.RedisCluster)
+        mine = [
+            enqueue_email(queue, to=addr, subject="x", text="x", mail_uid=f"w{token}"),
+            enqueue_email(queue, to=addr, subject="x", text="x", mail_uid=f"d{token}",
+                          delay=3600),
+            enqueue_email(queue, to=addr, subject="x", text="x", mail_uid=f"b{token}",
+                          category="bulk"),
+            enqueue_email(queue, to=addr, subject="x", text="x", mail_uid=f"g{token}",
+                          group_by_domain=True),
+        ]
+        keep = enqueue_email(queue, to=other, subject="x", text="x", mail_uid=f"k{token}")
+        stored = queue.get_job(keep.id)
+        assert stored is not None
+        stored.log(f"delivered to {other}")
+        with Queue(dlq_name(name), connection=client) as dlq:
+            dead = dlq.add("mail", {"to": addr})
+            dead_other = dlq.add("mail", {"to": other})
+        with Suppressions.of(queue) as supp:
+            supp.add(addr, "hard bounce", source="smtp")
+            supp.add(other, "hard bounce", source="smtp")
+        for who in (addr, other):
+            client.set(keys.soft_bounces(address_digest(who)), 2)
+            client.zadd(keys.send_window("otp", address_digest(who)), {"x": 1})
+        assert cluster_mentions(client, addr)
+        # Every key of the queue is in its slot: the scan goes to that primary alone.
+        scanner = _scanner(client, keys)
+        port = scanner.connection_pool.connection_kwargs["port"]
+        assert port == cluster.primary_for(keys.base).port
+
+        counts = forget(queue, addr)
+
+        assert sum(counts.get(s, 0) for s in ("waiting", "delayed", "prioritized")) == 4
+        assert counts["dead_letters"] == 1 and counts["events"] >= 4
+        assert counts["counters"] == 2 and counts["busy"] == 0 and counts["suppressed"] == 1
+        assert cluster_mentions(client, addr) == []
+        assert cluster_mentions(client, address_digest(addr)) == [keys.suppressed]
+        assert all(queue.get_job(job.id) is None for job in mine)
+        # The other recipient's data is all still there.
+        stored = queue.get_job(keep.id)
+        assert stored is not None and stored.get_logs() == [f"delivered to {other}"]
+        with Queue(dlq_name(name), connection=client) as dlq:
+            assert dlq.get_job(dead.id) is None and dlq.get_job(dead_other.id) is not None
+            dlq.obliterate(force=True)
+        assert client.get(keys.soft_bounces(address_digest(other))) == b"2"
+        assert client.zcard(keys.send_window("otp", address_digest(other))) == 1
+        with Suppressions.of(queue) as supp:
+            kept = supp.get(other)
+            forgotten = supp.get(addr)
+        assert kept is not None and kept["address"] == other
+        assert forgotten is not None and forgotten["address"].startswith("sha256:")
+        queue.obliterate(force=True)
