@@ -57,6 +57,28 @@ def _ms_to_datetime(value: str | None) -> datetime | None:
         return None
 
 
+#: Decoded ``opts`` strings whose values are all scalars, so a copy of the
+#: cached dict is as good as decoding again: the jobs of one producer mostly
+#: share their options, and a worker decodes them for every job it takes.
+_FLAT_OPTS: dict[str, dict[str, Any]] = {}
+_FLAT_OPTS_MAX = 256
+
+
+def _decode_opts_text(value: str) -> Any:
+    """``json.loads(value)``, from :data:`_FLAT_OPTS` when seen before (a fresh
+    copy each time: callers may change their dict)."""
+    cached = _FLAT_OPTS.get(value)
+    if cached is not None:
+        return cached.copy()
+    decoded = json.loads(value)
+    if isinstance(decoded, dict) and not any(isinstance(v, (dict, list))
+                                             for v in decoded.values()):
+        if len(_FLAT_OPTS) >= _FLAT_OPTS_MAX:
+            _FLAT_OPTS.clear()
+        _FLAT_OPTS[value] = decoded.copy()
+    return decoded
+
+
 def _int(value: str | None, default: int = 0) -> int:
     try:
         return int(float(value)) if value else default
@@ -154,7 +176,15 @@ class JobBase(FlowPlans):
             return value
 
     def _decode_opts(self) -> dict[str, Any]:
-        opts = self._json("opts", {})
+        value = self.fields.get("opts")
+        if not value:
+            return {}
+        try:
+            opts = _decode_opts_text(value)
+        except ValueError as exc:
+            if self.corruption is None:
+                self.corruption = f"corrupt job: field 'opts' is not valid JSON ({exc})"
+            return {}
         if not isinstance(opts, dict):
             self.corruption = self.corruption or "corrupt job: field 'opts' is not a JSON object"
             return {}

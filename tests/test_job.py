@@ -295,3 +295,22 @@ async def test_job_attributes_after_completion(anyq: Q, redis_client: redis.Redi
     assert done.id == job.id and done.name == "x" and done.data == {"in": 1}
     assert done.queue_name == queue_name
     assert json.loads(job_hash(redis_client, queue_name, job.id)["returnvalue"]) == ["out", 1]
+
+
+def test_decoded_opts_are_shared_only_as_copies() -> None:
+    """The worker's opts cache: a job that changes its opts dict does not
+    change the next job's, and nested options are decoded each time."""
+    from pyqueue._job_base import _FLAT_OPTS, _decode_opts_text
+
+    flat = '{"attempts":3,"delay":0,"test-cache":1}'
+    first = _decode_opts_text(flat)
+    first["attempts"] = 99
+    second = _decode_opts_text(flat)
+    assert second == {"attempts": 3, "delay": 0, "test-cache": 1}
+    assert flat in _FLAT_OPTS and second is not _FLAT_OPTS[flat]
+
+    nested = '{"backoff":{"type":"fixed","delay":5},"test-cache":2}'
+    one = _decode_opts_text(nested)
+    one["backoff"]["delay"] = 7
+    assert _decode_opts_text(nested)["backoff"]["delay"] == 5
+    assert nested not in _FLAT_OPTS
