@@ -33,7 +33,7 @@ end
 for _, gid in ipairs(redis.call('SMEMBERS', gk('all'))) do
   redis.call('DEL', groupWaitKey(gid), base .. 'g:' .. gid .. ':limiter')
 end
-redis.call('DEL', base .. 'pq:cancel', base .. 'pq:workers', base .. 'pq:workerinfo',
+redis.call('DEL', base .. 'pq:cancel', base .. 'pq:workers', base .. 'pq:workerinfo', base .. 'pq:fseq',
            gk('ready'), gk('state'), gk('limited'), gk('all'), gk('active'), gk('conf'),
            gk('delayed'), gk('seq'), gk('turn'))
 redis.call('DEL', kWait, kActive, kPrioritized, kPc, kDelayed, kWaitingChildren, kCompleted,

@@ -256,6 +256,13 @@ class QueueKeys:
         return self.key("pq:workerinfo")
 
     @property
+    def fetch_seq(self) -> str:
+        """pyqueue's count of jobs its workers have moved to active (string):
+        the last part of a lock token, so a finish knows how many jobs went
+        into ``active`` after its own and which end to search from."""
+        return self.key("pq:fseq")
+
+    @property
     def cancel(self) -> str:
         """pyqueue's set of job ids whose cancellation was requested."""
         return self.key("pq:cancel")

@@ -70,6 +70,11 @@ def take(client: redis.Redis, keys: QueueKeys, token: str, lock_ms: int = 30_000
     return str(reply[2][0])
 
 
+def held(client: redis.Redis, keys: QueueKeys, job_id: str) -> str:
+    """The lock token a take() gave ``job_id`` (the fetch count ends it)."""
+    return str(client.get(keys.lock(job_id)))
+
+
 def finish(client: redis.Redis, keys: QueueKeys, job_id: str, token: str,
            target: str = "completed") -> int:
     reply = script(client, keys, "moveToFinished", id=job_id, lockToken=token, target=target,
@@ -85,7 +90,7 @@ def build(queue: Queue, client: redis.Redis, keys: QueueKeys) -> dict[str, str]:
         job = queue.add("j", {"kind": kind})
         token = "t-" + kind
         assert take(client, keys, token) == job.id
-        assert finish(client, keys, job.id, token + ":0", kind) == 0
+        assert finish(client, keys, job.id, held(client, keys, job.id), kind) == 0
         jobs[kind] = job.id
     job = queue.add("j", {"kind": "active"})
     assert take(client, keys, "dead", lock_ms=150) == job.id
@@ -286,8 +291,8 @@ def test_retry_of_a_damaged_job_fails_it_alone(
     job_id = queue.add("j", {}).id
     assert take(client, keys, "t") == job_id
     client.hset(keys.job(job_id), "ats", "many")
-    assert script(client, keys, "retryJob", id=job_id, lockToken="t:0", dueMs=0,
-                  countAttempt=True, undoStart=True) == S.E_JOB_CORRUPT
+    assert script(client, keys, "retryJob", id=job_id, lockToken=held(client, keys, job_id),
+                  dueMs=0, countAttempt=True, undoStart=True) == S.E_JOB_CORRUPT
     assert queue.get_job_state(job_id) == "failed"
 
 
@@ -319,7 +324,7 @@ def test_retry_jobs_refails_a_damaged_job_and_retries_the_others(
     for _ in range(3):
         job_id = queue.add("j", {}).id
         assert take(client, keys, "t") == job_id
-        assert finish(client, keys, job_id, "t:0", "failed") == 0
+        assert finish(client, keys, job_id, held(client, keys, job_id), "failed") == 0
         ids.append(job_id)
     client.delete(keys.job(ids[1]))
     client.set(keys.job(ids[1]), "x")

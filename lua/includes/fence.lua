@@ -21,6 +21,25 @@ local function fence(jobKey, token)
   return 0
 end
 
+-- Which end of `active` to search for a job (LREM's count: 1 = from the
+-- head, -1 = from the tail). Fetches push at the head, so `ahead`, the jobs
+-- fetched after this one (the fetch count now minus the count in its token),
+-- bounds how far it is from the head; the rest of the list is behind it.
+-- Searching from the head when ahead < half the list never walks further
+-- than the tail would. Finishes mostly meet the oldest jobs (tail), but with
+-- many worker processes some process's jobs lag at the tail, and the LREM
+-- walk (every entry compared as text) becomes the biggest cost of a finish.
+-- Tokens without a count (other clients) search from the tail, as before.
+local function activeEnd(token)
+  if not activeLen then activeLen = redis.call('LLEN', kActive) end
+  local mine = tonumber(string.match(token, ':(%d+)$'))
+  if not mine or mine > 4503599627370496 then return -1 end
+  if not fetchSeq then fetchSeq = tonumber(redis.call('GET', base .. 'pq:fseq')) or 0 end
+  local ahead = fetchSeq - mine
+  if ahead >= 0 and ahead * 2 < activeLen then return 1 end
+  return -1
+end
+
 local function leaveActive(jobId, token, ...)
   local jobKey = base .. jobId
   -- The lock first: a held lock means the hash exists (they are deleted
@@ -36,7 +55,8 @@ local function leaveActive(jobId, token, ...)
   if fields and not fields.name and redis.call('EXISTS', jobKey) == 0 then
     return nil, E_JOB_MISSING
   end
-  if redis.call('LREM', kActive, -1, jobId) == 0 then return nil, E_NOT_ACTIVE end
+  if redis.call('LREM', kActive, activeEnd(token), jobId) == 0 then return nil, E_NOT_ACTIVE end
+  activeLen = activeLen - 1
   redis.call('DEL', jobKey .. ':lock')
   redis.call('SREM', kStalled, jobId)
   if damage then

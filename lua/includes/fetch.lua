@@ -138,7 +138,11 @@ local function fetchJobs()
         used = redis.call('INCR', kLimiter)
         if used == 1 then redis.call('PEXPIRE', kLimiter, ldur) end
       end
-      local token = P.token .. ':' .. intStr(taken)
+      -- The token ends with the job's place in the fetch count (pq:fseq),
+      -- which its finish uses to search `active` from the nearer end.
+      if not fetchSeq then fetchSeq = tonumber(redis.call('GET', base .. 'pq:fseq')) or 0 end
+      fetchSeq = fetchSeq + 1
+      local token = P.token .. ':' .. intStr(fetchSeq)
       redis.call('SET', jobKey .. ':lock', token, 'PX', lockMs)
       ats = ats + 1  -- read and checked above: set, not HINCRBY
       if P.wname then
@@ -160,6 +164,8 @@ local function fetchJobs()
       reply[#reply + 1] = {jobId, token, fields}
     end
   end
+  if taken > 0 then redis.call('SET', base .. 'pq:fseq', intStr(fetchSeq)) end
+  activeLen = nil  -- jobs went into `active`: count again when needed
   if poppedPrioritized and redis.call('ZCARD', kPrioritized) == 0 then
     redis.call('DEL', kPc)
   end

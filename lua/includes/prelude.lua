@@ -38,6 +38,9 @@ local deferMark, markPending = false, false
 -- Whether any group key exists, and whether a fetch popped a prioritized job
 -- (includes/fetch.lua).
 local groupsInUse, poppedPrioritized = false, false
+-- leaveActive's view of `active` (includes/fence.lua): its length and the
+-- fetch count (pq:fseq), read once per call when first needed.
+local activeLen, fetchSeq = nil, nil
 
 -- An integer as the string a command argument needs. Redis 7.0 turns a Lua
 -- number argument into text with printf("%.17g"), which costs more than the
@@ -65,6 +68,7 @@ local function begin(keys, argv)
   maxEvents = P.me and intStr(P.me)
   deferMark, markPending = false, false
   groupsInUse, poppedPrioritized = false, false
+  activeLen, fetchSeq = nil, nil
 end
 
 -- Error codes (mapped to exceptions in pyqueue/_replies.py, nowhere else).

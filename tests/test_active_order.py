@@ -1,0 +1,117 @@
+"""Finishing jobs from either end of ``active``: the fetch count in the lock
+token (``pq:fseq``) tells a finish how many jobs were fetched after its job,
+and the finish searches ``active`` from the nearer end (includes/fence.lua).
+
+Whichever end is chosen, every finish must take exactly its own job out of
+``active``; these tests finish jobs in orders that use both ends, and with
+tokens that carry no count (BullMQ's, or anything else a client wrote).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from pyqueue import Queue
+from pyqueue import _scripts as S
+from pyqueue._keys import QueueKeys
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    c = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def queue(redis_url: str, queue_name: str) -> Iterator[Queue]:
+    q = Queue(queue_name, connection=redis_url)
+    try:
+        yield q
+    finally:
+        q.close()
+
+
+def script(client: redis.Redis, keys: QueueKeys, name: str, **params: object) -> object:
+    key_list = keys.all()
+    secs, micros = client.time()
+    return client.eval(S.load(name).source, len(key_list), *key_list, keys.base,
+                       secs * 1000 + micros // 1000, S.pack(params))
+
+
+def take(client: redis.Redis, keys: QueueKeys, n: int) -> list[tuple[str, str]]:
+    """Fetch ``n`` jobs in one call; their ids and lock tokens, oldest first."""
+    reply = script(client, keys, "moveToActive", token="w:1", lockMs=30_000, n=n)
+    assert isinstance(reply, list)
+    return [(str(job[0]), str(job[1])) for job in reply[2:]]
+
+
+def finish(client: redis.Redis, keys: QueueKeys, job_id: str, token: str) -> int:
+    reply = script(client, keys, "moveToFinished", id=job_id, lockToken=token,
+                   target="completed", value="null", keepCount=-1, keepAgeMs=0)
+    assert isinstance(reply, list)
+    return int(reply[0][0])
+
+
+def test_tokens_end_with_the_fetch_count(queue: Queue, client: redis.Redis,
+                                         queue_name: str) -> None:
+    keys = QueueKeys("bull", queue_name)
+    for i in range(5):
+        queue.add("j", {"i": i})
+    first = take(client, keys, 2)
+    second = take(client, keys, 3)
+    assert [token.rsplit(":", 1)[1] for _, token in first + second] == ["1", "2", "3", "4", "5"]
+    assert client.get(keys.fetch_seq) == "5"
+    for job_id, token in first + second:
+        assert client.get(keys.lock(job_id)) == token
+
+
+@pytest.mark.parametrize("order", ["newest-first", "oldest-first", "shuffled"])
+def test_every_finish_takes_its_own_job_out_of_active(queue: Queue, client: redis.Redis,
+                                                      queue_name: str, order: str) -> None:
+    keys = QueueKeys("bull", queue_name)
+    queue.add_bulk([{"name": "j", "data": {"i": i}} for i in range(40)])
+    jobs = take(client, keys, 40)
+    if order == "newest-first":
+        jobs.reverse()
+    elif order == "shuffled":
+        random.Random(7).shuffle(jobs)
+    for k, (job_id, token) in enumerate(jobs):
+        assert finish(client, keys, job_id, token) == 0
+        left = client.lrange(keys.active, 0, -1)
+        assert job_id not in left and len(left) == 40 - k - 1
+    assert client.zcard(keys.completed) == 40
+
+
+def test_tokens_without_a_count_and_a_reset_count_still_finish(
+    queue: Queue, client: redis.Redis, queue_name: str
+) -> None:
+    keys = QueueKeys("bull", queue_name)
+    queue.add_bulk([{"name": "j", "data": {"i": i}} for i in range(6)])
+    jobs = take(client, keys, 6)
+    # Another client's token (no count at its end) on the newest job.
+    newest = jobs[-1][0]
+    client.set(keys.lock(newest), "bullmq-token-abc", px=30_000)
+    assert finish(client, keys, newest, "bullmq-token-abc") == 0
+    # The count deleted (or far behind) while jobs are active: any end will do.
+    client.delete(keys.fetch_seq)
+    for job_id, token in reversed(jobs[:-1]):
+        assert finish(client, keys, job_id, token) == 0
+    assert client.llen(keys.active) == 0
+    assert client.zcard(keys.completed) == 6
+
+
+def test_obliterate_removes_the_fetch_count(queue: Queue, client: redis.Redis,
+                                            queue_name: str) -> None:
+    keys = QueueKeys("bull", queue_name)
+    queue.add("j", {})
+    take(client, keys, 1)
+    assert client.exists(keys.fetch_seq)
+    queue.obliterate(force=True)
+    assert not client.exists(keys.fetch_seq)
