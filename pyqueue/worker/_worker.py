@@ -333,9 +333,7 @@ class Worker:
         return self._processor if self._processor is not None else self.process
 
     def _use_gate(self, gate: FetchGate) -> None:
-        """Consult ``gate`` (pyqueue/worker/_gate.py) around every fetch; before start."""
-        if self._running or self._starting is not None:
-            raise ConfigurationError("a fetch gate must be set before the worker starts")
+        """Consult ``gate`` (``worker/_gate.py``) around every fetch; call before start."""
         self._rt.set_gate(gate)
 
     @property

@@ -271,3 +271,44 @@ async def test_killed_worker_leases_expire(redis_url: str, base_name: str) -> No
         sync.close()
         await queue.obliterate(force=True)
         await queue.close()
+
+
+async def test_leases_are_extended_with_the_locks(redis_url: str, base_name: str) -> None:
+    """With ``lock_duration=1`` a lease lasts 1 s, but it is extended with the job's
+    lock while the job runs: past the leases' first expiry no third job starts."""
+    queue = AsyncShardedQueue(base_name, shards=3, connection=redis_url)
+    sync = redis.Redis.from_url(redis_url)
+    go = asyncio.Event()
+    probe = Probe()
+
+    async def process(job: Any) -> None:
+        probe.enter(job.id)
+        try:
+            await go.wait()
+        finally:
+            probe.leave()
+
+    def lease_scores() -> list[float]:
+        return [score for _, score in
+                sync.zrange(limits_key(base_name, ":leases"), 0, -1, withscores=True)]
+
+    try:
+        await queue.set_global_concurrency(2)
+        await queue.add_bulk([{"name": "n", "data": i} for i in range(5)])
+        worker = ShardedWorker(base_name, process, shards=3, connection=redis_url,
+                               concurrency=2, lock_duration=1)
+        try:
+            await wait_for(lambda: probe.running == 2, what="two jobs running")
+            first_expiry = max(lease_scores())
+            await wait_for(lambda: min(lease_scores()) >= first_expiry + 1000, timeout=10,
+                           what="both leases extended past their first expiry")
+            assert len(probe.starts) == 2 and probe.running == 2
+            go.set()
+            await wait_for(lambda: probe.done == 5, what="every job processed")
+            await wait_for(lambda: not lease_scores(), what="leases given back")
+        finally:
+            await worker.close()
+    finally:
+        sync.close()
+        await queue.obliterate(force=True)
+        await queue.close()
