@@ -6,6 +6,7 @@
 
   KEYS, ARGV[1..2]: see includes/prelude.lua; the keys are those of the
     coordinator, a queue named '{<name>}' (one slot, apart from the shards).
+    ARGV[2] (now) is not used: the script reads the server's TIME.
   Keys used, from base (QueueKeys.shard_limits, shard_rate, shard_leases):
     pq:limits         hash: max, duration (ms), concurrency (the settings)
     pq:limits:rate    hash: n (tokens granted in the window), w (its start,
@@ -26,6 +27,12 @@
   Errors: none.
 ]]
 --@include prelude
+-- The coordinator's own clock, not the caller's: every shard's workers call
+-- this script, and their clocks' measured offsets differ by a few ms, so a
+-- rate window's start (and every lease's expiry) is taken here, where Redis
+-- also counts the window's expiry.
+local time = redis.call('TIME')
+now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local kLimits, kRate, kLeases = base .. 'pq:limits', base .. 'pq:limits:rate',
   base .. 'pq:limits:leases'
 

@@ -5,10 +5,12 @@ plain server, with real workers (two ShardedWorkers at once, and one killed with
 from __future__ import annotations
 
 import asyncio
+import itertools
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from typing import Any
 from uuid import uuid4
 
@@ -86,17 +88,35 @@ async def test_global_concurrency_on_one_server(redis_url: str, base_name: str) 
         assert client.keys(f"bull:{{{base_name}*") == []
 
 
+def record_windows(worker: ShardedWorker, windows: Counter[int]) -> None:
+    """Count the jobs each fetch obtained under the coordinator window it was
+    granted from (the real gate still does its work)."""
+    for gate in worker._gates:
+        real = gate.taken
+
+        def taken(job_ids: Any, grant: Grant, real: Any = real) -> None:
+            if grant.data is not None:
+                windows[grant.data[2]] += len(job_ids)
+            real(job_ids, grant)
+
+        gate.taken = taken  # type: ignore[method-assign]
+
+
 async def run_rate_limit(url: str, name: str, *, max_jobs: int, duration: float,
                          jobs: int, limiter: dict[str, Any] | None = None) -> list[float]:
     """Jobs processed by two ShardedWorkers under a rate limit (the queue's, or
-    the workers' own ``limiter``); returns their ``processedOn`` (seconds)."""
+    the workers' own ``limiter``); returns their ``processedOn`` (seconds). Per
+    window of the coordinator, at most ``max_jobs`` jobs were taken."""
     queue = AsyncShardedQueue(name, shards=4, connection=url)
+    windows: Counter[int] = Counter()
     try:
         if limiter is None:
             await queue.set_global_rate_limit(max_jobs, duration)
         await queue.add_bulk([{"name": "n", "data": i} for i in range(jobs)])
         workers = [ShardedWorker(name, lambda job: None, shards=4, connection=url,
                                  concurrency=2, limiter=limiter) for _ in range(2)]
+        for worker in workers:
+            record_windows(worker, windows)
         try:
             await wait_for(lambda: sum(w.jobs_processed for w in workers) >= jobs,
                            timeout=60, what="every job processed")
@@ -104,6 +124,9 @@ async def run_rate_limit(url: str, name: str, *, max_jobs: int, duration: float,
             await asyncio.gather(*(worker.close() for worker in workers))
         done = await queue.get_jobs("completed")
         assert len(done) == jobs
+        assert sum(windows.values()) == jobs and max(windows.values()) <= max_jobs, windows
+        starts = sorted(windows)  # each window begins once the one before is over
+        assert all(b - a >= duration * 1000 for a, b in itertools.pairwise(starts)), starts
         return [job.processed_on.timestamp() for job in done if job.processed_on]
     finally:
         await queue.obliterate(force=True)
@@ -213,6 +236,21 @@ def test_none_removes_a_limit(redis_url: str, base_name: str) -> None:
         assert client.hgetall(limits_key(base_name)) == {"max": "10", "duration": "2000"}
         queue.set_global_rate_limit(None)
         assert client.hgetall(limits_key(base_name)) == {}
+
+
+def test_sync_settings_on_the_cluster(cluster_url: str, base_name: str) -> None:
+    """The sync queue writes the coordinator (its own slot) on a cluster too, and
+    obliterate removes it with the shards."""
+    with ShardedQueue(base_name, shards=3, connection=cluster_url) as queue, \
+            redis.RedisCluster.from_url(cluster_url.replace("redis+cluster", "redis"),
+                                        decode_responses=True) as client:
+        queue.set_global_concurrency(2)
+        queue.set_global_rate_limit(7, 1.5)
+        assert client.hgetall(limits_key(base_name)) == {
+            "concurrency": "2", "max": "7", "duration": "1500"}
+        queue.add("n", 1)
+        queue.obliterate(force=True)
+        assert client.exists(limits_key(base_name)) == 0
 
 
 CRASHING_WORKER = """
