@@ -381,7 +381,8 @@ def set_group_limits(keys: QueueKeys, now_ms: int, *, gid: str, concurrency: int
 def shard_tokens(keys: QueueKeys, now_ms: int, *, k: int, release: list[str], refund: int,
                  window: int, limiter: tuple[int, int] | None, lease_ms: int,
                  lease: str) -> Command:
-    """shardTokens on a sharded queue's coordinator: ``[granted, wait_ms, flags, window]``."""
+    """shardTokens on a sharded queue's coordinator: ``[granted, wait_ms, flags, window,
+    why]`` (see the script's header)."""
     lmax, ldur = limiter if limiter is not None else (None, None)
     return _call("shardTokens", keys, now_ms,
                  {"k": k, "release": release, "refund": refund, "window": window,

@@ -156,7 +156,9 @@ class FetchLoop:
         """A fetch of at most what the gate grants (None: it granted nothing and the
         wait it asked for is over); the gate gets back what was not used."""
         grant = await gate.acquire(free)
-        if grant.n <= 0:
+        if grant.n <= 0:  # the gate answered: Redis is there, the worker waits on a limit
+            self._status.state = "running"
+            self._status.last_ok = time.monotonic()
             await self.sleep(grant.wait)
             return None
         jobs: list[tuple[str, str, dict[str, str]]] = []
