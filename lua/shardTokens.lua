@@ -33,6 +33,7 @@
 -- also counts the window's expiry.
 local time = redis.call('TIME')
 now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+nowS = intStr(now)
 local kLimits, kRate, kLeases = base .. 'pq:limits', base .. 'pq:limits:rate',
   base .. 'pq:limits:leases'
 
