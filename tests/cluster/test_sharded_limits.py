@@ -350,3 +350,43 @@ async def test_leases_are_extended_with_the_locks(redis_url: str, base_name: str
         sync.close()
         await queue.obliterate(force=True)
         await queue.close()
+
+
+async def test_limit_set_and_removed_on_running_workers(redis_url: str, base_name: str) -> None:
+    """Workers that found no limit re-read the settings within SETTINGS_TTL (even
+    while every slot keeps fetching next jobs with its finishes): a concurrency
+    set on a busy queue holds from then on, and removing it lifts it."""
+    queue = AsyncShardedQueue(base_name, shards=4, connection=redis_url)
+    entries: list[tuple[float, int]] = []  # (monotonic time, processors running)
+    running = 0
+
+    async def process(job: Any) -> None:
+        nonlocal running
+        running += 1
+        entries.append((time.monotonic(), running))
+        try:
+            await asyncio.sleep(0.05)
+        finally:
+            running -= 1
+
+    try:  # 12 slots at 20 jobs/s each: enough for 6 s without a limit
+        await queue.add_bulk([{"name": "n", "data": i} for i in range(1500)])
+        worker = ShardedWorker(base_name, process, shards=4, connection=redis_url,
+                               concurrency=3)
+        try:
+            await wait_for(lambda: running >= 6, what="the unlimited worker busy")
+            await queue.set_global_concurrency(2)
+            set_at = time.monotonic()
+            settled = set_at + L.SETTINGS_TTL + 0.5
+            await wait_for(lambda: entries[-1][0] > settled + 1.0, timeout=20,
+                           what="a second of jobs under the new limit")
+            late = [n for at, n in entries if at > settled]
+            assert late and max(late) <= 2, max(late)
+            await queue.set_global_concurrency(None)
+            await wait_for(lambda: running > 2, timeout=L.SETTINGS_TTL + 3,
+                           what="the limit lifted")
+        finally:
+            await worker.close()
+    finally:
+        await queue.obliterate(force=True)
+        await queue.close()
