@@ -292,6 +292,22 @@ class QueueKeys:
         return self.key(f"pq:sw:{rule}:{subject}")
 
     @property
+    def shard_limits(self) -> str:
+        """A sharded queue's global limits (hash: max, duration, concurrency), on the
+        keys of its coordinator, the queue ``{<name>}`` (pyqueue/_shard_limits.py)."""
+        return self.key("pq:limits")
+
+    @property
+    def shard_rate(self) -> str:
+        """The coordinator's rate window (hash: n granted, w start ms; expires with it)."""
+        return self.key("pq:limits:rate")
+
+    @property
+    def shard_leases(self) -> str:
+        """The coordinator's concurrency leases (zset, score = expiry ms)."""
+        return self.key("pq:limits:leases")
+
+    @property
     def groups_all(self) -> str:
         """The set of every group id that has jobs."""
         return self.key("gr:all")

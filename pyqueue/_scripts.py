@@ -378,6 +378,17 @@ def set_group_limits(keys: QueueKeys, now_ms: int, *, gid: str, concurrency: int
                  {"gid": gid, "concurrency": concurrency, "max": max, "durationMs": duration_ms})
 
 
+def shard_tokens(keys: QueueKeys, now_ms: int, *, k: int, release: list[str], refund: int,
+                 window: int, limiter: tuple[int, int] | None, lease_ms: int,
+                 lease: str) -> Command:
+    """shardTokens on a sharded queue's coordinator: ``[granted, wait_ms, flags, window,
+    why]`` (see the script's header)."""
+    lmax, ldur = limiter if limiter is not None else (None, None)
+    return _call("shardTokens", keys, now_ms,
+                 {"k": k, "release": release, "refund": refund, "window": window,
+                  "lmax": lmax, "ldur": ldur, "leaseMs": lease_ms, "lease": lease})
+
+
 def update_job(keys: QueueKeys, now_ms: int, *, id: str, lock_token: str | None,
                progress: str | None = None, data: str | None = None, log: str | None = None,
                keep_logs: int | None = None) -> Command:

@@ -15,14 +15,11 @@ from ._cluster import key_slot
 from ._keys import validate_prefix, validate_queue_name
 from .errors import ConfigurationError, InvalidJobOptionsError
 
-__all__ = ["GLOBAL_REFUSED", "Router", "merge_jobs", "shard_names", "sum_counts"]
+__all__ = ["Router", "merge_jobs", "shard_names", "sum_counts"]
 
 _SLOTS = 16384
 _MAX_SHARDS = 1024
 _OWN_ID = re.compile(r"^(\d+)-[0-9a-f]{16}$")
-GLOBAL_REFUSED = ("a global {what} across shards is not supported yet (it needs one "
-                   "counter that every shard's scripts consult); set per-group limits, "
-                   "or use an unsharded queue")
 
 
 def shard_names(name: str, shards: int) -> list[str]:

@@ -22,12 +22,17 @@ shard, in order, and duplicates meet); else the shards in turn. pyqueue gives
 a job without a ``job_id`` the id ``<shard>-<16 hex digits>``, unique across
 shards, from which ``get_job`` finds its shard.
 
-Not supported yet, refused with :class:`~pyqueue.errors.ConfigurationError`:
-a global rate limit (``limiter=``, ``set_global_rate_limit``) and global
-concurrency (``set_global_concurrency``), which would need one counter
-consulted by every shard, in another slot than the shards' scripts can reach.
-Per-group limits are exact: a group's jobs are all on one shard (set the limit
-with ``for_each_shard``).
+Global limits over all shards (``set_global_rate_limit``,
+``set_global_concurrency``, ``ShardedWorker(limiter=...)``) are handed out as
+tokens from a coordinator in a slot of its own (the keys of a queue named
+``{<name>}``, see :mod:`pyqueue._shard_limits`): while a limit is set, each
+shard's worker asks it for tokens before a fetch (one extra round trip per
+fetch, and the coordinator's primary is a single point for the limits), takes
+at most that many jobs, gives back what it did not use, and holds a lease per
+running job (extended with the job's lock, so a crashed worker's capacity
+comes back after its lock duration). While none is set, workers only re-read
+the settings every couple of seconds. Per-group limits are exact: a group's
+jobs are all on one shard (set the limit with ``for_each_shard``).
 """
 
 from __future__ import annotations
@@ -36,13 +41,16 @@ import asyncio
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from ._shard_routing import GLOBAL_REFUSED, Router, merge_jobs, shard_names, sum_counts
+from . import _shard_limits as L
+from ._runner import run_async, run_sync
+from ._shard_routing import Router, merge_jobs, shard_names, sum_counts
 from .connection import AsyncClient, SyncClient, async_client, sync_client
-from .errors import ConfigurationError
 from .events import Event, QueueEvents
 from .job import AsyncJob, Job
+from .options import Duration
 from .queue import AsyncQueue, Queue
 from .worker import Worker
+from .worker._options import parse_limiter
 
 __all__ = ["AsyncShardedQueue", "ShardedQueue", "ShardedQueueEvents", "ShardedWorker",
            "shard_names"]
@@ -56,6 +64,7 @@ class ShardedQueue:
         self.name = name
         self._router = Router(name, shards, prefix)
         self.client, self._owns_client = sync_client(connection)
+        self._limits = L.coordinator_keys(prefix, name)
         #: The shards, as ordinary queues.
         self.queues = [Queue(n, connection=self.client, prefix=prefix, **queue_options)
                        for n in self._router.names]
@@ -109,16 +118,19 @@ class ShardedQueue:
         self.for_each_shard(lambda queue: queue.resume())
 
     def obliterate(self, force: bool = False) -> None:
-        """Remove every shard's data."""
+        """Remove every shard's data, and the global limits."""
         self.for_each_shard(lambda queue: queue.obliterate(force=force))
+        run_sync(self.client, L.remove_plan(self._limits))
 
     def set_global_concurrency(self, n: int | None) -> None:
-        """Refused: see the module's text."""
-        raise ConfigurationError(GLOBAL_REFUSED.format(what="concurrency"))
+        """At most ``n`` jobs active at once over all shards and workers (``None``
+        removes it); see the module's text."""
+        run_sync(self.client, L.concurrency_plan(self._limits, n))
 
-    def set_global_rate_limit(self, max: int | None, duration: Any = 0) -> None:
-        """Refused: see the module's text."""
-        raise ConfigurationError(GLOBAL_REFUSED.format(what="rate limit"))
+    def set_global_rate_limit(self, max: int | None, duration: Duration = 0) -> None:
+        """At most ``max`` jobs started per ``duration`` seconds over all shards and
+        workers (``max=None`` removes it); see the module's text."""
+        run_sync(self.client, L.rate_limit_plan(self._limits, max, duration))
 
     def close(self) -> None:
         """Release the connection (if pyqueue created it)."""
@@ -142,6 +154,7 @@ class AsyncShardedQueue:
         self.name = name
         self._router = Router(name, shards, prefix)
         self.client, self._owns_client = async_client(connection)
+        self._limits = L.coordinator_keys(prefix, name)
         #: The shards, as ordinary queues.
         self.queues = [AsyncQueue(n, connection=self.client, prefix=prefix, **queue_options)
                        for n in self._router.names]
@@ -197,16 +210,17 @@ class AsyncShardedQueue:
         await self.for_each_shard(lambda queue: queue.resume())
 
     async def obliterate(self, force: bool = False) -> None:
-        """Remove every shard's data."""
+        """Remove every shard's data, and the global limits."""
         await self.for_each_shard(lambda queue: queue.obliterate(force=force))
+        await run_async(self.client, L.remove_plan(self._limits))
 
     async def set_global_concurrency(self, n: int | None) -> None:
-        """Refused: see the module's text."""
-        raise ConfigurationError(GLOBAL_REFUSED.format(what="concurrency"))
+        """:meth:`ShardedQueue.set_global_concurrency`."""
+        await run_async(self.client, L.concurrency_plan(self._limits, n))
 
-    async def set_global_rate_limit(self, max: int | None, duration: Any = 0) -> None:
-        """Refused: see the module's text."""
-        raise ConfigurationError(GLOBAL_REFUSED.format(what="rate limit"))
+    async def set_global_rate_limit(self, max: int | None, duration: Duration = 0) -> None:
+        """:meth:`ShardedQueue.set_global_rate_limit`."""
+        await run_async(self.client, L.rate_limit_plan(self._limits, max, duration))
 
     async def close(self) -> None:
         """Release the connection (if pyqueue created it)."""
@@ -225,21 +239,27 @@ class AsyncShardedQueue:
 class ShardedWorker:
     """Processes a sharded queue: one :class:`~pyqueue.Worker` per shard, each
     with ``concurrency`` slots (so ``shards * concurrency`` jobs at once in
-    all), sharing one client. Takes :class:`~pyqueue.Worker`'s options but
-    ``limiter`` (refused: a global rate limit across shards is not supported
-    yet)."""
+    all, unless a global concurrency is set), sharing one client. Takes
+    :class:`~pyqueue.Worker`'s options; ``limiter={"max", "duration"}`` is a
+    rate limit over all shards, used while the queue sets none (the queue's
+    ``set_global_rate_limit`` wins, as for an unsharded queue)."""
 
     def __init__(self, name: str, processor: Any, *, shards: int,
                  connection: str | AsyncClient | None = None, prefix: str = "bull",
-                 **worker_options: Any) -> None:
-        if worker_options.get("limiter") is not None:
-            raise ConfigurationError(GLOBAL_REFUSED.format(what="rate limit (limiter=)"))
+                 limiter: Mapping[str, Any] | None = None, **worker_options: Any) -> None:
+        own_limit = parse_limiter(limiter)
         self.name = name
         router = Router(name, shards, prefix)
         self.client, self._owns_client = async_client(connection)
         #: One worker per shard.
         self.workers = [Worker(n, processor, connection=self.client, prefix=prefix,
                                **worker_options) for n in router.names]
+        coordinator = L.coordinator_keys(prefix, name)
+        self._gates = [L.ShardLimits(self.client, coordinator, owner=worker.id,
+                                     lease_ms=worker.lock_ms, limiter=own_limit)
+                       for worker in self.workers]
+        for worker, gate in zip(self.workers, self._gates, strict=True):
+            worker._use_gate(gate)
 
     def on(self, event: Any, callback: Callable[..., Any]) -> ShardedWorker:
         """Call ``callback`` on that local event of any shard's worker."""
@@ -264,6 +284,7 @@ class ShardedWorker:
     async def close(self, force: bool = False) -> None:
         """Close every shard's worker, then the client if pyqueue made it."""
         await asyncio.gather(*(worker.close(force) for worker in self.workers))
+        await asyncio.gather(*(gate.close() for gate in self._gates), return_exceptions=True)
         if self._owns_client:
             await self.client.aclose()
 

@@ -17,6 +17,7 @@ from .._keys import QueueKeys
 from .._plan import Plan, cmd
 from ._connections import Connections
 from ._events import HookSet, LocalEvents
+from ._gate import FetchGate
 from ._jobs import Status
 from ._report import Reporter
 from ._slots import Slots
@@ -81,6 +82,8 @@ class FetchLoop:
         self._hooks, self._reporter, self._run = hooks, reporter, run
         self._fetch_params, self._closing, self._drain_delay = fetch_params, closing, drain_delay
         self.burst = False
+        #: The fetch gate (None: the queue's own script decides alone).
+        self.gate: FetchGate | None = None
 
     def fetched(self, jobs: list[tuple[str, str, dict[str, str]]]) -> None:
         """Bookkeeping for jobs taken from Redis (by a fetch or with a finish)."""
@@ -116,7 +119,14 @@ class FetchLoop:
             slots.wake.clear()
             await slots.wake.wait()
             return False
-        status, number, jobs = await self._run(self._fetch_plan(free))
+        gate = self.gate
+        if gate is None:
+            status, number, jobs = await self._run(self._fetch_plan(free))
+        else:
+            fetched = await self._gated_fetch(gate, free)
+            if fetched is None:
+                return False
+            status, number, jobs = fetched
         self._status.state = "running"
         self._status.last_fetch_at = time.time()
         self._status.last_ok = time.monotonic()
@@ -141,6 +151,23 @@ class FetchLoop:
         if timeout > 0:
             await self._block(timeout)
         return False
+
+    async def _gated_fetch(self, gate: FetchGate, free: int) -> Any:
+        """A fetch of at most what the gate grants (None: it granted nothing and the
+        wait it asked for is over); the gate gets back what was not used."""
+        grant = await gate.acquire(free)
+        if grant.n <= 0:  # the gate answered: Redis is there, the worker waits on a limit
+            self._status.state = "running"
+            self._status.last_ok = time.monotonic()
+            await self.sleep(grant.wait)
+            return None
+        jobs: list[tuple[str, str, dict[str, str]]] = []
+        try:
+            fetched = await self._run(self._fetch_plan(grant.n))
+            jobs = fetched[2]
+        finally:
+            gate.taken([job[0] for job in jobs], grant)
+        return fetched
 
     def _fetch_plan(self, n: int) -> Plan[Any]:
         yield from self._clock.sync()

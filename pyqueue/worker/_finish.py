@@ -16,6 +16,7 @@ from .._keys import QueueKeys
 from .._plan import Command, Plan
 from .._runner import AsyncTransport, drive_async
 from ..errors import RedisConnectionError
+from ._gate import FetchGate
 
 NextJob = tuple[str, str, dict[str, str]] | None
 #: Finishes waiting for their script call: (item sent to moveToFinished,
@@ -48,6 +49,8 @@ class FinishBatcher:
         self.chunk = max(1, -(-concurrency // FINISH_CHUNKS))
         self._pending: Finishes = []
         self._scheduled = False
+        #: The worker's fetch gate: a finish fetches next jobs only when it allows.
+        self.gate: FetchGate | None = None
 
     def submit(self, item: S.FinishItem) -> Future[tuple[int, NextJob]]:
         """Queue one finish; the future gets (script code, next job or None)."""
@@ -87,7 +90,7 @@ class FinishBatcher:
     def command(self, items: list[S.FinishItem]) -> tuple[Command, bool]:
         """The moveToFinished call for ``items`` (with a fetch of as many next
         jobs unless closing); the clock must be fresh."""
-        fetch = not self._closing()
+        fetch = not self._closing() and (self.gate is None or self.gate.fetch_next())
         return S.move_to_finished(self._keys, self._clock.now_ms(), items=items,
                                   fetch=self._fetch_params(len(items)) if fetch else None,
                                   me=self._clock.max_events,

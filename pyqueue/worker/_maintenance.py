@@ -24,6 +24,7 @@ from .._keys import QueueKeys
 from .._plan import Plan, needs_reconnect
 from .._runner import run_sync
 from ..connection import SyncClient
+from ._gate import FetchGate
 from ._report import Reporter
 from ._tokens import LockTokens
 
@@ -181,6 +182,13 @@ def worker_tasks(runner: SyncRunner, keys: QueueKeys, clock: _ops.Clock, tokens:
         Periodic("heartbeat", HEARTBEAT_SECONDS, heartbeat),
         Periodic("loop check", LAG_CHECK_SECONDS, lag),
     ]
+
+
+def gate_renewal(runner: SyncRunner, gate: FetchGate, tokens: LockTokens,
+                 lock_ms: int) -> Periodic:
+    """The fetch gate's renewal for the held jobs, as often as the locks'."""
+    return Periodic("gate renewal", lock_ms / 2000,
+                    lambda: gate.renew(runner, tokens.snapshot()[0], lock_ms), delay_first=True)
 
 
 class Heartbeat:

@@ -55,7 +55,7 @@ def _positive_int(value: object, option: str, minimum: int) -> int:
     return value
 
 
-def _limiter(limiter: Mapping[str, Any] | None) -> tuple[int, int] | None:
+def parse_limiter(limiter: Mapping[str, Any] | None) -> tuple[int, int] | None:
     if limiter is None:
         return None
     if not isinstance(limiter, Mapping) or set(limiter) - {"max", "duration"} \
@@ -88,7 +88,7 @@ def validate_options(
 ) -> WorkerOptions:
     """Check every option (``InvalidJobOptionsError`` naming the bad one)."""
     concurrency = _positive_int(concurrency, "concurrency", 1)
-    limits = _limiter(limiter)
+    limits = parse_limiter(limiter)
     lock_ms = duration_ms(lock_duration, "lock_duration", allow_zero=False)
     stalled_ms = duration_ms(stalled_interval, "stalled_interval", allow_zero=False)
     max_stalled_count = _positive_int(max_stalled_count, "max_stalled_count", 0)

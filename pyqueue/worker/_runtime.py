@@ -27,6 +27,7 @@ from ._executors import (
 )
 from ._fetch import FetchLoop, FetchParams
 from ._finish import FinishBatcher
+from ._gate import FetchGate
 from ._jobs import JobRunner, Status
 from ._lag import LagCheck, LoopBeat
 from ._options import WorkerOptions
@@ -84,6 +85,11 @@ class Runtime:
         self.main: asyncio.Task[None] | None = None
         self.keeper: M.MaintenanceThread | None = None
         self.executor: Executor | None = None
+        self.gate: FetchGate | None = None
+
+    def set_gate(self, gate: FetchGate) -> None:
+        """Consult ``gate`` around every fetch, finish and lock renewal (before start)."""
+        self.gate = self.fetch.gate = self.batcher.gate = self.slots.gate = gate
 
     async def run(self, plan: Plan[Any]) -> Any:
         """Run a per-job plan on the pipelined connection (or the client's pool)."""
@@ -121,6 +127,9 @@ class Runtime:
             on_stalled=lambda job_id: self.events.call_soon(self._stalled, job_id),
             on_lost=self._lock_lost,
             on_cancel=lambda *a: self.events.call_soon(self.jobs.cancel_local, *a))
+        if self.gate is not None:
+            tasks.append(M.gate_renewal(M.SyncRunner(sync, self.reporter), self.gate,
+                                        self.slots.tokens, self.options.lock_ms))
         self.keeper = M.MaintenanceThread(who.name, tasks, self.reporter)
         self.keeper.start()
         self.main = asyncio.create_task(self._main(on_idle), name=f"pyqueue-worker-{who.name}")

@@ -9,6 +9,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from ..job import JobBase
+from ._gate import FetchGate
 from ._report import Reporter
 from ._tokens import LockTokens
 
@@ -29,6 +30,8 @@ class Slots:
         self.current: dict[str, tuple[JobBase, asyncio.Task[Any]]] = {}
         self.wake = asyncio.Event()
         self.process: Process | None = None
+        #: The worker's fetch gate, told when a slot is done with a job.
+        self.gate: FetchGate | None = None
 
     @property
     def free(self) -> int:
@@ -86,5 +89,7 @@ class Slots:
                 current = await self.process(job_id, token, fields)
             finally:
                 self.tokens.release(job_id, token)
+                if self.gate is not None:
+                    self.gate.release(job_id)
             if current is not None:
                 self.tokens.hold(current[0], current[1])

@@ -24,6 +24,7 @@ from ..options import Duration, duration_ms
 from ._connections import Connections
 from ._events import HookSet, LocalEvents, WorkerEvent
 from ._executors import Processor
+from ._gate import FetchGate
 from ._joblog import JobLogHook
 from ._options import check_target, validate_options
 from ._report import LogThrottle, Reporter
@@ -330,6 +331,10 @@ class Worker:
 
     def _target(self) -> Processor:
         return self._processor if self._processor is not None else self.process
+
+    def _use_gate(self, gate: FetchGate) -> None:
+        """Consult ``gate`` (``worker/_gate.py``) around every fetch; call before start."""
+        self._rt.set_gate(gate)
 
     @property
     def _loop(self) -> asyncio.AbstractEventLoop | None:

@@ -1,6 +1,6 @@
 """A sharded queue (pyqueue.sharded) on a real local Redis Cluster: shards
 spread over the primaries, adds are routed, reads aggregate, one worker per
-shard drains them all, global limits are refused."""
+shard drains them all (global limits: test_sharded_limits.py)."""
 
 from __future__ import annotations
 
@@ -57,8 +57,6 @@ def test_sync_routing_and_aggregates(cluster_url: str, base_name: str) -> None:
         assert len(queue.get_jobs("waiting", 0, 9)) == 10
         with pytest.raises(InvalidJobOptionsError):
             queue.add("x", 1, job_id="a", shard_key="b")
-        with pytest.raises(ConfigurationError, match="global"):
-            queue.set_global_concurrency(3)
         queue.obliterate(force=True)
 
 
@@ -69,9 +67,6 @@ def test_bad_sharding_refused(cluster_url: str) -> None:
         ShardedQueue("mail", shards=4, prefix="{bull}", connection=cluster_url)
     with pytest.raises(ConfigurationError):
         ShardedQueue("mail", shards=0, connection=cluster_url)
-    with pytest.raises(ConfigurationError, match="rate limit"):
-        ShardedWorker("mail", lambda job: None, shards=2, connection=cluster_url,
-                      limiter={"max": 1, "duration": 1})
 
 
 async def test_worker_drains_every_shard(cluster_url: str, base_name: str) -> None:
