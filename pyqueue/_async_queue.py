@@ -82,7 +82,18 @@ class AsyncQueue:
             return await self._run(self._core.repeat_plan(name, data, opts, self._binding))
         if opts.get("parent") is not None:
             return await self._run(self._core.child_plan(name, data, opts, self._binding))
-        return await self._adds.add(self._core.encode(name, data, opts))
+        encoded = self._core.encode(name, data, opts)
+        adds = self._adds
+        if not adds.idle():  # others pending or in flight: batched with them
+            return await adds.add(encoded)
+        # Alone: sent at once. run_async directly, not through _run: one
+        # coroutine less on the hot path.
+        adds.inflight += 1
+        try:
+            return await run_async(self._transport, self._core.add_one_plan(encoded,
+                                                                            self._binding))
+        finally:
+            adds.inflight -= 1
 
     async def add_bulk(self, jobs: Sequence[BulkJob] | Sequence[Mapping[str, Any]]
                        ) -> list[AsyncJob]:
