@@ -49,8 +49,8 @@ local function addOne(J)
     if deduplicated then return deduplicated end
   end
 
-  insertJob({id = jobId, name = J.name, data = J.data, opts = J.opts, delay = J.delay,
-             priority = J.priority, lifo = J.lifo, gid = J.gid, deid = J.deid})
+  J.id = jobId  -- J has insertJob's fields already: no copy
+  insertJob(J)
   return {jobId, 1}
 end
 
