@@ -1,20 +1,27 @@
-"""``AsyncQueue.add``'s batching: the adds that are pending together in one
-event-loop iteration (an ``asyncio.gather`` of adds, concurrent requests of a
-web app) go to Redis as one addJob call, not one call each.
+"""``AsyncQueue.add``'s batching: adds made while another add of the queue is
+on its way to Redis (an ``asyncio.gather`` of adds, concurrent requests of a
+web app) go to Redis together, as one addJob call, instead of one call each.
 
-A lone add does not wait for company: when nothing is pending or in flight,
-``AsyncQueue.add`` sends it at once, as a plain one-job call. Adds made while
-a call is in flight wait for the end of the current loop iteration
-(``loop.call_soon``, no timer) and go together, in the order they were made, so
-job ids, events and deduplication come out as if they had been awaited one
-after the other. (Sending every add at the end of its iteration instead cost a
-lone sequential add one more loop turn: about 8 us more Python CPU and latency
-per add, measured.) Each
-caller gets its own job, or its own error: a Redis error while adding one job
-(a damaged key) fails that caller only (see ``each`` in lua/addJob.lua); a
-call that fails whole (connection lost, out of memory) fails its callers, each
-with its own copy of the error. A caller that gives up (is cancelled) before
-its add was sent is left out of the batch.
+The rules:
+
+- A lone add does not wait for company: when nothing is pending or in flight,
+  ``AsyncQueue.add`` sends it at once, as the plain one-job call (sending every
+  add at the end of its loop iteration instead cost a lone sequential add two
+  more loop turns: about 8 us more Python CPU and latency per add, measured).
+- At most one add call of the queue is in flight. Adds made meanwhile wait,
+  and go as one call when it is answered (or at the end of the loop iteration
+  they were made in, when nothing is in flight then). So adds reach Redis in
+  the order they were made, on any connection (a pool, a cluster client), and
+  job ids, events and deduplication come out as if they had been awaited one
+  after the other. No timer is involved.
+- Right after a batch is answered, its callers typically add again in the next
+  loop iteration: those adds are batched too (at the end of that iteration)
+  rather than the first of them going alone and the rest waiting for it.
+- Each caller gets its own job, or its own error: a Redis error while adding
+  one job (a damaged key) fails that caller only (``each`` in lua/addJob.lua);
+  a call that fails whole (connection lost, out of memory) fails all its
+  callers, each with its own copy of the error. A caller that gives up (is
+  cancelled) before its add was sent is left out.
 """
 
 from __future__ import annotations
@@ -34,80 +41,111 @@ if TYPE_CHECKING:
     from ._queue_core import QueueCore
 
 J = TypeVar("J", bound=JobBase)
+Pending = list[tuple[EncodedJob, "asyncio.Future[J]"]]
 
 
 class AddBatcher(Generic[J]):
-    """The adds of one ``AsyncQueue`` waiting for the end of the loop iteration."""
+    """The adds of one ``AsyncQueue`` waiting for the add call in flight."""
 
-    __slots__ = ("_binding", "_core", "_pending", "_transport", "inflight")
+    __slots__ = ("_binding", "_burst", "_core", "_pending", "_scheduled", "_transport",
+                 "inflight")
 
     def __init__(self, core: QueueCore[J], binding: Binding, transport: AsyncTransport) -> None:
         self._core = core
         self._binding = binding
         self._transport = transport
-        self._pending: list[tuple[EncodedJob, asyncio.Future[J]]] = []
-        #: Add calls sent and not answered yet (``AsyncQueue.add`` counts the
-        #: ones it sends itself).
+        self._pending: Pending[J] = []
+        self._scheduled = False  # a _flush at the end of this loop iteration
+        self._burst = False  # a batch was just answered: its callers add again soon
+        #: Add calls sent and not answered: 0 or 1 (``AsyncQueue.add`` counts
+        #: the one it sends itself, then calls :meth:`call_done`).
         self.inflight = 0
 
     def idle(self) -> bool:
-        """Nothing pending and nothing in flight: an add now is alone, and is best
-        sent at once by its caller (no batch, no wait for the loop iteration's end)."""
-        return not self._pending and not self.inflight
+        """Whether an add made now is alone, to be sent at once by its caller."""
+        return not self.inflight and not self._pending and not self._burst
 
     def add(self, job: EncodedJob) -> asyncio.Future[J]:
-        """Queue ``job`` (encoded and validated) for this iteration's call; a
-        future of its ``Job``."""
+        """Queue ``job`` (encoded and validated) for the next add call; a future
+        of its ``Job``."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[J] = loop.create_future()
-        pending = self._pending
-        pending.append((job, future))
-        if len(pending) == 1:
+        self._pending.append((job, future))
+        if not self.inflight and not self._scheduled:
+            self._scheduled = True
             loop.call_soon(self._flush)
         return future
 
-    def _settle_one(self, future: asyncio.Future[Any], value: Any,
-                    error: BaseException | None) -> None:
+    def call_done(self) -> None:
+        """An add call was answered: send what accumulated meanwhile."""
         self.inflight -= 1
-        _settle_one(future, value, error)
+        if not self.inflight and self._pending:
+            self._flush()
 
     def _flush(self) -> None:
+        self._scheduled = False
+        if self.inflight:
+            return  # sent when the call in flight is answered (call_done)
         pending = [entry for entry in self._pending if not entry[1].done()]
         self._pending = []
-        if len(pending) == 1:  # alone: the plain one-job add
-            job, future = pending[0]
-            self.inflight += 1
-            drive_async(self._transport, self._core.add_one_plan(job, self._binding),
-                        partial(self._settle_one, future), immediate=True)
-        elif pending:
-            core = self._core
-            jobs = [job for job, _ in pending]
-            self.inflight += 1
-            drive_async(self._transport, _ops_add.add_each(core.keys, core.clock, jobs),
-                        partial(self._settle_each, pending), immediate=True)
+        if not pending:
+            return
+        self.inflight += 1
+        try:
+            if len(pending) == 1:  # alone after all: the plain one-job add
+                job, future = pending[0]
+                drive_async(self._transport, self._core.add_one_plan(job, self._binding),
+                            partial(self._settle_one, future), immediate=True)
+            else:
+                core = self._core
+                plan = _ops_add.add_each(core.keys, core.clock, [job for job, _ in pending])
+                drive_async(self._transport, plan, partial(self._settle_each, pending),
+                            immediate=True)
+        except BaseException as exc:  # could not even be sent: nothing is in flight
+            self._settle_each(pending, None, exc)
+            if not isinstance(exc, Exception):
+                raise
 
-    def _settle_each(self, pending: list[tuple[EncodedJob, asyncio.Future[J]]],
+    def _settle_one(self, future: asyncio.Future[Any], value: Any,
+                    error: BaseException | None) -> None:
+        _settle(future, value, error)
+        self.call_done()
+
+    def _settle_each(self, pending: Pending[J],
                      outcomes: list[_ops_add.Added | RedisError] | None,
                      error: BaseException | None) -> None:
-        self.inflight -= 1
         if outcomes is None:  # the whole plan failed: every caller hears it
             assert error is not None
             for i, (_, future) in enumerate(pending):
-                _settle_one(future, None, error if i == 0 else _own_copy(error))
-            return
-        core, binding = self._core, self._binding
-        raised: set[int] = set()  # a chunk's failure is one error for all its jobs
-        for (job, future), outcome in zip(pending, outcomes, strict=True):
-            if future.done():
-                continue
-            if isinstance(outcome, RedisError):
-                future.set_exception(_own_copy(outcome) if id(outcome) in raised else outcome)
-                raised.add(id(outcome))
-            else:
-                future.set_result(core.job_from(job, outcome, binding))
+                _settle(future, None, error if i == 0 else _own_copy(error))
+        else:
+            core, binding = self._core, self._binding
+            raised: set[int] = set()  # a chunk's failure is one error for all its jobs
+            for (job, future), outcome in zip(pending, outcomes, strict=True):
+                if future.done():
+                    continue
+                if isinstance(outcome, RedisError):
+                    future.set_exception(_own_copy(outcome) if id(outcome) in raised
+                                         else outcome)
+                    raised.add(id(outcome))
+                else:
+                    future.set_result(core.job_from(job, outcome, binding))
+        # The callers resume in the next loop iteration; their next adds join
+        # what is pending, sent at that iteration's end (these callbacks are
+        # queued after theirs).
+        self.inflight -= 1
+        self._burst = True
+        loop = asyncio.get_running_loop()
+        loop.call_soon(self._end_burst)
+        if self._pending and not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+
+    def _end_burst(self) -> None:
+        self._burst = False
 
 
-def _settle_one(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
     if future.done():
         return
     if error is None:

@@ -84,16 +84,16 @@ class AsyncQueue:
             return await self._run(self._core.child_plan(name, data, opts, self._binding))
         encoded = self._core.encode(name, data, opts)
         adds = self._adds
-        if not adds.idle():  # others pending or in flight: batched with them
+        if not adds.idle():  # another add in flight: batched with the others
             return await adds.add(encoded)
-        # Alone: sent at once. run_async directly, not through _run: one
-        # coroutine less on the hot path.
+        # Alone: sent at once (see _add_batch). run_async directly, not
+        # through _run: one coroutine less on the hot path.
         adds.inflight += 1
         try:
             return await run_async(self._transport, self._core.add_one_plan(encoded,
                                                                             self._binding))
         finally:
-            adds.inflight -= 1
+            adds.call_done()
 
     async def add_bulk(self, jobs: Sequence[BulkJob] | Sequence[Mapping[str, Any]]
                        ) -> list[AsyncJob]:

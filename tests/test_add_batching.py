@@ -58,6 +58,16 @@ async def test_gather_of_200_adds_gives_200_jobs_in_order_in_few_calls(
     assert await queue.get_job_counts("waiting") == {"waiting": 201}
 
 
+async def test_order_holds_on_a_redis_py_client_too(redis_url: str, queue_name: str) -> None:
+    # pipelined=False: redis-py's client, a pool of connections and a task per
+    # call, which keep no order between calls in flight together.
+    async with AsyncQueue(queue_name, connection=redis_url, pipelined=False) as queue:
+        for _ in range(3):
+            jobs = await asyncio.gather(*(queue.add("n", i) for i in range(50)))
+            assert [job.data for job in jobs] == list(range(50))
+            assert [int(job.id) for job in jobs] == sorted(int(job.id) for job in jobs)
+
+
 async def test_batched_adds_write_the_ids_and_events_of_sequential_adds(
         redis_url: str, queue_name: str, redis_client: redis.Redis) -> None:
     specs: list[dict[str, Any]] = [
