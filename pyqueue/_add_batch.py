@@ -32,7 +32,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from . import _ops_add
-from ._runner import AsyncTransport, drive_async
+from ._runner import AsyncTransport, drive_async, settle_future
 from .errors import RedisError
 from .job import Binding, JobBase
 from .options import EncodedJob
@@ -108,7 +108,7 @@ class AddBatcher(Generic[J]):
 
     def _settle_one(self, future: asyncio.Future[Any], value: Any,
                     error: BaseException | None) -> None:
-        _settle(future, value, error)
+        settle_future(future, value, error)
         self.call_done()
 
     def _settle_each(self, pending: Pending[J],
@@ -117,7 +117,7 @@ class AddBatcher(Generic[J]):
         if outcomes is None:  # the whole plan failed: every caller hears it
             assert error is not None
             for i, (_, future) in enumerate(pending):
-                _settle(future, None, error if i == 0 else _own_copy(error))
+                settle_future(future, None, error if i == 0 else _own_copy(error))
         else:
             core, binding = self._core, self._binding
             raised: set[int] = set()  # a chunk's failure is one error for all its jobs
@@ -143,17 +143,6 @@ class AddBatcher(Generic[J]):
 
     def _end_burst(self) -> None:
         self._burst = False
-
-
-def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is None:
-        future.set_result(value)
-    elif isinstance(error, asyncio.CancelledError):
-        future.cancel()
-    else:
-        future.set_exception(error)
 
 
 def _own_copy(error: BaseException) -> BaseException:

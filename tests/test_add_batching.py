@@ -7,7 +7,6 @@ counted with ``INFO commandstats``."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -34,12 +33,8 @@ def events(client: redis.Redis, queue_name: str) -> list[tuple[str, ...]]:
 
 
 @pytest.fixture
-async def queue(redis_url: str, queue_name: str) -> AsyncIterator[AsyncQueue]:
-    q = AsyncQueue(queue_name, connection=redis_url)
-    try:
-        yield q
-    finally:
-        await q.close()
+def queue(async_queue: AsyncQueue) -> AsyncQueue:
+    return async_queue
 
 
 async def test_gather_of_200_adds_gives_200_jobs_in_order_in_few_calls(
