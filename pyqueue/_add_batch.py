@@ -129,7 +129,12 @@ class AddBatcher(Generic[J]):
                                          else outcome)
                     raised.add(id(outcome))
                 else:
-                    future.set_result(core.job_from(job, outcome, binding))
+                    try:
+                        found = core.job_from(job, outcome, binding)
+                    except Exception as exc:  # that caller's alone; the others go on
+                        future.set_exception(exc)
+                    else:
+                        future.set_result(found)
         # The callers resume in the next loop iteration; their next adds join
         # what is pending, sent at that iteration's end (these callbacks are
         # queued after theirs).

@@ -53,6 +53,15 @@ async def test_gather_of_200_adds_gives_200_jobs_in_order_in_few_calls(
     assert await queue.get_job_counts("waiting") == {"waiting": 201}
 
 
+async def test_adds_awaited_one_by_one_are_one_call_each(
+        queue: AsyncQueue, redis_client: redis.Redis) -> None:
+    await queue.add("warm-up")
+    before = script_calls(redis_client)
+    ids = [(await queue.add("n", i)).id for i in range(10)]
+    assert script_calls(redis_client) - before == 10  # alone: never held back for a batch
+    assert ids == [str(i) for i in range(2, 12)]
+
+
 async def test_order_holds_on_a_redis_py_client_too(redis_url: str, queue_name: str) -> None:
     # pipelined=False: redis-py's client, a pool of connections and a task per
     # call, which keep no order between calls in flight together.
