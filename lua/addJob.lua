@@ -3,7 +3,9 @@
 
   KEYS, ARGV[1..2]: see includes/prelude.lua.
   ARGV[3] params (msgpack map): jobs (an array of job maps, each as below;
-  add_bulk sends up to 1,000 per call), or the fields of a single job:
+  add_bulk sends up to 1,000 per call; each = true: the jobs are separate
+  callers' adds, batched by AsyncQueue, see pyqueue/_add_batch.py), or the
+  fields of a single job:
     id        custom job id, or "" for the next auto id
     name      job name
     data      job data, JSON text
@@ -23,8 +25,11 @@
   status 1 = added (also when it replaced a debounced job); 0 = a job with that custom id exists (nothing written but
   the `duplicated` event); 2 = deduplicated, jobId is the id of the job that
   owns the deduplication id.
+  With each: a job whose add raised a Redis error (a damaged key) gets
+  {"", -1, message} instead, and the jobs after it are still added.
   Errors: none (all input is validated by the caller; a deduplication id
-  whose owner is not a job hash does not block the add).
+  whose owner is not a job hash does not block the add); a Redis error (a
+  key of the wrong type) aborts the call, except per job with each.
 ]]
 --@deny-oom
 --@include prelude
@@ -44,15 +49,25 @@ local function addOne(J)
     if deduplicated then return deduplicated end
   end
 
-  insertJob({id = jobId, name = J.name, data = J.data, opts = J.opts, delay = J.delay,
-             priority = J.priority, lifo = J.lifo, gid = J.gid, deid = J.deid})
+  J.id = jobId  -- J has insertJob's fields already: no copy
+  insertJob(J)
   return {jobId, 1}
 end
 
 if P.jobs then
   local results = {}
   deferMark = true
-  for i, job in ipairs(P.jobs) do results[i] = addOne(job) end
+  if P.each then
+    -- Adds of independent callers batched into one call: a Redis error in one
+    -- job (a damaged key) is that job's result; the others still go in.
+    for i, job in ipairs(P.jobs) do
+      local ok, r = pcall(addOne, job)
+      if not ok then r = {'', -1, type(r) == 'table' and r.err or tostring(r)} end
+      results[i] = r
+    end
+  else
+    for i, job in ipairs(P.jobs) do results[i] = addOne(job) end
+  end
   deferMark = false
   if markPending then markReady() end
   return results

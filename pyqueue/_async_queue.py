@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import redis.asyncio.cluster
 
 from . import _ops, _ops_dlq, _schedule
+from ._add_batch import AddBatcher
 from ._cluster import check_cluster_queue
 from ._cluster_fast import SlotTransport
 from ._job_base import state_plan
@@ -52,6 +53,7 @@ class AsyncQueue:
         self._transport = self._slot or async_transport(self._fast or self.client)
         self._binding = Binding(self._core.keys, self._core.clock, self._run, is_async=True,
                                 run_blocking=self._run_blocking)
+        self._adds = AddBatcher(self._core, self._binding, self._transport)
 
     @property
     def name(self) -> str:
@@ -70,14 +72,28 @@ class AsyncQueue:
         return await run_async(self.client, plan)
 
     async def add(self, name: str, data: Any = None, **opts: Unpack[AddOptions]) -> AsyncJob:
-        """Add a job; returns it (the existing one for a taken ``job_id``)."""
+        """Add a job; returns it (the existing one for a taken ``job_id``).
+
+        Adds made together (pending in the same event-loop iteration, such as an
+        ``asyncio.gather`` of adds) are sent to Redis as one call; each caller
+        still gets its own job or its own error, and ids, events and
+        deduplication are as if the adds had been awaited one by one."""
         if opts.get("repeat") is not None:
             return await self._run(self._core.repeat_plan(name, data, opts, self._binding))
         if opts.get("parent") is not None:
             return await self._run(self._core.child_plan(name, data, opts, self._binding))
         encoded = self._core.encode(name, data, opts)
-        # run_async directly, not through _run: one coroutine less on the hot path.
-        return await run_async(self._transport, self._core.add_one_plan(encoded, self._binding))
+        adds = self._adds
+        if not adds.idle():  # another add in flight: batched with the others
+            return await adds.add(encoded)
+        # Alone: sent at once (see _add_batch). run_async directly, not
+        # through _run: one coroutine less on the hot path.
+        adds.inflight += 1
+        try:
+            return await run_async(self._transport, self._core.add_one_plan(encoded,
+                                                                            self._binding))
+        finally:
+            adds.call_done()
 
     async def add_bulk(self, jobs: Sequence[BulkJob] | Sequence[Mapping[str, Any]]
                        ) -> list[AsyncJob]:

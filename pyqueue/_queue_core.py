@@ -11,6 +11,7 @@ from typing import Any, Generic, TypeVar
 from . import _ops, _ops_dlq, _ops_flow, _schedule
 from . import _scripts as S
 from ._keys import QueueKeys, validate_prefix, validate_queue_name
+from ._ops_add import Added
 from ._plan import Plan
 from .errors import InvalidJobOptionsError
 from .job import Binding, JobBase
@@ -93,13 +94,16 @@ class QueueCore(Generic[J]):
 
     def add_plan(self, jobs: list[EncodedJob], binding: Binding) -> Plan[list[J]]:
         results = yield from _ops.add_jobs(self.keys, self.clock, jobs)
-        out = []
-        for job, (job_id, _status, now, existing) in zip(jobs, results, strict=True):
-            if existing is not None:
-                out.append(self.job_class(binding, job_id, existing))
-            else:
-                out.append(self.new_job(job, job_id, now, binding))
-        return out
+        return [self.job_from(job, added, binding)
+                for job, added in zip(jobs, results, strict=True)]
+
+    def job_from(self, job: EncodedJob, added: Added, binding: Binding) -> J:
+        """The ``Job`` an add gave: the one just written, or the existing one it
+        returned (custom id taken, or deduplicated)."""
+        job_id, _status, now, existing = added
+        if existing is not None:
+            return self.job_class(binding, job_id, existing)
+        return self.new_job(job, job_id, now, binding)
 
     def add_one_plan(self, job: EncodedJob, binding: Binding) -> Plan[J]:
         """``add``: one script call (the hot path of producers, so one generator)."""

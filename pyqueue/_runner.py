@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 import redis
@@ -287,19 +288,23 @@ def start_async(client: AsyncClientLike,
     dropped). Must be called with a running event loop.
     """
     future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-
-    def settle_future(value: Any, error: BaseException | None) -> None:
-        if future.done():
-            return
-        if error is None:
-            future.set_result(value)
-        elif isinstance(error, asyncio.CancelledError):
-            future.cancel()
-        else:
-            future.set_exception(error)
-
-    _Driver(async_transport(client), plan, immediate, settle_future, future).advance(None, None)
+    _Driver(async_transport(client), plan, immediate, partial(settle_future, future),
+            future).advance(None, None)
     return future
+
+
+def settle_future(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+    """Give ``future`` a plan's outcome (an :data:`OnDone` once bound to it):
+    ``value``, or ``error`` raised (cancelled for a ``CancelledError``); nothing
+    if the future is done already."""
+    if future.done():
+        return
+    if error is None:
+        future.set_result(value)
+    elif isinstance(error, asyncio.CancelledError):
+        future.cancel()
+    else:
+        future.set_exception(error)
 
 
 def drive_async(client: AsyncClientLike,

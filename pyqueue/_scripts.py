@@ -156,9 +156,14 @@ def add_job(keys: QueueKeys, now_ms: int, job: EncodedJob, *, me: int | None) ->
 
 
 def add_jobs(keys: QueueKeys, now_ms: int, jobs: Sequence[EncodedJob], *,
-             me: int | None) -> Command:
-    """addJob for many jobs in one call; replies one ``[job_id, status]`` per job."""
-    return _call("addJob", keys, now_ms, {"me": me, "jobs": [job_args(job) for job in jobs]})
+             me: int | None, each: bool = False) -> Command:
+    """addJob for many jobs in one call; replies one ``[job_id, status]`` per job.
+    ``each``: the jobs are separate callers' adds, and a Redis error in one job is
+    that job's reply ``["", -1, message]`` (the others still go in)."""
+    params: dict[str, Any] = {"me": me, "jobs": [job_args(job) for job in jobs]}
+    if each:
+        params["each"] = True
+    return _call("addJob", keys, now_ms, params)
 
 
 def add_flow(keys: QueueKeys, now_ms: int, *, nodes: list[dict[str, Any]],

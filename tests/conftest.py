@@ -10,12 +10,13 @@ restart Redis take ``fresh_redis``: a server of their own.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from uuid import uuid4
 
 import pytest
 import redis
 
+from pyqueue import AsyncQueue
 from pyqueue.testing import RedisServer
 
 TEST_URL_ENV = "PYQUEUE_TEST_REDIS_URL"
@@ -47,6 +48,13 @@ def redis_url(redis_server: RedisServer | None) -> str:
 def queue_name() -> str:
     """A queue name unique to this test."""
     return f"t{uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def async_queue(redis_url: str, queue_name: str) -> AsyncIterator[AsyncQueue]:
+    """An ``AsyncQueue`` named ``queue_name`` on the test server, closed after the test."""
+    async with AsyncQueue(queue_name, connection=redis_url) as queue:
+        yield queue
 
 
 @pytest.fixture

@@ -248,17 +248,22 @@ end
 -- Write a new job's hash and make it delayed or ready, with its events.
 -- j: {id, name, data, opts, delay, priority, lifo, gid, deid}
 local function insertJob(j)
-  local fields = {'name', j.name, 'data', j.data, 'opts', j.opts, 'timestamp', now,
-                  'delay', j.delay, 'priority', j.priority}
-  if j.deid then
-    fields[#fields + 1] = 'deid'
-    fields[#fields + 1] = j.deid
+  if j.deid or j.gid then
+    local fields = {'name', j.name, 'data', j.data, 'opts', j.opts, 'timestamp', now,
+                    'delay', j.delay, 'priority', j.priority}
+    if j.deid then
+      fields[#fields + 1] = 'deid'
+      fields[#fields + 1] = j.deid
+    end
+    if j.gid then
+      fields[#fields + 1] = 'gid'
+      fields[#fields + 1] = j.gid
+    end
+    redis.call('HSET', base .. j.id, unpack(fields))
+  else  -- most adds: the fields as arguments, no table to build and unpack
+    redis.call('HSET', base .. j.id, 'name', j.name, 'data', j.data, 'opts', j.opts,
+               'timestamp', now, 'delay', j.delay, 'priority', j.priority)
   end
-  if j.gid then
-    fields[#fields + 1] = 'gid'
-    fields[#fields + 1] = j.gid
-  end
-  redis.call('HSET', base .. j.id, unpack(fields))
   emit('added', 'jobId', j.id, 'name', j.name)
   if j.delay > 0 then
     addToDelayed(j.id, now + j.delay, j.gid)

@@ -125,6 +125,21 @@ async def test_dedup_and_custom_ids(cluster_url: str, tagged_name: str) -> None:
         await queue.close()
 
 
+@pytest.mark.parametrize("pipelined", [True, False])
+async def test_batched_adds_on_cluster(cluster_url: str, tagged_name: str,
+                                       pipelined: bool) -> None:
+    queue = AsyncQueue(tagged_name, connection=cluster_url, pipelined=pipelined)
+    try:
+        jobs = await asyncio.gather(*(queue.add("n", i) for i in range(100)),
+                                    queue.add("d", 100, deduplication={"id": "d"}),
+                                    queue.add("d", 101, deduplication={"id": "d"}))
+        assert [int(job.id) for job in jobs[:100]] == list(range(1, 101))
+        assert [job.data for job in jobs] == [*range(101), 100]
+        assert await queue.get_job_counts("waiting") == {"waiting": 101}
+    finally:
+        await queue.close()
+
+
 async def test_scheduler_and_groups(cluster_url: str, tagged_name: str) -> None:
     queue = AsyncQueue(tagged_name, connection=cluster_url)
     seen: list[str] = []
