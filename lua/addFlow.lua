@@ -58,7 +58,7 @@ for i, node in ipairs(nodes) do
   local qb = node.qb
   if not registered[qb] then
     registered[qb] = true
-    redis.call('HSETNX', qb .. 'meta', 'opts.maxLenEvents', 10000)
+    redis.call('HSETNX', qb .. 'meta', 'opts.maxLenEvents', '10000')
     if P.ver then redis.call('HSET', qb .. 'meta', 'version', P.ver) end
   end
   local counter = redis.call('INCR', qb .. 'id')

@@ -27,7 +27,7 @@ if redis.call('ZSCORE', kCompleted, jobId) or redis.call('ZSCORE', kFailed, jobI
 end
 if redis.call('LPOS', kActive, jobId) then
   redis.call('HSET', jobKey, 'pqcx', P.reason)
-  if P.remove then redis.call('HSET', jobKey, 'pqcxrm', 1) end
+  if P.remove then redis.call('HSET', jobKey, 'pqcxrm', '1') end
   redis.call('SADD', base .. 'pq:cancel', jobId)
   return 2
 end

@@ -16,7 +16,7 @@
 --@include prelude
 --@include flow
 if not P.force and redis.call('LLEN', kActive) > 0 then return E_QUEUE_BUSY end
-redis.call('HSET', kMeta, 'paused', 1)
+redis.call('HSET', kMeta, 'paused', '1')
 local budget = P.batch
 for _, key in ipairs({kActive, kWait, kPaused}) do
   budget = budget - deleteBatch(key, budget, true, flowDropChild)

@@ -13,7 +13,7 @@
 ]]
 --@include prelude
 if P.pause then
-  redis.call('HSET', kMeta, 'paused', 1)
+  redis.call('HSET', kMeta, 'paused', '1')
   redis.call('DEL', kMarker)
   emit('paused')
 else

@@ -35,7 +35,7 @@ for _, jobId in ipairs(ids) do
     failDamaged(jobId, damage, 'delayed')  -- alone: the others are promoted
     if P.id then return E_JOB_CORRUPT end
   else
-    redis.call('HSET', jobKey, 'delay', 0)
+    redis.call('HSET', jobKey, 'delay', '0')
     pushReady(jobId, tonumber(f.priority) or 0, false, f.gid)
     emit('waiting', 'jobId', jobId, 'prev', 'delayed')
   end

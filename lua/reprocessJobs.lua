@@ -39,7 +39,7 @@ for _, jobId in ipairs(ids) do
     redis.call('ZREM', key, jobId)
     redis.call('HDEL', jobKey, 'finishedOn', 'processedOn', 'returnvalue', 'failedReason',
                'stacktrace', 'defa', 'stc')
-    if P.resetAttempts then redis.call('HSET', jobKey, 'atm', 0, 'ats', 0) end
+    if P.resetAttempts then redis.call('HSET', jobKey, 'atm', '0', 'ats', '0') end
     pushReady(jobId, tonumber(f.priority) or 0, false, f.gid)
     emit('waiting', 'jobId', jobId, 'prev', P.state)
     moved = moved + 1

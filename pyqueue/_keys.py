@@ -258,7 +258,7 @@ class QueueKeys:
     @property
     def fetch_seq(self) -> str:
         """pyqueue's count of jobs its workers have moved to active (string):
-        the last part of a lock token, so a finish knows how many jobs went
+        the first part of a lock token, so a finish knows how many jobs went
         into ``active`` after its own and which end to search from."""
         return self.key("pq:fseq")
 

@@ -1,5 +1,6 @@
-"""Finishing jobs from either end of ``active``: the fetch count in the lock
-token (``pq:fseq``) tells a finish how many jobs were fetched after its job,
+"""Finishing jobs from either end of ``active``: the fetch count at the start
+of the lock token (``pq:fseq`` before the fetch) bounds how many jobs were
+fetched after the job,
 and the finish searches ``active`` from the nearer end (includes/fence.lua).
 
 Whichever end is chosen, every finish must take exactly its own job out of
@@ -59,14 +60,15 @@ def finish(client: redis.Redis, keys: QueueKeys, job_id: str, token: str) -> int
     return int(reply[0][0])
 
 
-def test_tokens_end_with_the_fetch_count(queue: Queue, client: redis.Redis,
+def test_tokens_start_with_the_fetch_count(queue: Queue, client: redis.Redis,
                                          queue_name: str) -> None:
     keys = QueueKeys("bull", queue_name)
     for i in range(5):
         queue.add("j", {"i": i})
     first = take(client, keys, 2)
     second = take(client, keys, 3)
-    assert [token.rsplit(":", 1)[1] for _, token in first + second] == ["1", "2", "3", "4", "5"]
+    assert [token.split(":", 1)[0] for _, token in first + second] == ["0", "0", "2", "2", "2"]
+    assert len({token for _, token in first + second}) == 5
     assert client.get(keys.fetch_seq) == "5"
     for job_id, token in first + second:
         assert client.get(keys.lock(job_id)) == token
@@ -76,8 +78,9 @@ def test_tokens_end_with_the_fetch_count(queue: Queue, client: redis.Redis,
 def test_every_finish_takes_its_own_job_out_of_active(queue: Queue, client: redis.Redis,
                                                       queue_name: str, order: str) -> None:
     keys = QueueKeys("bull", queue_name)
-    queue.add_bulk([{"name": "j", "data": {"i": i}} for i in range(40)])
-    jobs = take(client, keys, 40)
+    # Over 256 active jobs: below that every finish searches from the tail.
+    queue.add_bulk([{"name": "j", "data": {"i": i}} for i in range(300)])
+    jobs = take(client, keys, 300)
     if order == "newest-first":
         jobs.reverse()
     elif order == "shuffled":
@@ -85,16 +88,16 @@ def test_every_finish_takes_its_own_job_out_of_active(queue: Queue, client: redi
     for k, (job_id, token) in enumerate(jobs):
         assert finish(client, keys, job_id, token) == 0
         left = client.lrange(keys.active, 0, -1)
-        assert job_id not in left and len(left) == 40 - k - 1
-    assert client.zcard(keys.completed) == 40
+        assert job_id not in left and len(left) == 300 - k - 1
+    assert client.zcard(keys.completed) == 300
 
 
 def test_tokens_without_a_count_and_a_reset_count_still_finish(
     queue: Queue, client: redis.Redis, queue_name: str
 ) -> None:
     keys = QueueKeys("bull", queue_name)
-    queue.add_bulk([{"name": "j", "data": {"i": i}} for i in range(6)])
-    jobs = take(client, keys, 6)
+    queue.add_bulk([{"name": "j", "data": {"i": i}} for i in range(300)])
+    jobs = take(client, keys, 300)
     # Another client's token (no count at its end) on the newest job.
     newest = jobs[-1][0]
     client.set(keys.lock(newest), "bullmq-token-abc", px=30_000)
@@ -104,7 +107,7 @@ def test_tokens_without_a_count_and_a_reset_count_still_finish(
     for job_id, token in reversed(jobs[:-1]):
         assert finish(client, keys, job_id, token) == 0
     assert client.llen(keys.active) == 0
-    assert client.zcard(keys.completed) == 6
+    assert client.zcard(keys.completed) == 300
 
 
 def test_obliterate_removes_the_fetch_count(queue: Queue, client: redis.Redis,

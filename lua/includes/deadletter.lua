@@ -110,7 +110,7 @@ local function deadLetter(jobId, kind, reason, stacktrace, attemptsMade)
   dlqEmit(dbase, 'added', 'jobId', id, 'name', f[1] or '')
   dlqEmit(dbase, 'waiting', 'jobId', id)
   if not redis.call('HGET', dbase .. 'meta', 'paused') then
-    redis.call('ZADD', dbase .. 'marker', 0, '0')
+    redis.call('ZADD', dbase .. 'marker', '0', '0')
   end
 end
 

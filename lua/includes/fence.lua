@@ -23,16 +23,19 @@ end
 
 -- Which end of `active` to search for a job (LREM's count: 1 = from the
 -- head, -1 = from the tail). Fetches push at the head, so `ahead`, the jobs
--- fetched after this one (the fetch count now minus the count in its token),
+-- fetched after this one (at most the fetch count now minus the count its
+-- token starts with, the count before the call that fetched it),
 -- bounds how far it is from the head; the rest of the list is behind it.
 -- Searching from the head when ahead < half the list never walks further
 -- than the tail would. Finishes mostly meet the oldest jobs (tail), but with
 -- many worker processes some process's jobs lag at the tail, and the LREM
 -- walk (every entry compared as text) becomes the biggest cost of a finish.
--- Tokens without a count (other clients) search from the tail, as before.
+-- Tokens without a count (other clients) search from the tail, as before,
+-- and so does every finish while the list is short.
 local function activeEnd(token)
   if not activeLen then activeLen = redis.call('LLEN', kActive) end
-  local mine = tonumber(string.match(token, ':(%d+)$'))
+  if activeLen < 256 then return -1 end  -- a short walk either way: skip the sums
+  local mine = tonumber(string.match(token, '^(%d+):'))  -- anchored: one try
   if not mine or mine > 4503599627370496 then return -1 end
   if not fetchSeq then fetchSeq = tonumber(redis.call('GET', base .. 'pq:fseq')) or 0 end
   local ahead = fetchSeq - mine

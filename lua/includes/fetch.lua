@@ -38,7 +38,7 @@ local function promoteDueDelayed()
           else
             redis.call('LPUSH', kWait, id)
           end
-          redis.call('HSET', base .. id, 'delay', 0)
+          redis.call('HSET', base .. id, 'delay', '0')
           emit('waiting', 'jobId', id, 'prev', 'delayed')
         end
       end
@@ -108,6 +108,7 @@ local function fetchJobs()
   local lockMs = intStr(P.lockMs)
   local n = tonumber(P.n or 1)
   local taken = 0
+  local seqS = nil  -- the tokens' start: '<fetch count>:<P.token>:'
   while taken < n do
     if lmax and used >= lmax then break end
     if concurrency and redis.call('LLEN', kActive) >= concurrency then
@@ -138,11 +139,13 @@ local function fetchJobs()
         used = redis.call('INCR', kLimiter)
         if used == 1 then redis.call('PEXPIRE', kLimiter, ldur) end
       end
-      -- The token ends with the job's place in the fetch count (pq:fseq),
-      -- which its finish uses to search `active` from the nearer end.
-      if not fetchSeq then fetchSeq = tonumber(redis.call('GET', base .. 'pq:fseq')) or 0 end
-      fetchSeq = fetchSeq + 1
-      local token = P.token .. ':' .. intStr(fetchSeq)
+      -- The token starts with the fetch count (pq:fseq) before this call,
+      -- which the job's finish uses to search `active` from the nearer end.
+      if not seqS then
+        if not fetchSeq then fetchSeq = tonumber(redis.call('GET', base .. 'pq:fseq')) or 0 end
+        seqS = intStr(fetchSeq) .. ':' .. P.token .. ':'
+      end
+      local token = seqS .. intStr(taken)
       redis.call('SET', jobKey .. ':lock', token, 'PX', lockMs)
       ats = ats + 1  -- read and checked above: set, not HINCRBY
       if P.wname then
@@ -164,7 +167,10 @@ local function fetchJobs()
       reply[#reply + 1] = {jobId, token, fields}
     end
   end
-  if taken > 0 then redis.call('SET', base .. 'pq:fseq', intStr(fetchSeq)) end
+  if taken > 0 then
+    fetchSeq = fetchSeq + taken
+    redis.call('SET', base .. 'pq:fseq', intStr(fetchSeq))
+  end
   activeLen = nil  -- jobs went into `active`: count again when needed
   if poppedPrioritized and redis.call('ZCARD', kPrioritized) == 0 then
     redis.call('DEL', kPc)
@@ -175,7 +181,7 @@ local function fetchJobs()
         or (groupsInUse and groupReadyCount() > 0) then
       -- More is ready: wake another idle worker (not paused: checked above).
       if not concurrency or redis.call('LLEN', kActive) < concurrency then
-        redis.call('ZADD', kMarker, 0, '0')
+        redis.call('ZADD', kMarker, '0', '0')
       end
     else
       emit('drained')

@@ -49,7 +49,7 @@ local function qMarkReady(qb)
   if m[1] then return end
   local concurrency = tonumber(m[2])
   if concurrency and redis.call('LLEN', qb .. 'active') >= concurrency then return end
-  redis.call('ZADD', qb .. 'marker', 0, '0')
+  redis.call('ZADD', qb .. 'marker', '0', '0')
 end
 
 local function qPushReady(qb, id, priority, lifo, prev)
@@ -215,7 +215,7 @@ local function flowFailParent(pqb, parentKey, parentId, childKey)
     flowReleaseParent(pqb, parentId)
   elseif redis.call('ZREM', pqb .. 'delayed', parentId) == 1
       or redis.call('ZREM', pqb .. 'gr:delayed', parentId) == 1 then
-    redis.call('HSET', parentKey, 'defa', reason, 'delay', 0)
+    redis.call('HSET', parentKey, 'defa', reason, 'delay', '0')
     redis.call('ZADD', pqb .. 'waiting-children', nowS, parentId)
     flowReleaseParent(pqb, parentId)
   elseif not redis.call('ZSCORE', pqb .. 'failed', parentId) then

@@ -24,7 +24,7 @@ local function recordFinished(completed, maxPoints)
   local before = redis.call('HINCRBY', key, 'count', 1) - 1
   local prevTs = tonumber(redis.call('HGET', key, 'prevTS'))
   if not prevTs then
-    redis.call('HSET', key, 'prevTS', now, 'prevCount', 0)
+    redis.call('HSET', key, 'prevTS', nowS, 'prevCount', '0')
     return
   end
   local minutes = math.floor(now / 60000) - math.floor(prevTs / 60000)

@@ -105,7 +105,7 @@ local function markReady()
   if m[1] then return end
   local concurrency = tonumber(m[2])
   if concurrency and redis.call('LLEN', kActive) >= concurrency then return end
-  redis.call('ZADD', kMarker, 0, '0')
+  redis.call('ZADD', kMarker, '0', '0')
 end
 
 --@include groups
@@ -249,8 +249,8 @@ end
 -- j: {id, name, data, opts, delay, priority, lifo, gid, deid}
 local function insertJob(j)
   if j.deid or j.gid then
-    local fields = {'name', j.name, 'data', j.data, 'opts', j.opts, 'timestamp', now,
-                    'delay', j.delay, 'priority', j.priority}
+    local fields = {'name', j.name, 'data', j.data, 'opts', j.opts, 'timestamp', nowS,
+                    'delay', intStr(j.delay), 'priority', intStr(j.priority)}
     if j.deid then
       fields[#fields + 1] = 'deid'
       fields[#fields + 1] = j.deid
@@ -262,7 +262,7 @@ local function insertJob(j)
     redis.call('HSET', base .. j.id, unpack(fields))
   else  -- most adds: the fields as arguments, no table to build and unpack
     redis.call('HSET', base .. j.id, 'name', j.name, 'data', j.data, 'opts', j.opts,
-               'timestamp', now, 'delay', j.delay, 'priority', j.priority)
+               'timestamp', nowS, 'delay', intStr(j.delay), 'priority', intStr(j.priority))
   end
   emit('added', 'jobId', j.id, 'name', j.name)
   if j.delay > 0 then
