@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from . import _ops
 from . import _scripts as S
 from ._job_flow import FlowPlans
+from ._jsontext import decode_opts_text
 from ._keys import QueueKeys
 from ._plan import Plan
 from .errors import JobFailedError, JobNotFoundError, RedisDataError
@@ -55,28 +56,6 @@ def _ms_to_datetime(value: str | None) -> datetime | None:
         return datetime.fromtimestamp(int(float(value)) / 1000, tz=timezone.utc)
     except ValueError:
         return None
-
-
-#: Decoded ``opts`` strings whose values are all scalars, so a copy of the
-#: cached dict is as good as decoding again: the jobs of one producer mostly
-#: share their options, and a worker decodes them for every job it takes.
-_FLAT_OPTS: dict[str, dict[str, Any]] = {}
-_FLAT_OPTS_MAX = 256
-
-
-def _decode_opts_text(value: str) -> Any:
-    """``json.loads(value)``, from :data:`_FLAT_OPTS` when seen before (a fresh
-    copy each time: callers may change their dict)."""
-    cached = _FLAT_OPTS.get(value)
-    if cached is not None:
-        return cached.copy()
-    decoded = json.loads(value)
-    if isinstance(decoded, dict) and not any(isinstance(v, (dict, list))
-                                             for v in decoded.values()):
-        if len(_FLAT_OPTS) >= _FLAT_OPTS_MAX:
-            _FLAT_OPTS.clear()
-        _FLAT_OPTS[value] = decoded.copy()
-    return decoded
 
 
 def _int(value: str | None, default: int = 0) -> int:
@@ -180,7 +159,7 @@ class JobBase(FlowPlans):
         if not value:
             return {}
         try:
-            opts = _decode_opts_text(value)
+            opts = decode_opts_text(value)
         except ValueError as exc:
             if self.corruption is None:
                 self.corruption = f"corrupt job: field 'opts' is not valid JSON ({exc})"

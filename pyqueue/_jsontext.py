@@ -1,5 +1,6 @@
 """Compact JSON for what goes into Redis (data, progress, return values, opts), refusing
-what JSON cannot hold, nesting past ``MAX_JSON_DEPTH`` and text that is not valid Unicode."""
+what JSON cannot hold, nesting past ``MAX_JSON_DEPTH`` and text that is not valid Unicode;
+and the decode of stored ``opts`` a worker does for every job, cached."""
 
 from __future__ import annotations
 
@@ -62,3 +63,25 @@ def encode_json_sized(value: object, what: str) -> tuple[str, int]:
         raise InvalidJobDataError(f"{what} must be valid Unicode text: {exc.reason} at "
                                   f"position {exc.start} of {text!r}") from None
     return text, size
+
+
+#: Decoded ``opts`` strings whose values are all scalars, so a copy of the
+#: cached dict is as good as decoding again: the jobs of one producer mostly
+#: share their options, and a worker decodes them for every job it takes.
+_FLAT_OPTS: dict[str, dict[str, Any]] = {}
+_FLAT_OPTS_MAX = 256
+
+
+def decode_opts_text(value: str) -> Any:
+    """``json.loads(value)``, from :data:`_FLAT_OPTS` when seen before (a fresh
+    copy each time: callers may change their dict)."""
+    cached = _FLAT_OPTS.get(value)
+    if cached is not None:
+        return cached.copy()
+    decoded = json.loads(value)
+    if isinstance(decoded, dict) and not any(isinstance(v, (dict, list))
+                                             for v in decoded.values()):
+        if len(_FLAT_OPTS) >= _FLAT_OPTS_MAX:
+            _FLAT_OPTS.clear()
+        _FLAT_OPTS[value] = decoded.copy()
+    return decoded

@@ -300,7 +300,8 @@ async def test_job_attributes_after_completion(anyq: Q, redis_client: redis.Redi
 def test_decoded_opts_are_shared_only_as_copies() -> None:
     """The worker's opts cache: a job that changes its opts dict does not
     change the next job's, and nested options are decoded each time."""
-    from pyqueue._job_base import _FLAT_OPTS, _decode_opts_text
+    from pyqueue._jsontext import _FLAT_OPTS
+    from pyqueue._jsontext import decode_opts_text as _decode_opts_text
 
     flat = '{"attempts":3,"delay":0,"test-cache":1}'
     first = _decode_opts_text(flat)
