@@ -53,6 +53,16 @@ def sq(redis_url: str, queue_name: str) -> Any:
         yield queue
 
 
+def run_script(client: redis.Redis, keys: Any, name: str, **params: Any) -> Any:
+    """Run one of pyqueue's scripts directly (as a worker would), at the server's time."""
+    from pyqueue import _scripts as S
+
+    key_list = keys.all()
+    secs, micros = client.time()
+    return client.eval(S.load(name).source, len(key_list), *key_list, keys.base,
+                       secs * 1000 + micros // 1000, S.pack(params))
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float = DEADLINE,
                what: str = "condition") -> Any:
     """Poll ``predicate`` (sync) until it is truthy; fail after ``timeout``."""

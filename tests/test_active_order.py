@@ -13,58 +13,42 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 
+import _helpers_queue
 import pytest
 import redis
+from _helpers_queue import run_script
 
 from pyqueue import Queue
-from pyqueue import _scripts as S
 from pyqueue._keys import QueueKeys
+
+sq = _helpers_queue.sq
 
 
 @pytest.fixture
 def client(redis_url: str) -> Iterator[redis.Redis]:
-    c = redis.Redis.from_url(redis_url, decode_responses=True)
-    try:
+    with redis.Redis.from_url(redis_url, decode_responses=True) as c:
         yield c
-    finally:
-        c.close()
-
-
-@pytest.fixture
-def queue(redis_url: str, queue_name: str) -> Iterator[Queue]:
-    q = Queue(queue_name, connection=redis_url)
-    try:
-        yield q
-    finally:
-        q.close()
-
-
-def script(client: redis.Redis, keys: QueueKeys, name: str, **params: object) -> object:
-    key_list = keys.all()
-    secs, micros = client.time()
-    return client.eval(S.load(name).source, len(key_list), *key_list, keys.base,
-                       secs * 1000 + micros // 1000, S.pack(params))
 
 
 def take(client: redis.Redis, keys: QueueKeys, n: int) -> list[tuple[str, str]]:
     """Fetch ``n`` jobs in one call; their ids and lock tokens, oldest first."""
-    reply = script(client, keys, "moveToActive", token="w:1", lockMs=30_000, n=n)
+    reply = run_script(client, keys, "moveToActive", token="w:1", lockMs=30_000, n=n)
     assert isinstance(reply, list)
     return [(str(job[0]), str(job[1])) for job in reply[2:]]
 
 
 def finish(client: redis.Redis, keys: QueueKeys, job_id: str, token: str) -> int:
-    reply = script(client, keys, "moveToFinished", id=job_id, lockToken=token,
+    reply = run_script(client, keys, "moveToFinished", id=job_id, lockToken=token,
                    target="completed", value="null", keepCount=-1, keepAgeMs=0)
     assert isinstance(reply, list)
     return int(reply[0][0])
 
 
-def test_tokens_start_with_the_fetch_count(queue: Queue, client: redis.Redis,
+def test_tokens_start_with_the_fetch_count(sq: Queue, client: redis.Redis,
                                          queue_name: str) -> None:
     keys = QueueKeys("bull", queue_name)
     for i in range(5):
-        queue.add("j", {"i": i})
+        sq.add("j", {"i": i})
     first = take(client, keys, 2)
     second = take(client, keys, 3)
     assert [token.split(":", 1)[0] for _, token in first + second] == ["0", "0", "2", "2", "2"]
@@ -75,11 +59,11 @@ def test_tokens_start_with_the_fetch_count(queue: Queue, client: redis.Redis,
 
 
 @pytest.mark.parametrize("order", ["newest-first", "oldest-first", "shuffled"])
-def test_every_finish_takes_its_own_job_out_of_active(queue: Queue, client: redis.Redis,
+def test_every_finish_takes_its_own_job_out_of_active(sq: Queue, client: redis.Redis,
                                                       queue_name: str, order: str) -> None:
     keys = QueueKeys("bull", queue_name)
     # Over 256 active jobs: below that every finish searches from the tail.
-    queue.add_bulk([{"name": "j", "data": {"i": i}} for i in range(300)])
+    sq.add_bulk([{"name": "j", "data": {"i": i}} for i in range(300)])
     jobs = take(client, keys, 300)
     if order == "newest-first":
         jobs.reverse()
@@ -93,10 +77,10 @@ def test_every_finish_takes_its_own_job_out_of_active(queue: Queue, client: redi
 
 
 def test_tokens_without_a_count_and_a_reset_count_still_finish(
-    queue: Queue, client: redis.Redis, queue_name: str
+    sq: Queue, client: redis.Redis, queue_name: str
 ) -> None:
     keys = QueueKeys("bull", queue_name)
-    queue.add_bulk([{"name": "j", "data": {"i": i}} for i in range(300)])
+    sq.add_bulk([{"name": "j", "data": {"i": i}} for i in range(300)])
     jobs = take(client, keys, 300)
     # Another client's token (no count at its end) on the newest job.
     newest = jobs[-1][0]
@@ -110,11 +94,11 @@ def test_tokens_without_a_count_and_a_reset_count_still_finish(
     assert client.zcard(keys.completed) == 300
 
 
-def test_obliterate_removes_the_fetch_count(queue: Queue, client: redis.Redis,
+def test_obliterate_removes_the_fetch_count(sq: Queue, client: redis.Redis,
                                             queue_name: str) -> None:
     keys = QueueKeys("bull", queue_name)
-    queue.add("j", {})
+    sq.add("j", {})
     take(client, keys, 1)
     assert client.exists(keys.fetch_seq)
-    queue.obliterate(force=True)
+    sq.obliterate(force=True)
     assert not client.exists(keys.fetch_seq)

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 import redis
+from _helpers_queue import run_script
 from _worker_helpers import wait_for, wait_for_sync
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -58,11 +59,7 @@ def client(redis_url: str) -> Iterator[redis.Redis]:
 
 def script(client: redis.Redis, keys: QueueKeys, name: str, **params: Any) -> Any:
     """Run a pyqueue script directly (as a worker would), at the server's time."""
-    source = S.load(name).source
-    key_list = keys.all()
-    secs, micros = client.time()
-    now = secs * 1000 + micros // 1000
-    return client.eval(source, len(key_list), *key_list, keys.base, now, S.pack(params))
+    return run_script(client, keys, name, **params)
 
 
 def take(client: redis.Redis, keys: QueueKeys, token: str, lock_ms: int = 30_000) -> str:
