@@ -10,6 +10,7 @@ restart Redis take ``fresh_redis``: a server of their own.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import AsyncIterator, Iterator
 from uuid import uuid4
 
@@ -20,6 +21,13 @@ from pyqueue import AsyncQueue
 from pyqueue.testing import RedisServer
 
 TEST_URL_ENV = "PYQUEUE_TEST_REDIS_URL"
+
+# A shell starts a background job (`./scripts/test.sh &`, nohup, some CI
+# runners) with SIGINT ignored, and every process the tests start would
+# inherit that: the tests that stop a worker, the demo or the dashboard with
+# ctrl-c (SIGINT) would wait for it in vain. The suite runs as in a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
