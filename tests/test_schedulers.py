@@ -444,8 +444,10 @@ async def test_missed_slots_after_downtime_are_skipped_not_replayed(
     # not a burst: within the first period after the first run at most 1 extra run
     in_first_period = [s for s in runs.starts if s < runs.starts[0] + every_ms / 1000 - 0.02]
     assert len(in_first_period) <= 2
+    # Start times follow the grid (checked exactly above) plus each pickup's
+    # latency: one late pickup makes the next period look short by as much.
     periods = [b - a for a, b in itertools.pairwise(runs.starts[1:4])]
-    assert all(0.2 <= p <= 0.7 for p in periods), periods
+    assert all(0.1 <= p <= 0.7 for p in periods), periods
 
 
 # --------------------------------------------------------------------------- remove, get
