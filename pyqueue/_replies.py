@@ -32,39 +32,40 @@ E_FLOW_ID_TAKEN = -11
 FLOW_REFUSALS = frozenset({E_FAILED_CHILDREN, E_PENDING_DEPS})
 
 
+#: What each error code raises: the exception class and its message, where
+#: ``{op}`` is the operation and ``{where}`` the job (or "queue").
+_RAISES: dict[int, tuple[type[PyQueueError], str]] = {
+    E_JOB_MISSING: (JobNotFoundError, "{op}: {where} does not exist"),
+    E_LOCK_MISSING: (JobLockError, "{op}: the lock on {where} is missing (it expired or "
+                                   "the job was moved back as stalled)"),
+    E_LOCK_MISMATCH: (JobLockError, "{op}: the lock on {where} is held by another worker"),
+    E_NOT_ACTIVE: (JobStateError, "{op}: {where} is not active"),
+    E_WRONG_STATE: (JobStateError, "{op}: {where} is not in the state this operation needs"),
+    E_JOB_CORRUPT: (JobStateError, "{op}: {where} is damaged (a field or its key is not what "
+                                   "pyqueue wrote); it was moved to failed, see its failed "
+                                   "reason"),
+    E_PENDING_DEPS: (JobStateError, "{op}: {where} has children that have not finished"),
+    E_FAILED_CHILDREN: (JobStateError, "{op}: {where} has a child that failed with "
+                                       "fail_parent_on_failure"),
+    E_PARENT_MISSING: (JobNotFoundError, "{op}: the parent job of {where} does not exist"),
+    E_FLOW_ID_TAKEN: (InvalidJobIdError, "{op}: a job below the root of the flow has a "
+                                         "custom job_id that is taken already; nothing was "
+                                         "added"),
+}
+
+
 def check(reply: Any, *, op: str, job_id: str | None = None) -> Any:
     """Raise the exception for a negative integer reply, else return it."""
     if not isinstance(reply, int) or reply >= 0:
         return reply
-    where = f"job {job_id!r}" if job_id is not None else "queue"
-    if reply == E_JOB_MISSING:
-        raise JobNotFoundError(f"{op}: {where} does not exist", job_id)
-    if reply == E_LOCK_MISSING:
-        raise JobLockError(f"{op}: the lock on {where} is missing (it expired or the job "
-                           "was moved back as stalled)", job_id)
-    if reply == E_LOCK_MISMATCH:
-        raise JobLockError(f"{op}: the lock on {where} is held by another worker", job_id)
-    if reply == E_NOT_ACTIVE:
-        raise JobStateError(f"{op}: {where} is not active", job_id)
-    if reply == E_WRONG_STATE:
-        raise JobStateError(f"{op}: {where} is not in the state this operation needs", job_id)
-    if reply == E_JOB_CORRUPT:
-        raise JobStateError(f"{op}: {where} is damaged (a field or its key is not what "
-                            "pyqueue wrote); it was moved to failed, see its failed reason",
-                            job_id)
-    if reply == E_PENDING_DEPS:
-        raise JobStateError(f"{op}: {where} has children that have not finished", job_id)
-    if reply == E_FAILED_CHILDREN:
-        raise JobStateError(f"{op}: {where} has a child that failed with "
-                            "fail_parent_on_failure", job_id)
-    if reply == E_PARENT_MISSING:
-        raise JobNotFoundError(f"{op}: the parent job of {where} does not exist", job_id)
-    if reply == E_FLOW_ID_TAKEN:
-        raise InvalidJobIdError(f"{op}: a job below the root of the flow has a custom "
-                                "job_id that is taken already; nothing was added", job_id)
     if reply == E_QUEUE_BUSY:
         raise QueueBusyError(f"{op}: the queue has active jobs; pass force=True to proceed")
-    raise PyQueueError(f"{op}: script error code {reply}")
+    raises = _RAISES.get(reply)
+    if raises is None:
+        raise PyQueueError(f"{op}: script error code {reply}")
+    cls, message = raises
+    where = f"job {job_id!r}" if job_id is not None else "queue"
+    raise cls(message.format(op=op, where=where), job_id)
 
 
 def text(value: Any) -> str:

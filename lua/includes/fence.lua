@@ -37,8 +37,7 @@ local function activeEnd(token)
   if activeLen < 256 then return -1 end  -- a short walk either way: skip the sums
   local mine = tonumber(string.match(token, '^(%d+):'))  -- anchored: one try
   if not mine or mine > 4503599627370496 then return -1 end
-  if not fetchSeq then fetchSeq = tonumber(redis.call('GET', base .. 'pq:fseq')) or 0 end
-  local ahead = fetchSeq - mine
+  local ahead = readFetchSeq() - mine
   if ahead >= 0 and ahead * 2 < activeLen then return 1 end
   return -1
 end

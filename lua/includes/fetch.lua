@@ -142,8 +142,7 @@ local function fetchJobs()
       -- The token starts with the fetch count (pq:fseq) before this call,
       -- which the job's finish uses to search `active` from the nearer end.
       if not seqS then
-        if not fetchSeq then fetchSeq = tonumber(redis.call('GET', base .. 'pq:fseq')) or 0 end
-        seqS = intStr(fetchSeq) .. ':' .. P.token .. ':'
+        seqS = intStr(readFetchSeq()) .. ':' .. P.token .. ':'
       end
       local token = seqS .. intStr(taken)
       redis.call('SET', jobKey .. ':lock', token, 'PX', lockMs)

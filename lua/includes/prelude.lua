@@ -42,6 +42,12 @@ local groupsInUse, poppedPrioritized = false, false
 -- fetch count (pq:fseq), read once per call when first needed.
 local activeLen, fetchSeq = nil, nil
 
+-- The fetch count (pq:fseq) as this call last knew it, read once per call.
+local function readFetchSeq()
+  if not fetchSeq then fetchSeq = tonumber(redis.call('GET', base .. 'pq:fseq')) or 0 end
+  return fetchSeq
+end
+
 -- An integer as the string a command argument needs. Redis 7.0 turns a Lua
 -- number argument into text with printf("%.17g"), which costs more than the
 -- command itself on the hot path (about 1,500 instructions a number); so
