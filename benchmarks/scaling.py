@@ -146,8 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     server = RedisServer()
     server.start()
     try:
+        with redis.Redis.from_url(server.url) as client:
+            version = client.info("server")["redis_version"]
         print(f"{args.jobs} jobs, concurrency {args.concurrency} per process, "
-              f"medians of {args.reps} (10% -> 90% window), {os.cpu_count()} cores\n")
+              f"medians of {args.reps} (10% -> 90% window), {os.cpu_count()} cores, "
+              f"redis-server {version}\n")
         print("| processes | BullMQ jobs/s | pyqueue jobs/s | pyqueue / BullMQ "
               "| Redis CPU ms/job BullMQ / pyqueue |")
         print("| ---: | ---: | ---: | ---: | --- |")

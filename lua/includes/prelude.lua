@@ -39,8 +39,12 @@ local deferMark, markPending = false, false
 -- (includes/fetch.lua).
 local groupsInUse, poppedPrioritized = false, false
 -- leaveActive's view of `active` (includes/fence.lua): its length and the
--- fetch count (pq:fseq), read once per call when first needed.
+-- fetch count (pq:fseq), read once per call when first needed; and a batch
+-- finish's walk (locateInActive): the ids read from one end, the batch's
+-- jobs among them (id -> distance from that end) and the distances of those
+-- leaveActive has let go.
 local activeLen, fetchSeq = nil, nil
+local activeRead, locatedActive, activeDrops, activeDir = nil, nil, nil, -1
 
 -- The fetch count (pq:fseq) as this call last knew it, read once per call.
 local function readFetchSeq()
@@ -75,6 +79,7 @@ local function begin(keys, argv)
   deferMark, markPending = false, false
   groupsInUse, poppedPrioritized = false, false
   activeLen, fetchSeq = nil, nil
+  activeRead, locatedActive, activeDrops, activeDir = nil, nil, nil, -1
 end
 
 -- Error codes (mapped to exceptions in pyqueue/_replies.py, nowhere else).
