@@ -731,3 +731,48 @@ async def test_bullmq_retention_honoured_by_pyqueue_worker(bull, redis_url, queu
     async with AsyncQueue(queue_name, connection=redis_url) as q:
         assert [job.id for job in await q.get_jobs("completed", asc=True)] == ids[2:]
         assert await q.get_job(ids[1]) is None
+
+
+async def _sleep_job(job: Job) -> str:
+    await asyncio.sleep(job.data["sleepMs"] / 1000)
+    return "ok"
+
+
+async def test_a_mixed_fleet_on_a_long_active_list_finishes_each_job_once(
+        bull, redis_url, queue_name, redis_client):
+    """BullMQ workers and pyqueue workers on one queue with hundreds of jobs
+    active: pyqueue's batch finishes cut and rebuild an end of `active`
+    (LTRIM + push back) while BullMQ's finishes LREM from the tail. Every job
+    must be completed exactly once and `active` must end empty."""
+    total = 3000
+    async with AsyncQueue(queue_name, connection=redis_url) as q:
+        await q.add_bulk([{"name": "s", "data": {"sleepMs": 100}} for _ in range(total)])
+        trims = int(redis_client.info("commandstats").get("cmdstat_ltrim", {}).get("calls", 0))
+        node = asyncio.ensure_future(bull.aio("work", queue=queue_name, count=600,
+                                              concurrency=150, timeoutMs=50000))
+        # BullMQ first (Node takes a moment to start), then pyqueue beside it.
+        deadline = time.monotonic() + 50
+        while redis_client.llen(f"bull:{queue_name}:active") < 100:
+            assert time.monotonic() < deadline, "the BullMQ worker took no jobs"
+            await asyncio.sleep(0.01)
+        worker = Worker(queue_name, _sleep_job, connection=redis_url, concurrency=300,
+                        autorun=False, log_jobs=False)
+        await worker.start()
+        try:
+            while redis_client.zcard(f"bull:{queue_name}:completed") < total:
+                assert time.monotonic() < deadline, "the fleet did not finish in 50 s"
+                await asyncio.sleep(0.05)
+            result = await node
+        finally:
+            await worker.close()
+    assert result["timedOut"] is False and len(result["processed"]) >= 600
+    assert worker.jobs_processed + len(result["processed"]) == total
+    assert redis_client.llen(f"bull:{queue_name}:active") == 0
+    assert redis_client.zcard(f"bull:{queue_name}:failed") == 0
+    pipe = redis_client.pipeline()
+    for job_id in range(1, total + 1):
+        pipe.hget(f"bull:{queue_name}:{job_id}", "atm")
+    assert set(pipe.execute()) == {b"1"}
+    # pyqueue's batch cut ran (not only one LREM per job).
+    after = int(redis_client.info("commandstats")["cmdstat_ltrim"]["calls"])
+    assert after > trims
