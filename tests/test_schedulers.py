@@ -380,6 +380,8 @@ with Queue(name, connection=url) as q:
     while not r.exists(go + ':stop'):
         q.upsert_job_scheduler('shared', every=0.3, template={'name': 'beat'})
         n += 1
+        if n == 1:
+            r.incr(go + ':registered')  # the test stops nobody before this
 print(n)
 """
 
@@ -397,6 +399,8 @@ async def test_many_processes_registering_the_same_schedule_create_one_job_per_s
         with PendingWatch(redis_client, queue_name, "shared") as watch:
             redis_client.rpush(go + ":start", "x")
             await wait_for(lambda: len(runs.runs) >= 4, 20, "4 iterations while registering")
+            await wait_for(lambda: int(redis_client.get(go + ":registered") or 0) == len(procs),
+                           30, "every process registering at least once")
             redis_client.set(go + ":stop", 1)
             outs = [await asyncio.to_thread(p.communicate, timeout=30) for p in procs]
         for p, (out, err) in zip(procs, outs, strict=True):
