@@ -90,7 +90,9 @@ def _pyqueue(client: redis.Redis, url: str, jobs: int, inflight: int) -> dict[st
     return _finish(client, box["cpu0"], seconds, jobs)
 
 
-def _bullmq(client: redis.Redis, url: str, jobs: int, inflight: int) -> dict[str, float]:
+def _bullmq_adds(url: str, jobs: int, inflight: int, ready: Callable[[], None]) -> float:
+    """BullMQ's side (``node/add_cost.mjs``): its warm-up, then ``ready()``,
+    then the measured adds; returns their seconds as Node timed them."""
     args = json.dumps({"url": url, "jobs": jobs, "inflight": inflight})
     proc = subprocess.Popen(["node", "add_cost.mjs", args], cwd=NODE_DIR, text=True,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -98,16 +100,24 @@ def _bullmq(client: redis.Redis, url: str, jobs: int, inflight: int) -> dict[str
     try:
         if proc.stdout.readline().strip() != "ready":
             raise SystemExit("add_cost.mjs did not start")
-        client.config_resetstat()
-        cpu0 = _snapshot(client)
+        ready()
         proc.stdin.write("go\n")
         proc.stdin.flush()
-        result = json.loads(proc.stdout.readline())
-        measured = _finish(client, cpu0, float(result["seconds"]), jobs)
+        return float(json.loads(proc.stdout.readline())["seconds"])
     finally:
         proc.stdin.close()
         proc.wait(60)
-    return measured
+
+
+def _bullmq(client: redis.Redis, url: str, jobs: int, inflight: int) -> dict[str, float]:
+    box: dict[str, float] = {}
+
+    def ready() -> None:
+        client.config_resetstat()
+        box["cpu0"] = _snapshot(client)
+
+    seconds = _bullmq_adds(url, jobs, inflight, ready)
+    return _finish(client, box["cpu0"], seconds, jobs)
 
 
 def _finish(client: redis.Redis, cpu0: float, seconds: float, jobs: int) -> dict[str, float]:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import shutil
 import subprocess
 import sys
@@ -46,8 +45,8 @@ from pathlib import Path
 
 import redis
 
-from benchmarks.add_cost import NODE_DIR, _pyqueue_adds
-from benchmarks.scaling import PAYLOAD, node_available, start_workers, stop_workers
+from benchmarks.add_cost import _bullmq_adds, _pyqueue_adds
+from benchmarks.scaling import node_available, preload, start_workers, stop_workers
 from pyqueue import Queue
 from pyqueue._server import find_redis_server, free_port
 
@@ -118,8 +117,7 @@ def workers(peer: str, processes: int, jobs: int, concurrency: int = 100) -> str
     with callgrind() as server:
         name = "instructions"
         with Queue(name, connection=server.url) as queue:
-            for start in range(0, jobs, 1000):
-                queue.add_bulk([{"name": "noop", "data": PAYLOAD}] * min(1000, jobs - start))
+            preload(queue, jobs)
             queue.pause()
             before = len(server.client.client_list())
             procs = start_workers(peer, server.url, name, processes, concurrency)
@@ -145,20 +143,6 @@ def workers(peer: str, processes: int, jobs: int, concurrency: int = 100) -> str
     lrem = int(stats.get("cmdstat_lrem", {}).get("calls", 0))
     return (f"| {peer} | {processes} | {total / jobs:,.0f} | {jobs / max(calls, 1):.1f} "
             f"| {lrem / jobs:.2f} |")
-
-
-def _bullmq_adds(url: str, jobs: int, inflight: int, ready: Callable[[], None]) -> None:
-    spec = json.dumps({"url": url, "jobs": jobs, "inflight": inflight})
-    proc = subprocess.Popen(["node", "add_cost.mjs", spec], cwd=NODE_DIR, text=True,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    assert proc.stdin is not None and proc.stdout is not None
-    if proc.stdout.readline().strip() != "ready":
-        raise RuntimeError("add_cost.mjs did not start")
-    ready()
-    proc.stdin.write("go\n")
-    proc.stdin.flush()
-    proc.stdout.readline()
-    proc.wait(timeout=600)
 
 
 def adds(peer: str, inflight: int, jobs: int) -> str:

@@ -81,6 +81,12 @@ def node_available() -> str | None:
     return None
 
 
+def preload(queue: Queue, jobs: int) -> None:
+    """Add ``jobs`` no-op jobs (the 200-byte payload) in bulks of 1,000."""
+    for start in range(0, jobs, 1000):
+        queue.add_bulk([{"name": "noop", "data": PAYLOAD}] * min(1000, jobs - start))
+
+
 def start_workers(peer: str, url: str, queue: str, processes: int,
                   concurrency: int) -> list[subprocess.Popen[bytes]]:
     """Start ``processes`` worker processes of ``peer`` on ``queue``."""
@@ -113,8 +119,7 @@ def measure(url: str, peer: str, processes: int, jobs: int,
     """(jobs/s, Redis CPU ms per job) of ``processes`` worker processes of ``peer``."""
     name = f"scale-{peer}-{processes}-{int(time.time() * 1000)}"
     with Queue(name, connection=url) as queue:
-        for start in range(0, jobs, 1000):
-            queue.add_bulk([{"name": "noop", "data": PAYLOAD}] * min(1000, jobs - start))
+        preload(queue, jobs)
     client = redis.Redis.from_url(url)
     workers = start_workers(peer, url, name, processes, concurrency)
     try:

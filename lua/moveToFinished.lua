@@ -85,17 +85,18 @@ end
 
 local items = P.items or {P}
 local codes = {}
+local function finishAll()
+  for i, item in ipairs(items) do codes[i] = finishOne(item) end
+end
 locateInActive(items)
-if locatedActive then
+if activeWalk then
   -- The jobs let go must leave `active` even if an item raises (a Redis
   -- error on a damaged key): the error goes on to the caller after that.
-  local ok, err = pcall(function()
-    for i, item in ipairs(items) do codes[i] = finishOne(item) end
-  end)
+  local ok, err = pcall(finishAll)
   leaveActiveBatch()
   if not ok then error(err, 0) end
 else
-  for i, item in ipairs(items) do codes[i] = finishOne(item) end
+  finishAll()
 end
 
 -- A freed global-concurrency slot may let a waiting job start. (Without a

@@ -108,14 +108,17 @@ local function locateInActive(items)
     n = n + got
     if got < ACTIVE_CHUNK then break end
   end
-  activeRead, locatedActive, activeDrops, activeDir = read, found, {}, dir
+  -- read[k]: the k-th id from this end; found: the batch's jobs among them
+  -- (id -> distance from the end); drops: the distances of those let go.
+  activeWalk = {dir = dir, read = read, found = found, drops = {}}
 end
 
 -- Take out the found jobs leaveActive let go (see above).
 local function leaveActiveBatch()
-  local drops, read, dir = activeDrops, activeRead, activeDir
-  if not drops then return end
-  activeRead, locatedActive, activeDrops = nil, nil, nil
+  local walk = activeWalk
+  if not walk then return end
+  activeWalk = nil
+  local drops, read, dir = walk.drops, walk.read, walk.dir
   if #drops == 0 then return end
   local far, sum = 0, 0
   for _, d in ipairs(drops) do
@@ -162,10 +165,10 @@ local function leaveActive(jobId, token, ...)
   if fields and not fields.name and redis.call('EXISTS', jobKey) == 0 then
     return nil, E_JOB_MISSING
   end
-  local at = locatedActive and locatedActive[jobId]
+  local at = activeWalk and activeWalk.found[jobId]
   if at then
-    locatedActive[jobId] = nil
-    activeDrops[#activeDrops + 1] = at
+    activeWalk.found[jobId] = nil
+    activeWalk.drops[#activeWalk.drops + 1] = at
   elseif redis.call('LREM', kActive, activeEnd(token), jobId) == 0 then
     return nil, E_NOT_ACTIVE
   end

@@ -40,11 +40,9 @@ local deferMark, markPending = false, false
 local groupsInUse, poppedPrioritized = false, false
 -- leaveActive's view of `active` (includes/fence.lua): its length and the
 -- fetch count (pq:fseq), read once per call when first needed; and a batch
--- finish's walk (locateInActive): the ids read from one end, the batch's
--- jobs among them (id -> distance from that end) and the distances of those
--- leaveActive has let go.
+-- finish's walk (locateInActive), nil when there is none.
 local activeLen, fetchSeq = nil, nil
-local activeRead, locatedActive, activeDrops, activeDir = nil, nil, nil, -1
+local activeWalk = nil
 
 -- The fetch count (pq:fseq) as this call last knew it, read once per call.
 local function readFetchSeq()
@@ -79,7 +77,7 @@ local function begin(keys, argv)
   deferMark, markPending = false, false
   groupsInUse, poppedPrioritized = false, false
   activeLen, fetchSeq = nil, nil
-  activeRead, locatedActive, activeDrops, activeDir = nil, nil, nil, -1
+  activeWalk = nil
 end
 
 -- Error codes (mapped to exceptions in pyqueue/_replies.py, nowhere else).
